@@ -1,0 +1,81 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layering (see README "Code map"):
+//   WasmletRuntime  engine, instances, limits, scheduler — no sockets, no protobuf
+//   WasmletTTRPC    ttrpc framing, client and server on SwiftNIO — knows nothing of wasmlet
+//   WasmletAPI      generated protobuf messages for the wasmlet.v1 and containerd APIs
+// The shim and the CLI must never depend on WasmletRuntime (and so never link WasmKit).
+let package = Package(
+    name: "wasmlet",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "WasmletRuntime", targets: ["WasmletRuntime"]),
+        .library(name: "WasmletTTRPC", targets: ["WasmletTTRPC"]),
+        .library(name: "WasmletAPI", targets: ["WasmletAPI"]),
+        .library(name: "WasmletSystemd", targets: ["WasmletSystemd"]),
+    ],
+    dependencies: [
+        // WasmKit is pinned exactly: memory caps use its `@_spi(Fuzzing)` resourceLimiter, and
+        // the kill mechanism depends on the layout of its fuel counter (see Interrupter.swift).
+        .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C glue for the kill mechanism: a signal handler that zeroes the running store's fuel.
+        .target(name: "CWasmletInterrupt"),
+        .target(
+            name: "WasmletRuntime",
+            dependencies: [
+                "CWasmletInterrupt",
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "WasmKitWASI", package: "WasmKit"),
+                .product(name: "WASI", package: "WasmKit"),
+                .product(name: "WasmParser", package: "WasmKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "WasmletTTRPC",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .target(
+            name: "WasmletAPI",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // libsystemd through pkg-config: sd_notify, sd_listen_fds, the journal.
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .target(name: "WasmletSystemd", dependencies: ["CSystemd"]),
+        .executableTarget(
+            name: "wasmlet-bench",
+            dependencies: [
+                "WasmletRuntime",
+                .product(name: "WAT", package: "WasmKit"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "WasmletRuntimeTests",
+            dependencies: ["WasmletRuntime", .product(name: "WAT", package: "WasmKit")]
+        ),
+        .testTarget(
+            name: "WasmletSystemdTests",
+            dependencies: ["WasmletSystemd"]
+        ),
+        .testTarget(
+            name: "WasmletTTRPCTests",
+            dependencies: ["WasmletTTRPC"]
+        ),
+    ]
+)
