@@ -1,0 +1,3 @@
+#pragma once
+#include "wasmlet_interrupt.h"
+#include "wasmlet_sys.h"

@@ -1,0 +1,12 @@
+// Thin wrappers over libc calls that Swift's Glibc module does not import (they need
+// _GNU_SOURCE or live in malloc.h).
+#pragma once
+#include <poll.h>
+#include <stddef.h>
+#include <time.h>
+
+/// ppoll(2) with an optional timeout; the signal mask is left as it is.
+int wasmlet_ppoll(struct pollfd *fds, unsigned long count, const struct timespec *timeout);
+
+/// malloc_usable_size(3).
+size_t wasmlet_malloc_usable_size(void *pointer);

@@ -1,0 +1,12 @@
+#define _GNU_SOURCE
+#include "wasmlet_sys.h"
+
+#include <malloc.h>
+
+int wasmlet_ppoll(struct pollfd *fds, unsigned long count, const struct timespec *timeout) {
+    return ppoll(fds, (nfds_t)count, timeout, NULL);
+}
+
+size_t wasmlet_malloc_usable_size(void *pointer) {
+    return malloc_usable_size(pointer);
+}

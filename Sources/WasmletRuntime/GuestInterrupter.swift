@@ -1,0 +1,123 @@
+import CWasmletInterrupt
+import Dispatch
+import Glibc
+import Synchronization
+
+/// The kill switch of one guest run.
+///
+/// How a kill lands (measured in shared/docs/wasmkit-0.4.2.md):
+/// 1. `requestKill` marks the control block and starts re-sending a real-time signal to the
+///    guest's thread until the run has ended.
+/// 2. The handler (CWasmletInterrupt) runs on that thread and zeroes the store's fuel counter, so
+///    the interpreter's next fuel check raises its ordinary "out of fuel" trap and every frame
+///    unwinds normally. About 9% of signals land between the interpreter's read and write of the
+///    counter and are lost, which is why we re-send.
+/// 3. Host functions that block (sleep, stdio reads and writes) wait with `poll`, which the
+///    same signal interrupts with EINTR, and they check `isKillRequested` themselves.
+///
+/// Safety: the handler only touches the block bound to its own thread, and only when that block
+/// asks for a kill. The killer signals only while the run is marked alive, under the same lock
+/// the run takes to mark itself finished, so no signal is ever sent to a thread that has exited.
+final class GuestInterrupter: @unchecked Sendable {
+    /// The signal used for kills; chosen once per process.
+    static let signalNumber: Int32 = wasmlet_sigrtmin() + 6
+
+    /// Installs the handler; idempotent. Returns an error text when the signal cannot be used.
+    static let installation: Result<Void, RuntimeError> = {
+        let rc = wasmlet_interrupt_install(signalNumber)
+        return rc == 0 ? .success(()) : .failure(RuntimeError(.internal, "cannot install the kill signal handler: errno \(rc)"))
+    }()
+
+    /// Unblocks the kill signal on the calling thread. Threads inherit their creator's mask, and
+    /// libdispatch workers (which often call `start`) block every asynchronous signal.
+    static func unblockOnCurrentThread() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signalNumber)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+
+    let block: UnsafeMutablePointer<wasmlet_guest_control>
+    private struct State {
+        var thread: pthread_t?
+        var alive = false
+        var finished = false
+        var resender: DispatchSourceTimer?
+    }
+    private let state = Mutex(State())
+    private static let resendQueue = DispatchQueue(label: "wasmlet.kill-resend", qos: .userInteractive)
+
+    init() {
+        block = .allocate(capacity: 1)
+        block.initialize(to: wasmlet_guest_control())
+    }
+
+    deinit {
+        block.deinitialize(count: 1)
+        block.deallocate()
+    }
+
+    var isKillRequested: Bool { wasmlet_interrupt_kill_requested(block) != 0 }
+
+    /// Fuel left when the kill was requested, or nil if no kill was requested while in wasm.
+    var fuelAtKill: UInt64? {
+        guard isKillRequested else { return nil }
+        let value = wasmlet_interrupt_fuel_at_kill(block)
+        return value == .max ? nil : value
+    }
+
+    /// Called on the guest thread before it enters wasm.
+    func bindCurrentThread(fuelCell: UnsafeMutablePointer<UInt64>) {
+        wasmlet_interrupt_set_fuel_cell(block, fuelCell)
+        wasmlet_interrupt_bind(block)
+        let killedEarly = state.withLock { state -> Bool in
+            state.thread = pthread_self()
+            state.alive = true
+            return state.resender != nil || isKillRequested
+        }
+        // A kill that arrived before the thread was known: zero the fuel ourselves.
+        if killedEarly { fuelCell.pointee = 0 }
+    }
+
+    /// Called on the guest thread once the call returned. After this no signal is sent for it.
+    func unbindCurrentThread() {
+        state.withLock { state in
+            state.alive = false
+            state.finished = true
+            state.resender?.cancel()
+            state.resender = nil
+        }
+        wasmlet_interrupt_bind(nil)
+        wasmlet_interrupt_set_fuel_cell(block, nil)
+    }
+
+    /// Asks the run to stop. Safe from any thread, any number of times.
+    func requestKill() {
+        wasmlet_interrupt_request_kill(block)
+        state.withLock { state in
+            guard !state.finished, state.resender == nil else { return }
+            let timer = DispatchSource.makeTimerSource(queue: Self.resendQueue)
+            var sent = 0
+            // Re-send quickly at first (most kills land on the first or second signal), then back
+            // off so a guest stuck in an uninterruptible spot does not cost a core.
+            timer.setEventHandler { [weak self] in
+                guard let self else { return }
+                sent += 1
+                self.signalIfAlive()
+                if sent == 40 {
+                    timer.schedule(deadline: .now() + .milliseconds(1), repeating: .milliseconds(5), leeway: .milliseconds(1))
+                }
+            }
+            timer.schedule(deadline: .now(), repeating: .microseconds(50), leeway: .microseconds(20))
+            state.resender = timer
+            timer.resume()
+        }
+    }
+
+    private func signalIfAlive() {
+        state.withLock { state in
+            guard state.alive, let thread = state.thread else { return }
+            _ = wasmlet_interrupt_signal(thread, Self.signalNumber)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Dispatch
+import Foundation
+
+/// The runtime's mutable bookkeeping for one instance. Only touched under the runtime's lock.
+final class InstanceRecord {
+    enum StopRequest: Equatable {
+        case killed(signal: Int32)
+        case deadline(milliseconds: UInt64)
+    }
+
+    let spec: InstanceSpec
+    let module: LoadedModule
+    let memoryCap: UInt64
+    let serial: UInt32
+    let createdAt = Date()
+    var state: InstanceSnapshot.State = .created
+    var startedAt: Date?
+    var exit: ExitRecord?
+    var interrupter: GuestInterrupter?
+    var stopRequest: StopRequest?
+    var deadlineTimer: DispatchSourceTimer?
+    var waiters: [CheckedContinuation<ExitRecord, Never>] = []
+
+    init(spec: InstanceSpec, module: LoadedModule, memoryCap: UInt64, serial: UInt32) {
+        self.spec = spec
+        self.module = module
+        self.memoryCap = memoryCap
+        self.serial = serial
+    }
+
+    var isLive: Bool { state != .exited }
+
+    var snapshot: InstanceSnapshot {
+        InstanceSnapshot(
+            key: spec.key, labels: spec.labels, moduleDigest: module.digest, state: state, createdAt: createdAt,
+            startedAt: startedAt, limits: spec.limits, memoryCapBytes: memoryCap, serial: serial, exit: exit, spec: spec)
+    }
+
+    /// Turns a run's outcome into the durable record, using why we stopped it when we did.
+    func exitRecord(for outcome: GuestOutcome) -> ExitRecord {
+        var record = ExitRecord(
+            code: 0, reason: .exited, startedAt: outcome.startedAt ?? startedAt, fuelConsumed: outcome.fuelConsumed,
+            cpuTimeNanoseconds: outcome.cpuTimeNanoseconds, peakMemoryBytes: outcome.peakMemoryBytes,
+            memoryLimitHit: outcome.memoryLimitHit)
+        switch outcome.ending {
+        case .exited(let code):
+            record.code = code
+        case .trapped(let message):
+            record.reason = .trapped
+            record.code = ExitRecord.trapExitCode
+            record.message = message
+        case .outOfFuel:
+            record.reason = .outOfFuel
+            record.code = ExitRecord.trapExitCode
+            record.message = "fuel budget of \(spec.limits.fuel ?? 0) exhausted"
+        case .failedToStart(let message):
+            record.reason = .failedToStart
+            record.code = ExitRecord.failedToStartExitCode
+            record.message = message
+        case .interrupted:
+            applyStopRequest(to: &record)
+        }
+        return record
+    }
+
+    func applyStopRequest(to record: inout ExitRecord) {
+        switch stopRequest ?? .killed(signal: 9) {
+        case .killed(let signal):
+            record.reason = .killed
+            record.signal = signal
+            record.code = ExitRecord.signalExitCode(signal)
+            record.message = "killed by signal \(signal)"
+        case .deadline(let milliseconds):
+            record.reason = .deadlineExceeded
+            record.signal = 9
+            record.code = ExitRecord.signalExitCode(9)
+            record.message = "deadline of \(milliseconds) ms exceeded"
+        }
+    }
+}

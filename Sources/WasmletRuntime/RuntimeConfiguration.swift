@@ -1,0 +1,75 @@
+import Foundation
+
+/// Runtime-wide settings. The defaults work on a node without any configuration file.
+public struct RuntimeConfiguration: Sendable {
+    /// Most instances alive (created or running) at once; past it, create fails with
+    /// "resource exhausted".
+    public var maxInstances: Int = 10_000
+    /// The node memory budget: the sum of the memory caps of live instances may not exceed it.
+    public var memoryBudgetBytes: UInt64 = RuntimeConfiguration.defaultMemoryBudget()
+    /// The memory cap of an instance whose spec sets none.
+    public var defaultMemoryCapBytes: UInt64 = 128 << 20
+    /// The interpreter stack of an instance whose spec sets none (WasmKit's default).
+    public var defaultStackBytes: UInt64 = 512 << 10
+    /// Modules over this size are refused.
+    public var maxModuleBytes: Int = 64 << 20
+    /// Bounds on the parsed-module cache.
+    public var moduleCacheEntries: Int = 256
+    public var moduleCacheBytes: Int = 1 << 30
+    /// How long a start waits for a reader to open a stdout/stderr FIFO.
+    public var fifoOpenTimeout: Duration = .seconds(10)
+    /// If a kill has not stopped a guest after this long (a host call that ignores the kill, or
+    /// the translation of one huge function), the instance is reported exited anyway and its
+    /// thread abandoned; see `GuestInterrupter`.
+    public var killEscalationTimeout: Duration = .seconds(2)
+
+    public init() {}
+
+    /// Half of physical memory: the rest is the node's, kubelet's and the daemon's own.
+    public static func defaultMemoryBudget() -> UInt64 {
+        ProcessInfo.processInfo.physicalMemory / 2
+    }
+}
+
+/// A point-in-time view of one instance, safe to hand to any thread.
+public struct InstanceSnapshot: Sendable {
+    public enum State: String, Sendable, Codable { case created, running, exited }
+
+    public var key: InstanceKey
+    public var labels: [String: String]
+    public var moduleDigest: String
+    public var state: State
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var limits: Limits
+    /// The effective memory cap reserved against the node budget.
+    public var memoryCapBytes: UInt64
+    /// A small number stable for the instance's life, unique in this process (for pid fields).
+    public var serial: UInt32
+    public var exit: ExitRecord?
+    public var spec: InstanceSpec
+}
+
+/// Runtime-wide counters.
+public struct RuntimeStatistics: Sendable {
+    public var created: Int
+    public var running: Int
+    public var exited: Int
+    public var memoryReservedBytes: UInt64
+    public var memoryBudgetBytes: UInt64
+    public var moduleCacheEntries: Int
+    public var moduleCacheBytes: Int
+    public var moduleCacheHits: UInt64
+    public var moduleCacheMisses: UInt64
+    public var fuelConsumedTotal: UInt64
+    public var exitsByReason: [ExitReason: UInt64]
+}
+
+/// What the runtime tells its embedder (the daemon persists these), in order per instance, on
+/// the runtime's lifecycle queue.
+public enum RuntimeEvent: Sendable {
+    case created(InstanceSnapshot)
+    case started(InstanceSnapshot)
+    case exited(InstanceSnapshot)
+    case deleted(InstanceKey)
+}

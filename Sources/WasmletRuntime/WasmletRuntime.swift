@@ -1,0 +1,336 @@
+import Dispatch
+import Foundation
+import Glibc
+import Synchronization
+import WasmKit
+
+/// Hosts many sandboxed WASI preview1 instances in one process.
+///
+/// Threads: every method may be called from any thread. Each running guest has a dedicated
+/// thread (see `GuestThread`); state changes, deadline timers and events happen on one serial
+/// lifecycle queue, so an embedder sees each instance's events in order.
+public final class WasmletRuntime: Sendable {
+    public let configuration: RuntimeConfiguration
+    private let modules: ModuleCache
+    private let lifecycle = DispatchQueue(label: "wasmlet.lifecycle")
+    private let eventHandler: (@Sendable (RuntimeEvent) -> Void)?
+
+    private struct State: ~Copyable {
+        var instances: [InstanceKey: InstanceRecord] = [:]
+        var nextSerial: UInt32 = 1
+        var liveCount = 0
+        var reservedBytes: UInt64 = 0
+        var fuelConsumedTotal: UInt64 = 0
+        var exitsByReason: [ExitReason: UInt64] = [:]
+        var engines: [UInt64: Engine] = [:]
+    }
+    private let state = Mutex(State())
+
+    /// - Parameter eventHandler: called on the lifecycle queue for every create, start, exit
+    ///   and delete, in order; the daemon persists its records from here.
+    public init(configuration: RuntimeConfiguration = RuntimeConfiguration(), eventHandler: (@Sendable (RuntimeEvent) -> Void)? = nil) throws {
+        self.configuration = configuration
+        self.eventHandler = eventHandler
+        modules = ModuleCache(
+            maxEntries: configuration.moduleCacheEntries, maxBytes: configuration.moduleCacheBytes,
+            maxModuleBytes: configuration.maxModuleBytes)
+        try GuestInterrupter.installation.get()
+        _ = try FuelCell.offset.get()
+        // A guest writing to a pipe whose reader left must get EPIPE, not kill the daemon.
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    // MARK: Modules
+
+    /// Loads, validates and caches a module file; returns the cached entry on a digest hit.
+    @discardableResult
+    public func loadModule(path: String) throws -> LoadedModule { try modules.load(path: path) }
+
+    /// Loads, validates and caches a module from bytes.
+    @discardableResult
+    public func loadModule(bytes: [UInt8]) throws -> LoadedModule { try modules.load(bytes: bytes) }
+
+    /// The cached module with this digest, if it is still cached.
+    public func module(digest: String) -> LoadedModule? { modules.lookup(digest: digest) }
+
+    // MARK: Lifecycle
+
+    /// Creates an instance of a loaded module, reserving its memory cap against the node budget.
+    @discardableResult
+    public func create(_ spec: InstanceSpec) throws -> InstanceSnapshot {
+        try Self.validate(spec)
+        guard let module = modules.lookup(digest: spec.moduleDigest) else {
+            throw RuntimeError.notFound("module \(spec.moduleDigest) is not loaded (never loaded, or evicted from the cache)")
+        }
+        let cap = spec.limits.memoryBytes ?? configuration.defaultMemoryCapBytes
+        let snapshot = try state.withLock { state throws -> InstanceSnapshot in
+            guard state.instances[spec.key] == nil else {
+                throw RuntimeError.alreadyExists("instance \(spec.key) already exists")
+            }
+            guard state.liveCount < configuration.maxInstances else {
+                throw RuntimeError.resourceExhausted("instance limit reached: \(configuration.maxInstances) live instances")
+            }
+            guard state.reservedBytes + cap <= configuration.memoryBudgetBytes else {
+                throw RuntimeError.resourceExhausted(
+                    "node memory budget exhausted: \(state.reservedBytes) of \(configuration.memoryBudgetBytes) bytes reserved, \(cap) more asked")
+            }
+            let record = InstanceRecord(spec: spec, module: module, memoryCap: cap, serial: state.nextSerial)
+            state.nextSerial = state.nextSerial == UInt32.max ? 1 : state.nextSerial + 1
+            state.instances[spec.key] = record
+            state.liveCount += 1
+            state.reservedBytes += cap
+            return record.snapshot
+        }
+        emit(.created(snapshot))
+        return snapshot
+    }
+
+    /// Starts a created instance on a thread of its own.
+    public func start(_ key: InstanceKey) throws {
+        let (record, engine) = try state.withLock { state throws -> (InstanceRecord, Engine) in
+            guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
+            guard record.state == .created else {
+                throw RuntimeError.failedPrecondition("instance \(key) is \(record.state.rawValue), not created")
+            }
+            record.state = .running
+            record.startedAt = Date()
+            record.interrupter = GuestInterrupter()
+            let stack = record.spec.limits.stackBytes ?? configuration.defaultStackBytes
+            return (record, Self.engine(stackBytes: stack, in: &state))
+        }
+        let run = GuestRun(
+            module: record.module, spec: record.spec, engine: engine, memoryCap: record.memoryCap,
+            interrupter: record.interrupter!, fifoWait: configuration.fifoOpenTimeout)
+        let serial = record.serial
+        do {
+            try GuestThread.spawn { [self] in
+                let outcome = run.execute()
+                finish(key, serial: serial, outcome: outcome)
+            }
+        } catch {
+            finish(key, serial: serial, outcome: GuestOutcome(ending: .failedToStart(GuestRun.text(error))))
+            return
+        }
+        if let timeout = record.spec.limits.timeoutMilliseconds {
+            let timer = DispatchSource.makeTimerSource(queue: lifecycle)
+            timer.setEventHandler { [weak self] in self?.stop(key, serial: serial, request: .deadline(milliseconds: timeout)) }
+            timer.schedule(deadline: .now() + .milliseconds(Int(min(timeout, UInt64(Int32.max)))))
+            state.withLock { _ in record.deadlineTimer = timer }
+            timer.resume()
+        }
+        let snapshot = state.withLock { _ in record.snapshot }
+        emit(.started(snapshot))
+    }
+
+    /// Ends an instance: a running guest is stopped wherever it is, a created one never runs.
+    /// Any signal ends a guest (WASI has no signal handlers); the exit code is 128+signal.
+    public func kill(_ key: InstanceKey, signal: Int32 = SIGKILL) throws {
+        guard (1...64).contains(signal) else { throw RuntimeError.invalidArgument("invalid signal \(signal)") }
+        let current = try state.withLock { state throws -> (InstanceSnapshot.State, UInt32) in
+            guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
+            return (record.state, record.serial)
+        }
+        switch current.0 {
+        case .exited:
+            throw RuntimeError.failedPrecondition("instance \(key) has already exited")
+        case .created:
+            finishUnstarted(key, signal: signal)
+        case .running:
+            stop(key, serial: current.1, request: .killed(signal: signal))
+        }
+    }
+
+    /// Waits until the instance exits and returns its exit record.
+    public func wait(_ key: InstanceKey) async throws -> ExitRecord {
+        let record = try state.withLock { state throws -> InstanceRecord in
+            guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
+            return record
+        }
+        return await withCheckedContinuation { continuation in
+            let exit = state.withLock { _ -> ExitRecord? in
+                if let exit = record.exit { return exit }
+                record.waiters.append(continuation)
+                return nil
+            }
+            if let exit { continuation.resume(returning: exit) }
+        }
+    }
+
+    /// Removes a created or exited instance and releases what it reserved.
+    @discardableResult
+    public func delete(_ key: InstanceKey) throws -> InstanceSnapshot {
+        let snapshot = try state.withLock { state throws -> InstanceSnapshot in
+            guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
+            guard record.state != .running else {
+                throw RuntimeError.failedPrecondition("instance \(key) is running; kill it first")
+            }
+            if record.state == .created {
+                state.liveCount -= 1
+                state.reservedBytes -= record.memoryCap
+            }
+            state.instances[key] = nil
+            return record.snapshot
+        }
+        emit(.deleted(key))
+        return snapshot
+    }
+
+    public func inspect(_ key: InstanceKey) throws -> InstanceSnapshot {
+        try state.withLock { state throws -> InstanceSnapshot in
+            guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
+            return record.snapshot
+        }
+    }
+
+    /// Instances in `namespace` (all namespaces when nil) whose labels include every pair given.
+    public func list(namespace: String? = nil, labels: [String: String] = [:]) -> [InstanceSnapshot] {
+        state.withLock { state in
+            state.instances.values.lazy
+                .filter { namespace == nil || $0.spec.key.namespace == namespace }
+                .filter { record in labels.allSatisfy { record.spec.labels[$0.key] == $0.value } }
+                .map(\.snapshot)
+                .sorted { ($0.key.namespace, $0.key.id) < ($1.key.namespace, $1.key.id) }
+        }
+    }
+
+    public func statistics() -> RuntimeStatistics {
+        let cache = modules.statistics
+        return state.withLock { state in
+            var created = 0
+            var running = 0
+            var exited = 0
+            for record in state.instances.values {
+                switch record.state {
+                case .created: created += 1
+                case .running: running += 1
+                case .exited: exited += 1
+                }
+            }
+            return RuntimeStatistics(
+                created: created, running: running, exited: exited, memoryReservedBytes: state.reservedBytes,
+                memoryBudgetBytes: configuration.memoryBudgetBytes, moduleCacheEntries: cache.entries,
+                moduleCacheBytes: cache.bytes, moduleCacheHits: cache.hits, moduleCacheMisses: cache.misses,
+                fuelConsumedTotal: state.fuelConsumedTotal, exitsByReason: state.exitsByReason)
+        }
+    }
+
+    /// Create, start and wait in one call; the instance is deleted afterwards.
+    public func run(_ spec: InstanceSpec) async throws -> ExitRecord {
+        try create(spec)
+        do {
+            try start(spec.key)
+        } catch {
+            _ = try? delete(spec.key)
+            throw error
+        }
+        let exit = try await wait(spec.key)
+        _ = try? delete(spec.key)
+        return exit
+    }
+
+    // MARK: Internals
+
+    private static func validate(_ spec: InstanceSpec) throws {
+        for (name, value) in [("namespace", spec.key.namespace), ("id", spec.key.id)] {
+            guard !value.isEmpty, value.utf8.count <= 255 else {
+                throw RuntimeError.invalidArgument("\(name) must be 1 to 255 bytes")
+            }
+            guard !value.contains("/"), !value.contains("\0") else {
+                throw RuntimeError.invalidArgument("\(name) \"\(value)\" may not contain '/' or NUL")
+            }
+        }
+        for preopen in spec.preopens {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: preopen.hostPath, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw RuntimeError.invalidArgument("preopen \(preopen.hostPath): not a directory")
+            }
+            guard !preopen.guestPath.isEmpty else { throw RuntimeError.invalidArgument("preopen \(preopen.hostPath): empty guest path") }
+        }
+        if let memory = spec.limits.memoryBytes, memory == 0 {
+            throw RuntimeError.invalidArgument("memory cap must be positive")
+        }
+        if let stack = spec.limits.stackBytes, stack < 16 << 10 || stack > 64 << 20 {
+            throw RuntimeError.invalidArgument("stack size must be between 16 KiB and 64 MiB")
+        }
+    }
+
+    /// Fuel metering is a translation-time switch of the engine, and the stack size belongs to
+    /// it too, so there is one engine per distinct stack size.
+    private static func engine(stackBytes: UInt64, in state: inout State) -> Engine {
+        if let engine = state.engines[stackBytes] { return engine }
+        let engine = Engine(configuration: EngineConfiguration(stackSize: Int(stackBytes), fuelMetering: true))
+        state.engines[stackBytes] = engine
+        return engine
+    }
+
+    private func stop(_ key: InstanceKey, serial: UInt32, request: InstanceRecord.StopRequest) {
+        let interrupter = state.withLock { state -> GuestInterrupter? in
+            guard let record = state.instances[key], record.serial == serial, record.state == .running else { return nil }
+            if record.stopRequest == nil { record.stopRequest = request }
+            return record.interrupter
+        }
+        guard let interrupter else { return }
+        interrupter.requestKill()
+        lifecycle.asyncAfter(deadline: .now() + configuration.killEscalationTimeout.timeInterval) { [weak self] in
+            guard let self else { return }
+            let abandoned = GuestOutcome(ending: .interrupted)
+            self.finish(key, serial: serial, outcome: abandoned, abandonedAfterKill: true)
+        }
+    }
+
+    private func finishUnstarted(_ key: InstanceKey, signal: Int32) {
+        let snapshot = state.withLock { state -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, Never>])? in
+            guard let record = state.instances[key], record.state == .created else { return nil }
+            record.stopRequest = .killed(signal: signal)
+            var exit = ExitRecord(code: 0, reason: .killed)
+            record.applyStopRequest(to: &exit)
+            return Self.markExited(record, exit, in: &state)
+        }
+        if let (snapshot, waiters) = snapshot { deliver(snapshot, waiters) }
+    }
+
+    private func finish(_ key: InstanceKey, serial: UInt32, outcome: GuestOutcome, abandonedAfterKill: Bool = false) {
+        let result = state.withLock { state -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, Never>])? in
+            guard let record = state.instances[key], record.serial == serial, record.state == .running else { return nil }
+            var exit = record.exitRecord(for: outcome)
+            if abandonedAfterKill {
+                exit.message += "; the guest did not stop within \(configuration.killEscalationTimeout) and its thread was abandoned"
+            }
+            return Self.markExited(record, exit, in: &state)
+        }
+        if let (snapshot, waiters) = result { deliver(snapshot, waiters) }
+    }
+
+    private static func markExited(_ record: InstanceRecord, _ exit: ExitRecord, in state: inout State)
+        -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, Never>])
+    {
+        record.state = .exited
+        record.exit = exit
+        record.deadlineTimer?.cancel()
+        record.deadlineTimer = nil
+        state.liveCount -= 1
+        state.reservedBytes -= record.memoryCap
+        state.fuelConsumedTotal &+= exit.fuelConsumed
+        state.exitsByReason[exit.reason, default: 0] += 1
+        let waiters = record.waiters
+        record.waiters = []
+        return (record.snapshot, waiters)
+    }
+
+    private func deliver(_ snapshot: InstanceSnapshot, _ waiters: [CheckedContinuation<ExitRecord, Never>]) {
+        for waiter in waiters { waiter.resume(returning: snapshot.exit!) }
+        emit(.exited(snapshot))
+    }
+
+    private func emit(_ event: RuntimeEvent) {
+        guard let eventHandler else { return }
+        lifecycle.async { eventHandler(event) }
+    }
+}
+
+extension Duration {
+    var timeInterval: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

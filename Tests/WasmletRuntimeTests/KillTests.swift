@@ -1,0 +1,110 @@
+import Foundation
+import Glibc
+import Testing
+@testable import WasmletRuntime
+
+@Suite struct KillTests {
+    /// Starts a guest and waits until it is running (and, for a sleeper, has printed).
+    static func startGuest(_ runtime: WasmletRuntime, _ name: String, args: [String] = [], stdio: StdioSpec = StdioSpec()) async throws -> InstanceKey {
+        let module = try runtime.loadModule(path: Fixtures.guest(name))
+        let key = InstanceKey(namespace: "kill", id: Fixtures.uniqueID())
+        try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest, args: [name] + args, stdio: stdio))
+        try runtime.start(key)
+        #expect(try await Fixtures.eventually { try runtime.inspect(key).state == .running })
+        try await Task.sleep(for: .milliseconds(50))  // let it reach its sleep / loop
+        return key
+    }
+
+    @Test func killsASleepingGuest() async throws {
+        let runtime = try Fixtures.makeRuntime()
+        let key = try await Self.startGuest(runtime, "sleeper")
+        try runtime.kill(key, signal: SIGTERM)
+        let exit = try await runtime.wait(key)
+        #expect(exit.message == "killed by signal 15", "the kill landed; the thread was not abandoned")
+        #expect(exit.reason == .killed)
+        #expect(exit.code == 143)
+        #expect(exit.signal == SIGTERM)
+    }
+
+    @Test func killsAComputeLoopThatMakesNoHostCalls() async throws {
+        let runtime = try Fixtures.makeRuntime()
+        let key = try await Self.startGuest(runtime, "cpuhog")
+        try runtime.kill(key)
+        let exit = try await runtime.wait(key)
+        #expect(exit.message == "killed by signal 9", "the kill landed; the thread was not abandoned")
+        #expect(exit.reason == .killed)
+        #expect(exit.code == 137)
+        #expect(exit.fuelConsumed > 0, "fuel used before the kill is still reported")
+    }
+
+    @Test func killsAGuestBlockedReadingStdin() async throws {
+        let directory = try Fixtures.temporaryDirectory()
+        let fifo = directory.appendingPathComponent("stdin").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let runtime = try Fixtures.makeRuntime()
+        let key = try await Self.startGuest(runtime, "cat", stdio: StdioSpec(stdin: fifo))
+        // Hold a writer open so the guest blocks in fd_read rather than seeing EOF.
+        let writer = open(fifo, O_WRONLY)
+        defer { close(writer) }
+        try await Task.sleep(for: .milliseconds(50))
+        try runtime.kill(key)
+        let exit = try await runtime.wait(key)
+        #expect(exit.reason == .killed)
+        #expect(exit.code == 137)
+    }
+
+    @Test func killBeforeStartNeverRuns() async throws {
+        let runtime = try Fixtures.makeRuntime()
+        let module = try runtime.loadModule(path: Fixtures.guest("hello"))
+        let key = InstanceKey(namespace: "kill", id: "unstarted")
+        try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest))
+        try runtime.kill(key, signal: SIGINT)
+        let exit = try await runtime.wait(key)
+        #expect(exit.reason == .killed)
+        #expect(exit.code == 130)
+        #expect(throws: RuntimeError.self) { try runtime.start(key) }
+    }
+
+    @Test func killOfExitedOrMissingIsAnError() async throws {
+        let runtime = try Fixtures.makeRuntime()
+        let module = try runtime.loadModule(path: Fixtures.guest("hello"))
+        let key = InstanceKey(namespace: "kill", id: "done")
+        try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest))
+        try runtime.start(key)
+        _ = try await runtime.wait(key)
+        let exited = #expect(throws: RuntimeError.self) { try runtime.kill(key) }
+        #expect(exited?.kind == .failedPrecondition)
+        let missing = #expect(throws: RuntimeError.self) { try runtime.kill(InstanceKey(namespace: "kill", id: "nope")) }
+        #expect(missing?.kind == .notFound)
+        let bad = #expect(throws: RuntimeError.self) { try runtime.kill(key, signal: 99) }
+        #expect(bad?.kind == .invalidArgument)
+    }
+
+    @Test func repeatedKillsOfComputeGuestsAllLand() async throws {
+        // Many kills in a row, beside a neighbour that must keep running correctly.
+        let runtime = try Fixtures.makeRuntime()
+        let neighbour = try await Self.startGuest(runtime, "sleeper", args: ["30"])
+        for _ in 0..<25 {
+            let key = try await Self.startGuest(runtime, "cpuhog")
+            try runtime.kill(key)
+            let exit = try await runtime.wait(key)
+            #expect(exit.reason == .killed)
+        }
+        #expect(try runtime.inspect(neighbour).state == .running)
+        let hello = try await Fixtures.run(runtime, guest: "hello")
+        #expect(hello.stdout == "hello from wasmlet\n")
+        try runtime.kill(neighbour)
+        #expect(try await runtime.wait(neighbour).reason == .killed)
+    }
+
+    @Test func deleteRefusesRunningInstances() async throws {
+        let runtime = try Fixtures.makeRuntime()
+        let key = try await Self.startGuest(runtime, "sleeper")
+        let error = #expect(throws: RuntimeError.self) { try runtime.delete(key) }
+        #expect(error?.kind == .failedPrecondition)
+        try runtime.kill(key)
+        _ = try await runtime.wait(key)
+        try runtime.delete(key)
+        #expect(throws: RuntimeError.self) { try runtime.inspect(key) }
+    }
+}
