@@ -56,6 +56,7 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // The daemon's systemd glue: sd_notify, watchdog, socket activation, journal.
         .target(name: "WasmletSystemd", dependencies: ["CSystemd"]),
         .executableTarget(
             name: "wasmlet-bench",
