@@ -58,6 +58,9 @@ let package = Package(
         ),
         // The daemon's systemd glue: sd_notify, watchdog, socket activation, journal.
         .target(name: "WasmletSystemd", dependencies: ["CSystemd"]),
+        // Test helper for WasmletSystemdTests: runs SocketActivation as the child of
+        // systemd-socket-activate, and the journal sender in a private mount namespace.
+        .executableTarget(name: "wasmlet-sd-probe", dependencies: ["WasmletSystemd"]),
         .executableTarget(
             name: "wasmlet-bench",
             dependencies: [
@@ -72,7 +75,8 @@ let package = Package(
         ),
         .testTarget(
             name: "WasmletSystemdTests",
-            dependencies: ["WasmletSystemd"]
+            // The probe is a dependency only so that it is built before the tests run.
+            dependencies: ["WasmletSystemd", "wasmlet-sd-probe"]
         ),
         .testTarget(
             name: "WasmletTTRPCTests",
