@@ -44,11 +44,14 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ]
+            ],
+            // protos/ is the input of scripts/generate-protos.sh; Generated/ holds its output.
+            exclude: ["protos", "Generated/README.md"]
         ),
         .target(
             name: "WasmletAPI",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["protos", "Generated/README.md"]
         ),
         // libsystemd through pkg-config: sd_notify, sd_listen_fds, the journal.
         .systemLibrary(

@@ -1,1 +1,0 @@
-// Placeholder until generated code lands.
