@@ -83,7 +83,13 @@ let package = Package(
         ),
         .testTarget(
             name: "WasmletTTRPCTests",
-            dependencies: ["WasmletTTRPC"]
+            dependencies: [
+                "WasmletTTRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
         ),
     ]
 )
