@@ -65,6 +65,10 @@ let package = Package(
         // systemd-socket-activate, and the journal sender in a private mount namespace.
         .executableTarget(name: "wasmlet-sd-probe", dependencies: ["WasmletSystemd"]),
         .executableTarget(
+            name: "wasmlet-run",
+            dependencies: ["WasmletRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
             name: "wasmlet-bench",
             dependencies: [
                 "WasmletRuntime",

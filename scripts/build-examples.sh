@@ -57,6 +57,9 @@ for src in "$EX"/guests/*.c; do
     build "$OUT/$name.wasm" "$WASM_CC" "${WASM_FLAGS[@]}" -- "$src"
 done
 
+# hello also natively: the benchmark compares an in-process start with spawning a process.
+build "$OUT/native/hello" "$NATIVE_CC" -O2 -- "$EX/guests/hello.c"
+
 for src in "$EX"/bench/*.c; do
     name="$(basename "$src" .c)"
     build "$OUT/$name.wasm" "$WASM_CC" "${WASM_FLAGS[@]}" -- "$src" "$EX/bench/bench_main.h"

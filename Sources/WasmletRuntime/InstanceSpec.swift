@@ -42,7 +42,7 @@ public struct StdioSpec: Sendable, Equatable, Codable {
 
 /// Per-instance limits. `nil` means "use the runtime's default" for the memory cap and stack,
 /// and "none" for fuel and the deadline.
-public struct Limits: Sendable, Equatable, Codable {
+public struct InstanceLimits: Sendable, Equatable, Codable {
     /// Cap on linear memory in bytes, enforced at instantiation and on every `memory.grow`.
     public var memoryBytes: UInt64?
     /// Fuel budget (about one unit per wasm operator). Metering is always on, so consumption is
@@ -76,12 +76,12 @@ public struct InstanceSpec: Sendable {
     /// it from the `PWD` variable, which is set from this when given.
     public var cwd: String?
     public var stdio: StdioSpec
-    public var limits: Limits
+    public var limits: InstanceLimits
 
     public init(
         key: InstanceKey, labels: [String: String] = [:], moduleDigest: String, args: [String] = [],
         environment: [String: String] = [:], preopens: [PreopenSpec] = [], cwd: String? = nil,
-        stdio: StdioSpec = StdioSpec(), limits: Limits = Limits()
+        stdio: StdioSpec = StdioSpec(), limits: InstanceLimits = InstanceLimits()
     ) {
         self.key = key
         self.labels = labels

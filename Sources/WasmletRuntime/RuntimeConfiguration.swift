@@ -41,7 +41,7 @@ public struct InstanceSnapshot: Sendable {
     public var state: State
     public var createdAt: Date
     public var startedAt: Date?
-    public var limits: Limits
+    public var limits: InstanceLimits
     /// The effective memory cap reserved against the node budget.
     public var memoryCapBytes: UInt64
     /// A small number stable for the instance's life, unique in this process (for pid fields).

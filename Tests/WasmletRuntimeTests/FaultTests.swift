@@ -4,7 +4,7 @@ import Testing
 
 /// Hostile and broken guests end only their own instance, with a clear reason.
 @Suite struct FaultTests {
-    static func runWAT(_ runtime: WasmletRuntime, _ text: String, limits: Limits = Limits()) async throws -> ExitRecord {
+    static func runWAT(_ runtime: WasmletRuntime, _ text: String, limits: InstanceLimits = InstanceLimits()) async throws -> ExitRecord {
         let module = try runtime.loadModule(bytes: Fixtures.wat(text))
         return try await Fixtures.run(runtime, digest: module.digest, limits: limits).exit
     }
@@ -75,9 +75,9 @@ import Testing
         let neighbour = InstanceKey(namespace: "faults", id: "neighbour")
         try runtime.create(InstanceSpec(key: neighbour, moduleDigest: sleeper.digest, args: ["sleeper", "0.5"]))
         try runtime.start(neighbour)
-        async let bomb = Fixtures.run(runtime, guest: "membomb", limits: Limits(memoryBytes: 8 << 20))
+        async let bomb = Fixtures.run(runtime, guest: "membomb", limits: InstanceLimits(memoryBytes: 8 << 20))
         async let recursion = Fixtures.run(runtime, guest: "recurse")
-        async let loop = Fixtures.run(runtime, guest: "cpuhog", limits: Limits(fuel: 5_000_000))
+        async let loop = Fixtures.run(runtime, guest: "cpuhog", limits: InstanceLimits(fuel: 5_000_000))
         let results = try await [bomb, recursion, loop]
         #expect(results[0].exit.memoryLimitHit)
         #expect(results[1].exit.reason == .trapped)

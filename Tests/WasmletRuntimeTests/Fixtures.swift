@@ -50,7 +50,7 @@ enum Fixtures {
     /// Runs a module to exit with stdout and stderr captured in files.
     static func run(
         _ runtime: WasmletRuntime, digest: String, args: [String] = ["guest"], env: [String: String] = [:],
-        preopens: [PreopenSpec] = [], stdin: String? = nil, limits: Limits = Limits()
+        preopens: [PreopenSpec] = [], stdin: String? = nil, limits: InstanceLimits = InstanceLimits()
     ) async throws -> Result {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -66,7 +66,7 @@ enum Fixtures {
     }
 
     static func run(_ runtime: WasmletRuntime, guest name: String, args: [String] = [], env: [String: String] = [:],
-                    preopens: [PreopenSpec] = [], stdin: String? = nil, limits: Limits = Limits()) async throws -> Result {
+                    preopens: [PreopenSpec] = [], stdin: String? = nil, limits: InstanceLimits = InstanceLimits()) async throws -> Result {
         let module = try runtime.loadModule(path: try guest(name))
         return try await run(runtime, digest: module.digest, args: [name] + args, env: env, preopens: preopens, stdin: stdin, limits: limits)
     }

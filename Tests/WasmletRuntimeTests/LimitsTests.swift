@@ -6,7 +6,7 @@ import Testing
     @Test func memoryCapStopsAMemoryBomb() async throws {
         let runtime = try Fixtures.makeRuntime()
         let cap: UInt64 = 16 << 20
-        let result = try await Fixtures.run(runtime, guest: "membomb", limits: Limits(memoryBytes: cap))
+        let result = try await Fixtures.run(runtime, guest: "membomb", limits: InstanceLimits(memoryBytes: cap))
         #expect(result.exit.code == 3, "membomb exits 3 once malloc fails")
         #expect(result.exit.memoryLimitHit)
         #expect(result.exit.peakMemoryBytes <= cap)
@@ -17,7 +17,7 @@ import Testing
     @Test func capBelowInitialMemoryFailsToStart() async throws {
         let runtime = try Fixtures.makeRuntime()
         let module = try runtime.loadModule(bytes: Fixtures.wat(#"(module (memory (export "memory") 4) (func (export "_start")))"#))
-        let result = try await Fixtures.run(runtime, digest: module.digest, limits: Limits(memoryBytes: 65536))
+        let result = try await Fixtures.run(runtime, digest: module.digest, limits: InstanceLimits(memoryBytes: 65536))
         #expect(result.exit.reason == .failedToStart)
         #expect(result.exit.memoryLimitHit)
         #expect(result.exit.message.contains("below the module's initial memory"))
@@ -33,10 +33,10 @@ import Testing
               (func (export "_start")
                 (call $exit (i32.eq (memory.grow (i32.const 100)) (i32.const -1)))))
             """#))
-        let capped = try await Fixtures.run(runtime, digest: module.digest, limits: Limits(memoryBytes: 1 << 20))
+        let capped = try await Fixtures.run(runtime, digest: module.digest, limits: InstanceLimits(memoryBytes: 1 << 20))
         #expect(capped.exit.code == 1)
         #expect(capped.exit.memoryLimitHit)
-        let roomy = try await Fixtures.run(runtime, digest: module.digest, limits: Limits(memoryBytes: 16 << 20))
+        let roomy = try await Fixtures.run(runtime, digest: module.digest, limits: InstanceLimits(memoryBytes: 16 << 20))
         #expect(roomy.exit.code == 0)
         #expect(!roomy.exit.memoryLimitHit)
         #expect(roomy.exit.peakMemoryBytes == 101 * 65536)
@@ -44,7 +44,7 @@ import Testing
 
     @Test func fuelBudgetEndsAnInfiniteLoop() async throws {
         let runtime = try Fixtures.makeRuntime()
-        let result = try await Fixtures.run(runtime, guest: "cpuhog", limits: Limits(fuel: 2_000_000))
+        let result = try await Fixtures.run(runtime, guest: "cpuhog", limits: InstanceLimits(fuel: 2_000_000))
         #expect(result.exit.reason == .outOfFuel)
         #expect(result.exit.code == 134)
         #expect(result.exit.fuelConsumed <= 2_000_000)
@@ -53,14 +53,14 @@ import Testing
 
     @Test func enoughFuelLetsAGuestFinish() async throws {
         let runtime = try Fixtures.makeRuntime()
-        let result = try await Fixtures.run(runtime, guest: "hello", limits: Limits(fuel: 10_000_000))
+        let result = try await Fixtures.run(runtime, guest: "hello", limits: InstanceLimits(fuel: 10_000_000))
         #expect(result.exit.code == 0)
         #expect(result.exit.fuelConsumed < 10_000_000)
     }
 
     @Test func deadlineEndsASleeper() async throws {
         let runtime = try Fixtures.makeRuntime()
-        let result = try await Fixtures.run(runtime, guest: "sleeper", limits: Limits(timeoutMilliseconds: 200))
+        let result = try await Fixtures.run(runtime, guest: "sleeper", limits: InstanceLimits(timeoutMilliseconds: 200))
         #expect(result.exit.reason == .deadlineExceeded)
         #expect(result.exit.code == 137)
         #expect(result.exit.message == "deadline of 200 ms exceeded")
@@ -69,7 +69,7 @@ import Testing
 
     @Test func deadlineEndsAComputeLoop() async throws {
         let runtime = try Fixtures.makeRuntime()
-        let result = try await Fixtures.run(runtime, guest: "cpuhog", limits: Limits(timeoutMilliseconds: 150))
+        let result = try await Fixtures.run(runtime, guest: "cpuhog", limits: InstanceLimits(timeoutMilliseconds: 150))
         #expect(result.exit.reason == .deadlineExceeded)
         #expect(result.exit.fuelConsumed > 0)
         #expect(result.exit.cpuTimeNanoseconds > 0)
@@ -87,7 +87,7 @@ import Testing
         let runtime = try Fixtures.makeRuntime()
         let fits = try await Fixtures.run(runtime, guest: "recurse", args: ["2000"])
         #expect(fits.exit.code == 0)
-        let small = try await Fixtures.run(runtime, guest: "recurse", args: ["2000"], limits: Limits(stackBytes: 32 << 10))
+        let small = try await Fixtures.run(runtime, guest: "recurse", args: ["2000"], limits: InstanceLimits(stackBytes: 32 << 10))
         #expect(small.exit.reason == .trapped)
     }
 
@@ -108,9 +108,9 @@ import Testing
     @Test func admissionEnforcesTheNodeMemoryBudget() async throws {
         let runtime = try Fixtures.makeRuntime { $0.memoryBudgetBytes = 100 << 20 }
         let module = try runtime.loadModule(path: Fixtures.guest("hello"))
-        try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: "a"), moduleDigest: module.digest, limits: Limits(memoryBytes: 60 << 20)))
+        try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: "a"), moduleDigest: module.digest, limits: InstanceLimits(memoryBytes: 60 << 20)))
         let error = #expect(throws: RuntimeError.self) {
-            try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: "b"), moduleDigest: module.digest, limits: Limits(memoryBytes: 60 << 20)))
+            try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: "b"), moduleDigest: module.digest, limits: InstanceLimits(memoryBytes: 60 << 20)))
         }
         #expect(error?.kind == .resourceExhausted)
         #expect(error?.message.contains("memory budget") == true)
@@ -119,6 +119,6 @@ import Testing
         try runtime.start(InstanceKey(namespace: "n", id: "a"))
         _ = try await runtime.wait(InstanceKey(namespace: "n", id: "a"))
         #expect(runtime.statistics().memoryReservedBytes == 0)
-        try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: "b"), moduleDigest: module.digest, limits: Limits(memoryBytes: 60 << 20)))
+        try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: "b"), moduleDigest: module.digest, limits: InstanceLimits(memoryBytes: 60 << 20)))
     }
 }

@@ -11,7 +11,7 @@ import Testing
         var keys: [InstanceKey] = []
         for index in 0..<300 {
             let key = InstanceKey(namespace: "sched", id: "sleeper-\(index)")
-            try runtime.create(InstanceSpec(key: key, moduleDigest: sleeper.digest, args: ["sleeper"], limits: Limits(memoryBytes: 1 << 20)))
+            try runtime.create(InstanceSpec(key: key, moduleDigest: sleeper.digest, args: ["sleeper"], limits: InstanceLimits(memoryBytes: 1 << 20)))
             try runtime.start(key)
             keys.append(key)
         }

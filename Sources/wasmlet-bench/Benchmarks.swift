@@ -1,0 +1,268 @@
+import Foundation
+import Glibc
+import WasmKit
+import WasmKitWASI
+import WasmletRuntime
+
+/// create + run-to-exit of the C hello, module cached: latency, then throughput on all cores.
+struct StartBenchmark {
+    let guests: Guests
+    let runs: Int
+
+    func run(_ report: Report) async throws {
+        let hello = try guests.digest("hello")
+        for _ in 0..<50 { _ = try await guests.run(hello) }
+        var samples = Samples()
+        for _ in 0..<runs {
+            let start = now()
+            let exit = try await guests.run(hello)
+            samples.add(Double(now() - start))
+            precondition(exit.code == 0, "hello failed: \(exit)")
+        }
+        report.add("hello create+run-to-exit, p50", microseconds(samples.median), "≤ 250 µs")
+        report.add("hello create+run-to-exit, p99", microseconds(samples.percentile(99)), "-")
+
+        for concurrency in [2, 4] {
+            let total = runs
+            let start = now()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<concurrency {
+                    group.addTask {
+                        for _ in stride(from: worker, to: total, by: concurrency) { _ = try await guests.run(hello) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let seconds = Double(now() - start) / 1e9
+            report.add("hello runs/s, \(concurrency) concurrent callers", String(format: "%.0f /s", Double(total) / seconds), "≥ 5,000 /s")
+        }
+    }
+}
+
+/// The same hello started in-process versus spawning its native build as a process.
+struct SpawnBenchmark {
+    let guests: Guests
+    let runs: Int
+
+    func run(_ report: Report) async throws {
+        let hello = try guests.digest("hello")
+        let native = "\(guests.directory)/native/hello"
+        guard FileManager.default.isExecutableFile(atPath: native) else {
+            report.add("hello in-process vs native process spawn", "not measured: \(native) missing", "wasmlet faster")
+            return
+        }
+        var wasm = Samples()
+        var process = Samples()
+        let devNull = open("/dev/null", O_WRONLY)
+        defer { close(devNull) }
+        for _ in 0..<runs {
+            var start = now()
+            _ = try await guests.run(hello)
+            wasm.add(Double(now() - start))
+
+            start = now()
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            posix_spawn_file_actions_adddup2(&actions, devNull, 1)
+            var pid = pid_t()
+            let argv: [UnsafeMutablePointer<CChar>?] = [strdup(native), nil]
+            let rc = posix_spawn(&pid, native, &actions, nil, argv, environ)
+            posix_spawn_file_actions_destroy(&actions)
+            free(argv[0])
+            guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            process.add(Double(now() - start))
+        }
+        report.add("hello start-to-exit, wasmlet in-process, p50", microseconds(wasm.median), "-")
+        report.add("hello start-to-exit, native process spawn, p50", microseconds(process.median), "-")
+        report.add("  ratio wasmlet / native spawn", String(format: "%.2f×", wasm.median / process.median), "< 1 (wasmlet faster)")
+    }
+}
+
+/// Time from kill() to the exit record, for a guest asleep in a host call and one in a pure loop.
+struct KillBenchmark {
+    let guests: Guests
+    let runs: Int
+
+    func run(_ report: Report) async throws {
+        for (name, args) in [("sleeper", ["sleeper"]), ("cpuhog", ["cpuhog"])] {
+            let digest = try guests.digest(name)
+            var samples = Samples()
+            for _ in 0..<runs {
+                let key = try guests.start(digest, args: args)
+                try await guests.waitUntilRunning(key)
+                try await Task.sleep(for: .milliseconds(2))
+                let start = now()
+                try guests.runtime.kill(key)
+                let exit = try await guests.runtime.wait(key)
+                samples.add(Double(now() - start))
+                precondition(exit.reason == .killed && !exit.message.contains("abandoned"), "kill did not land: \(exit)")
+                _ = try? guests.runtime.delete(key)
+            }
+            let target = name == "sleeper" ? "p99 ≤ 10 ms" : "p99 ≤ 100 ms"
+            report.add("kill latency, \(name == "sleeper" ? "sleeping" : "compute-loop") guest, p50", milliseconds(samples.median), "-")
+            report.add("kill latency, \(name == "sleeper" ? "sleeping" : "compute-loop") guest, p99", milliseconds(samples.percentile(99)), target)
+        }
+    }
+}
+
+/// Calls a compute guest's `bench(n)` export directly on WasmKit, as wasmlet runs it.
+struct DirectCall {
+    let instance: Instance
+    let store: Store
+    let bridge: WASIBridgeToHost
+
+    init(path: String, fuelMetering: Bool) throws {
+        let engine = Engine(configuration: EngineConfiguration(fuelMetering: fuelMetering))
+        store = Store(engine: engine)
+        bridge = try WASIBridgeToHost(args: [], environment: [:], preopens: [], stdin: -1, stdout: -1, stderr: -1)
+        var imports = Imports()
+        bridge.link(to: &imports, store: store)
+        instance = try parseWasm(filePath: path).instantiate(store: store, imports: imports)
+        if fuelMetering { store.fuel = Fuel(remaining: 1 << 62) }
+    }
+
+    func close() { try? bridge.close() }
+
+    /// Median nanoseconds of `bench(n)` over `runs` calls after one warm-up, and its checksum.
+    func time(n: Int32, runs: Int) throws -> (Double, Int32) {
+        guard let bench = instance.exports[function: "bench"] else { throw BenchError("no bench export") }
+        var result = try bench([.i32(UInt32(bitPattern: n))])
+        var samples = Samples()
+        for _ in 0..<runs {
+            let start = now()
+            result = try bench([.i32(UInt32(bitPattern: n))])
+            samples.add(Double(now() - start))
+        }
+        guard case .i32(let checksum) = result.first else { throw BenchError("bench returned no i32") }
+        return (samples.median, Int32(bitPattern: checksum))
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Fuel metering on versus off, same guest, same engine otherwise.
+struct FuelBenchmark {
+    let guests: Guests
+
+    func run(_ report: Report) throws {
+        for (name, n) in [("fib", Int32(27)), ("sort", Int32(300_000))] {
+            let on = try DirectCall(path: guests.path(name), fuelMetering: true)
+            let off = try DirectCall(path: guests.path(name), fuelMetering: false)
+            defer { on.close(); off.close() }
+            // Interleave rounds so drift on a noisy machine hits both sides alike.
+            var onSamples = Samples()
+            var offSamples = Samples()
+            for _ in 0..<5 {
+                onSamples.add(try on.time(n: n, runs: 1).0)
+                offSamples.add(try off.time(n: n, runs: 1).0)
+            }
+            report.add("fuel metering on/off, \(name)(\(n))", String(format: "%.2f× (%@ vs %@)", onSamples.median / offSamples.median,
+                milliseconds(onSamples.median), milliseconds(offSamples.median)), "≤ 1.35×")
+        }
+    }
+}
+
+/// A short guest's start-to-exit alone, then beside 4 CPU-bound guests.
+struct FairnessBenchmark {
+    let guests: Guests
+
+    func run(_ report: Report) async throws {
+        let hello = try guests.digest("hello")
+        let hog = try guests.digest("cpuhog")
+        func measure() async throws -> Double {
+            var samples = Samples()
+            for _ in 0..<100 {
+                let start = now()
+                _ = try await guests.run(hello)
+                samples.add(Double(now() - start))
+            }
+            return samples.median
+        }
+        let solo = try await measure()
+        let hogs = try (0..<4).map { _ in try guests.start(hog, args: ["cpuhog"], limits: InstanceLimits()) }
+        try await Task.sleep(for: .milliseconds(100))
+        let loaded = try await measure()
+        for key in hogs { try guests.runtime.kill(key) }
+        for key in hogs { _ = try await guests.runtime.wait(key) }
+        report.add("short guest (hello) p50 alone", microseconds(solo), "-")
+        report.add("short guest (hello) p50 beside 4 CPU hogs", String(format: "%@ (%.1f× slower)", microseconds(loaded), loaded / solo), "report it")
+    }
+}
+
+/// Compute guests on wasmlet (WasmKit with fuel metering, as the runtime runs them) against
+/// wasmtime, wasm3 and native, all in this run (peers through scripts/bench-peers.py).
+struct ComputeBenchmark {
+    let guests: Guests
+
+    func run(_ report: Report) throws {
+        let cases: [(String, Int32)] = [("fib", 30), ("sha256", 4), ("sort", 1_000_000)]
+        var ours: [String: (Double, Int32)] = [:]
+        for (name, n) in cases {
+            let call = try DirectCall(path: guests.path(name), fuelMetering: true)
+            defer { call.close() }
+            ours[name] = try call.time(n: n, runs: 5)
+        }
+        let peers = runPeers(cases)
+        for (name, n) in cases {
+            guard let (wasmlet, checksum) = ours[name] else { continue }
+            var line = "wasmlet \(milliseconds(wasmlet))"
+            let entry = peers?[name] as? [String: Any]
+            var ratios: [String] = []
+            for peer in ["wasmtime", "wasm3", "native"] {
+                if let ns = entry?["\(peer)_ns"] as? Double {
+                    ratios.append("\(peer) \(milliseconds(ns)) (wasmlet/\(peer) \(String(format: "%.2f", wasmlet / ns))×)")
+                } else {
+                    ratios.append("\(peer) not measured")
+                }
+            }
+            if let peerChecksum = entry?["checksum"] as? Int, Int32(truncatingIfNeeded: peerChecksum) != checksum {
+                ratios.append("CHECKSUM MISMATCH \(checksum) vs \(peerChecksum)")
+            }
+            line += "; " + ratios.joined(separator: "; ")
+            report.add("compute \(name)(\(n))", line, "wasmlet ≥ wasm3's speed")
+        }
+    }
+
+    private func runPeers(_ cases: [(String, Int32)]) -> [String: Any]? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "scripts/bench-peers.py", "--runs", "5", "--build-dir", guests.directory,
+                             "--guests", cases.map { "\($0.0)=\($0.1)" }.joined(separator: ",")]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        do { try process.run() } catch { return nil }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    }
+}
+
+/// RSS per instance with many guests asleep at once.
+struct DensityBenchmark {
+    let guests: Guests
+    let count: Int
+
+    func run(_ report: Report) async throws {
+        let sleeper = try guests.digest("sleeper")
+        // Warm the module and the runtime so one-time costs are not charged to instances.
+        let warm = try guests.start(sleeper, args: ["sleeper"])
+        try await guests.waitUntilRunning(warm)
+        try await Task.sleep(for: .milliseconds(300))
+        let before = residentBytes()
+        var keys: [InstanceKey] = []
+        for _ in 0..<count { keys.append(try guests.start(sleeper, args: ["sleeper"])) }
+        while guests.runtime.statistics().running < count + 1 { try await Task.sleep(for: .milliseconds(50)) }
+        try await Task.sleep(for: .seconds(2))  // every guest has reached its sleep
+        let after = residentBytes()
+        let perInstance = Double(after - before) / Double(count)
+        report.add("\(count) sleeping instances: RSS per instance", String(format: "%.1f KiB (total %.0f MiB)", perInstance / 1024,
+            Double(after) / 1_048_576), "≤ 256 KiB")
+        for key in keys + [warm] { try guests.runtime.kill(key) }
+        for key in keys + [warm] { _ = try await guests.runtime.wait(key) }
+    }
+}

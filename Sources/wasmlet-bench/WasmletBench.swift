@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import WasmletRuntime
+
+/// Benchmarks for the runtime core. Every figure is measured in this run; peers (wasmtime,
+/// wasm3, native) are run in the same invocation so ratios compare like with like.
+@main
+struct WasmletBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wasmlet-bench",
+        abstract: "Measure start latency, density, kill latency, fuel overhead and compute speed of the wasmlet runtime.")
+
+    @Option(help: "Directory with the built example guests (scripts/build-examples.sh).")
+    var examples = "examples/build"
+
+    @Option(help: "Comma-separated groups to run: start,density,kill,fuel,fairness,compute,spawn (default: all).")
+    var only: String?
+
+    @Option(help: "Concurrent sleeping instances for the density figure.")
+    var density = 10_000
+
+    @Option(help: "Repetitions for latency figures.")
+    var runs = 2_000
+
+    @Option(help: "Write the summary table (Markdown) to this file.")
+    var markdown: String?
+
+    func run() async throws {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+
+        let groups = Set((only ?? "start,density,kill,fuel,fairness,compute,spawn").split(separator: ",").map(String.init))
+        let report = Report()
+        var configuration = RuntimeConfiguration()
+        configuration.maxInstances = max(configuration.maxInstances, density + 100)
+        configuration.memoryBudgetBytes = UInt64(density + 100) * (1 << 20) * 4
+        let runtime = try WasmletRuntime(configuration: configuration)
+        let guests = Guests(runtime: runtime, directory: examples)
+        print("wasmlet-bench: \(ProcessInfo.processInfo.activeProcessorCount) cores, examples in \(examples)")
+
+        if groups.contains("start") { try await StartBenchmark(guests: guests, runs: runs).run(report) }
+        if groups.contains("spawn") { try await SpawnBenchmark(guests: guests, runs: min(runs, 500)).run(report) }
+        if groups.contains("kill") { try await KillBenchmark(guests: guests, runs: min(runs, 300)).run(report) }
+        if groups.contains("fuel") { try FuelBenchmark(guests: guests).run(report) }
+        if groups.contains("fairness") { try await FairnessBenchmark(guests: guests).run(report) }
+        if groups.contains("compute") { try ComputeBenchmark(guests: guests).run(report) }
+        if groups.contains("density") { try await DensityBenchmark(guests: guests, count: density).run(report) }
+
+        print("\n" + report.markdown())
+        if let markdown { try report.markdown().write(toFile: markdown, atomically: true, encoding: .utf8) }
+    }
+}
+
+/// The example guests, loaded once.
+struct Guests: Sendable {
+    let runtime: WasmletRuntime
+    let directory: String
+
+    func path(_ name: String) -> String { "\(directory)/\(name).wasm" }
+
+    func digest(_ name: String) throws -> String {
+        try runtime.loadModule(path: path(name)).digest
+    }
+
+    private static let counter = Counter()
+
+    /// Runs a guest to exit with stdio to nothing.
+    func run(_ digest: String, args: [String] = ["guest"], limits: InstanceLimits = InstanceLimits()) async throws -> ExitRecord {
+        let key = InstanceKey(namespace: "bench", id: "i\(Self.counter.next())")
+        return try await runtime.run(InstanceSpec(key: key, moduleDigest: digest, args: args, limits: limits))
+    }
+
+    /// Creates and starts a guest, returning its key.
+    func start(_ digest: String, args: [String], limits: InstanceLimits = InstanceLimits(memoryBytes: 1 << 20)) throws -> InstanceKey {
+        let key = InstanceKey(namespace: "bench", id: "i\(Self.counter.next())")
+        try runtime.create(InstanceSpec(key: key, moduleDigest: digest, args: args, limits: limits))
+        try runtime.start(key)
+        return key
+    }
+
+    func waitUntilRunning(_ key: InstanceKey) async throws {
+        while try runtime.inspect(key).state == .created { try await Task.sleep(for: .microseconds(200)) }
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+    func next() -> Int { lock.withLock { value += 1; return value } }
+}
