@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "WasmletTTRPC", targets: ["WasmletTTRPC"]),
         .library(name: "WasmletAPI", targets: ["WasmletAPI"]),
         .library(name: "WasmletSystemd", targets: ["WasmletSystemd"]),
+        .library(name: "WasmletClient", targets: ["WasmletClient"]),
+        .executable(name: "wasmletctl", targets: ["wasmletctl"]),
     ],
     dependencies: [
         // WasmKit is pinned exactly: memory caps use its `@_spi(Fuzzing)` resourceLimiter, and
@@ -74,6 +76,30 @@ let package = Package(
                 "WasmletRuntime",
                 .product(name: "WAT", package: "WasmKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Typed client for wasmlet.v1.Runtime plus socket resolution and CLI parsing/formatting.
+        // Must never depend on WasmletRuntime: wasmletctl and the shim do not link the engine.
+        .target(
+            name: "WasmletClient",
+            dependencies: [
+                "WasmletTTRPC", "WasmletAPI",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .executableTarget(
+            name: "wasmletctl",
+            dependencies: [
+                "WasmletClient", "WasmletAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "WasmletCtlTests",
+            // wasmletctl is a dependency so that the binary is built before the tests run them.
+            dependencies: [
+                "WasmletClient", "WasmletAPI", "WasmletTTRPC", "wasmletctl",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
         .testTarget(

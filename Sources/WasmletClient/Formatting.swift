@@ -1,0 +1,207 @@
+import SwiftProtobuf
+import WasmletAPI
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Human and JSON renderings of wasmlet.v1 messages, as `wasmletctl` prints them.
+public enum InstanceFormatting {
+    /// "created", "running", "exited", "unknown".
+    public static func stateName(_ state: Wasmlet_V1_State) -> String {
+        switch state {
+        case .created: "created"
+        case .running: "running"
+        case .exited: "exited"
+        case .unspecified, .UNRECOGNIZED: "unknown"
+        }
+    }
+
+    /// "exited", "trapped", "out_of_fuel", "deadline_exceeded", "killed", "failed_to_start",
+    /// "daemon_restarted", "unknown".
+    public static func reasonName(_ reason: Wasmlet_V1_ExitReason) -> String {
+        switch reason {
+        case .exited: "exited"
+        case .trapped: "trapped"
+        case .outOfFuel: "out_of_fuel"
+        case .deadlineExceeded: "deadline_exceeded"
+        case .killed: "killed"
+        case .failedToStart: "failed_to_start"
+        case .daemonRestarted: "daemon_restarted"
+        case .unspecified, .UNRECOGNIZED: "unknown"
+        }
+    }
+
+    /// The first 12 hex digits of a "sha256:<hex>" digest; "-" when there is none.
+    public static func shortDigest(_ digest: String) -> String {
+        guard !digest.isEmpty else { return "-" }
+        let hex = digest.hasPrefix("sha256:") ? digest.dropFirst("sha256:".count) : Substring(digest)
+        return String(hex.prefix(12))
+    }
+
+    /// "42s", "5m", "3h", "12d" (kubectl style: seconds below 2 minutes, minutes below 2 hours...).
+    public static func age(seconds: Int64) -> String {
+        let s = max(0, seconds)
+        if s < 120 { return "\(s)s" }
+        if s < 2 * 3600 { return "\(s / 60)m" }
+        if s < 48 * 3600 { return "\(s / 3600)h" }
+        return "\(s / 86400)d"
+    }
+
+    public static let tableHeader = ["NAMESPACE", "ID", "STATE", "EXIT", "MODULE", "AGE"]
+
+    /// The `wasmletctl list` table, sorted by namespace then id, columns aligned with three
+    /// spaces between them, one line per instance, ending in a newline. `now` is in Unix seconds.
+    public static func table(_ instances: [Wasmlet_V1_Instance], now: Int64) -> String {
+        let sorted = instances.sorted { ($0.namespace, $0.id) < ($1.namespace, $1.id) }
+        var rows: [[String]] = [tableHeader]
+        rows.reserveCapacity(sorted.count + 1)
+        for instance in sorted {
+            rows.append([
+                instance.namespace,
+                instance.id,
+                stateName(instance.state),
+                instance.hasExit ? String(instance.exit.code) : "-",
+                shortDigest(instance.moduleDigest),
+                instance.hasCreatedAt ? age(seconds: now - instance.createdAt.seconds) : "-",
+            ])
+        }
+        return alignedTable(rows)
+    }
+
+    /// Rows padded to column width (by character count), three spaces apart; the last column
+    /// is not padded.
+    public static func alignedTable(_ rows: [[String]]) -> String {
+        guard let columns = rows.map(\.count).max(), columns > 0 else { return "" }
+        var widths = [Int](repeating: 0, count: columns)
+        for row in rows {
+            for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) }
+        }
+        var out = ""
+        out.reserveCapacity(rows.count * (widths.reduce(0, +) + 3 * columns))
+        for row in rows {
+            for (index, cell) in row.enumerated() {
+                out += cell
+                if index < row.count - 1 {
+                    out += String(repeating: " ", count: widths[index] - cell.count + 3)
+                }
+            }
+            out += "\n"
+        }
+        return out
+    }
+
+    /// RFC 3339 UTC with milliseconds, e.g. "2025-01-02T03:04:05.678Z".
+    public static func timestamp(_ value: Google_Protobuf_Timestamp) -> String {
+        var seconds = time_t(value.seconds)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ number: Int32, _ width: Int) -> String {
+            let text = String(number)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
+            + "\(pad(value.nanos / 1_000_000, 3))Z"
+    }
+
+    private static func optionalTimestamp(_ present: Bool, _ value: Google_Protobuf_Timestamp) -> JSONValue {
+        present ? .string(timestamp(value)) : .null
+    }
+
+    /// The exit record as JSON, keys in a fixed order.
+    public static func json(_ exit: Wasmlet_V1_ExitRecord) -> JSONValue {
+        .object([
+            ("code", .int(Int64(exit.code))),
+            ("reason", .string(reasonName(exit.reason))),
+            ("message", .string(exit.message)),
+            ("signal", .uint(UInt64(exit.signal))),
+            ("startedAt", optionalTimestamp(exit.hasStartedAt, exit.startedAt)),
+            ("exitedAt", optionalTimestamp(exit.hasExitedAt, exit.exitedAt)),
+            ("fuelConsumed", .uint(exit.fuelConsumed)),
+            ("cpuTimeNs", .uint(exit.cpuTimeNs)),
+            ("peakMemoryBytes", .uint(exit.peakMemoryBytes)),
+            ("memoryLimitHit", .bool(exit.memoryLimitHit)),
+        ])
+    }
+
+    /// The instance as JSON, keys in a fixed order (labels sorted by key); absent times and
+    /// an absent exit record are null.
+    public static func json(_ instance: Wasmlet_V1_Instance) -> JSONValue {
+        let labels = instance.labels.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) }
+        let limits = instance.limits
+        return .object([
+            ("namespace", .string(instance.namespace)),
+            ("id", .string(instance.id)),
+            ("state", .string(stateName(instance.state))),
+            ("serial", .uint(UInt64(instance.serial))),
+            ("labels", .object(labels)),
+            ("moduleDigest", .string(instance.moduleDigest)),
+            ("modulePath", .string(instance.modulePath)),
+            ("createdAt", optionalTimestamp(instance.hasCreatedAt, instance.createdAt)),
+            ("startedAt", optionalTimestamp(instance.hasStartedAt, instance.startedAt)),
+            ("limits", .object([
+                ("memoryBytes", .uint(limits.memoryBytes)),
+                ("fuel", .uint(limits.fuel)),
+                ("timeoutMs", .uint(limits.timeoutMs)),
+                ("stackBytes", .uint(limits.stackBytes)),
+            ])),
+            ("exit", instance.hasExit ? json(instance.exit) : .null),
+        ])
+    }
+
+    /// `wasmletctl list -o json`: {"instances": [...]}, sorted like the table.
+    public static func json(_ instances: [Wasmlet_V1_Instance]) -> JSONValue {
+        let sorted = instances.sorted { ($0.namespace, $0.id) < ($1.namespace, $1.id) }
+        return .object([("instances", .array(sorted.map { json($0) }))])
+    }
+
+    /// The daemon's counters, in a fixed order (name, value).
+    public static func statsFields(_ stats: Wasmlet_V1_StatsResponse) -> [(String, UInt64)] {
+        [
+            ("instancesCreated", stats.instancesCreated),
+            ("instancesDeleted", stats.instancesDeleted),
+            ("created", stats.created),
+            ("running", stats.running),
+            ("exited", stats.exited),
+            ("memoryReservedBytes", stats.memoryReservedBytes),
+            ("memoryBudgetBytes", stats.memoryBudgetBytes),
+            ("moduleCacheEntries", stats.moduleCacheEntries),
+            ("moduleCacheBytes", stats.moduleCacheBytes),
+            ("fuelConsumedTotal", stats.fuelConsumedTotal),
+            ("uptimeSeconds", stats.uptimeSeconds),
+        ]
+    }
+
+    public static func json(_ stats: Wasmlet_V1_StatsResponse) -> JSONValue {
+        .object(statsFields(stats).map { ($0.0, .uint($0.1)) })
+    }
+
+    /// "name: value" lines, names aligned.
+    public static func statsText(_ stats: Wasmlet_V1_StatsResponse) -> String {
+        let fields = statsFields(stats)
+        let width = fields.map(\.0.count).max() ?? 0
+        return fields.map { name, value in
+            name + ":" + String(repeating: " ", count: width - name.count + 1) + String(value)
+        }.joined(separator: "\n") + "\n"
+    }
+
+    /// A one-line explanation of an exit that was not a plain return/proc_exit, or nil.
+    public static func exitSummary(_ exit: Wasmlet_V1_ExitRecord) -> String? {
+        let detail = exit.message.isEmpty ? "" : ": \(exit.message)"
+        switch exit.reason {
+        case .exited, .unspecified: return nil
+        case .killed: return "killed by signal \(exit.signal) (exit code \(exit.code))"
+        case .trapped: return "trapped\(detail)"
+        case .outOfFuel: return "ran out of fuel\(detail)"
+        case .deadlineExceeded: return "deadline exceeded\(detail)"
+        case .failedToStart: return "failed to start\(detail)"
+        case .daemonRestarted: return "daemon restarted while it ran\(detail)"
+        case .UNRECOGNIZED(let value): return "ended with reason \(value)\(detail)"
+        }
+    }
+}
