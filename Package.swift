@@ -16,6 +16,8 @@ let package = Package(
         .library(name: "WasmletSystemd", targets: ["WasmletSystemd"]),
         .library(name: "WasmletClient", targets: ["WasmletClient"]),
         .executable(name: "wasmletctl", targets: ["wasmletctl"]),
+        .library(name: "WasmletDaemon", targets: ["WasmletDaemon"]),
+        .executable(name: "wasmletd", targets: ["wasmletd"]),
     ],
     dependencies: [
         // WasmKit is pinned exactly: memory caps use its `@_spi(Fuzzing)` resourceLimiter, and
@@ -25,8 +27,35 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
+        // The node daemon's wiring: configuration, the wasmlet.v1.Runtime service over the
+        // runtime, durable instance records, systemd integration. `wasmletd` only calls it.
+        .target(
+            name: "WasmletDaemon",
+            dependencies: [
+                "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletSystemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "wasmletd",
+            dependencies: ["WasmletDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // End-to-end tests against the real `wasmletd` binary (a dependency so it is built first).
+        .testTarget(
+            name: "WasmletDaemonTests",
+            dependencies: [
+                "WasmletDaemon", "wasmletd", "WasmletTTRPC", "WasmletAPI",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         // C glue for the kill mechanism: a signal handler that zeroes the running store's fuel.
         .target(name: "CWasmletInterrupt"),
         .target(

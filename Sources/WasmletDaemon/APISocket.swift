@@ -1,0 +1,90 @@
+import Foundation
+import Glibc
+import Logging
+import WasmletSystemd
+import WasmletTTRPC
+
+/// Where the API is served: the socket systemd passed (socket activation, descriptor named
+/// "api"), else a socket the daemon binds itself at the configured path.
+enum APISocket {
+    /// Inherited sockets must be taken before any other thread may fork/exec (the call unsets
+    /// LISTEN_* and marks the descriptors close-on-exec), so the daemon calls this first.
+    static func takeActivated(logger: Logger) throws -> CInt? {
+        let sockets: [ListeningSocket]
+        do {
+            sockets = try SocketActivation.takeListeningSockets(expectedFamilies: ["api": .unix])
+        } catch {
+            throw DaemonError.startup("socket activation: \(error)")
+        }
+        if let api = sockets.first(where: { $0.name == "api" }) {
+            for other in sockets where other != api {
+                logger.warning("ignoring inherited socket \(other)")
+            }
+            return api.fileDescriptor
+        }
+        if sockets.count == 1, sockets[0].family == .unix {
+            logger.warning("inherited socket \(sockets[0]) is not named 'api'; serving the API on it anyway")
+            return sockets[0].fileDescriptor
+        }
+        for socket in sockets { logger.warning("ignoring inherited socket \(socket)") }
+        return nil
+    }
+
+    static func serve(
+        activated: CInt?, configuration: DaemonConfiguration, registry: TTRPCServiceRegistry,
+        serverConfiguration: TTRPCServer.Configuration, logger: Logger
+    ) async throws -> TTRPCServer {
+        if let activated {
+            let server = try await TTRPCServer.adopt(
+                listeningSocket: activated, registry: registry, configuration: serverConfiguration)
+            logger.info("serving the API on the socket-activated descriptor \(activated)")
+            return server
+        }
+        let path = configuration.socketPath
+        try makeParentDirectory(of: path)
+        var serverConfiguration = serverConfiguration
+        serverConfiguration.socketMode = 0o660
+        let server = try await TTRPCServer.bind(
+            unixSocketPath: path, registry: registry, configuration: serverConfiguration)
+        if let group = configuration.group, let gid = GroupLookup.gid(named: group) {
+            // root:group when we are root; a non-root daemon keeps itself as owner (it may
+            // only hand the file to a group it belongs to).
+            let owner: uid_t = getuid() == 0 ? 0 : uid_t.max
+            if chown(path, owner, gid) != 0 {
+                let reason = String(cString: strerror(errno))
+                await server.shutdown(gracePeriod: .zero)
+                throw DaemonError.startup("cannot give \(path) to group \(group): \(reason)")
+            }
+        }
+        logger.info("serving the API on \(path)", metadata: ["group": "\(configuration.group ?? "-")"])
+        return server
+    }
+
+    /// mkdir -p with 0755 for what it creates: others must be able to reach the socket, whose
+    /// own mode is what guards it.
+    private static func makeParentDirectory(of path: String) throws {
+        let parent = (path as NSString).deletingLastPathComponent
+        var components: [String] = []
+        var current = parent
+        while !current.isEmpty, current != "/", access(current, F_OK) != 0 {
+            components.append(current)
+            current = (current as NSString).deletingLastPathComponent
+        }
+        for directory in components.reversed() {
+            if mkdir(directory, 0o755) != 0, errno != EEXIST {
+                throw DaemonError.startup("cannot create \(directory): \(String(cString: strerror(errno)))")
+            }
+            chmod(directory, 0o755)
+        }
+    }
+}
+
+/// A failure that stops the daemon, worded for the operator.
+public enum DaemonError: Error, CustomStringConvertible {
+    case startup(String)
+    public var description: String {
+        switch self {
+        case .startup(let message): message
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import Logging
+import TOMLKit
+
+/// The settings a TOML configuration file may carry; every one is optional.
+///
+/// ```toml
+/// socket = "/run/wasmlet/wasmlet.sock"
+/// state_dir = "/var/lib/wasmlet"
+/// group = "wasmlet"
+/// metrics_address = "127.0.0.1:9464"
+/// log_level = "info"
+/// shutdown_grace = 10        # seconds
+/// status_interval = 5        # seconds
+///
+/// [limits]
+/// max_instances = 10000
+/// memory_budget = "8GiB"     # or a number of bytes
+/// default_memory = "128MiB"
+/// ```
+///
+/// Unknown keys are errors rather than ignored: a misspelt limit that silently does nothing is
+/// worse than a daemon that refuses to start and names the key.
+struct ConfigurationFile: Equatable {
+    var socket: String?
+    var stateDir: String?
+    var group: String?
+    var metricsAddress: String?
+    var logLevel: Logger.Level?
+    var shutdownGrace: Duration?
+    var statusInterval: Duration?
+    var maxInstances: Int?
+    var memoryBudget: UInt64?
+    var defaultMemory: UInt64?
+
+    static func load(path: String) throws(ConfigurationError) -> ConfigurationFile {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw .file(path: path, "cannot read: \((error as NSError).localizedDescription)")
+        }
+        return try parse(text, path: path)
+    }
+
+    static func parse(_ text: String, path: String) throws(ConfigurationError) -> ConfigurationFile {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw .file(
+                path: path,
+                "line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+        } catch {
+            throw .file(path: path, "\(error)")
+        }
+        let reader = Reader(path: path)
+        var file = ConfigurationFile()
+        let topLevel: Set<String> = [
+            "socket", "state_dir", "group", "metrics_address", "log_level", "shutdown_grace", "status_interval",
+            "limits",
+        ]
+        try reader.rejectUnknown(table, allowed: topLevel, prefix: "")
+        file.socket = try reader.string(table, "socket")
+        file.stateDir = try reader.string(table, "state_dir")
+        file.group = try reader.string(table, "group")
+        file.metricsAddress = try reader.string(table, "metrics_address")
+        if let level = try reader.string(table, "log_level") {
+            guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
+                throw .file(path: path, "key log_level: unknown level \"\(level)\"; use one of \(DaemonConfiguration.levelNames)")
+            }
+            file.logLevel = parsed
+        }
+        file.shutdownGrace = try reader.seconds(table, "shutdown_grace", allowZero: true)
+        file.statusInterval = try reader.seconds(table, "status_interval", allowZero: false)
+        if let limits = table["limits"] {
+            guard let limits = limits.table else { throw .file(path: path, "key limits: expected a table ([limits])") }
+            try reader.rejectUnknown(limits, allowed: ["max_instances", "memory_budget", "default_memory"], prefix: "limits.")
+            if let value = try reader.integer(limits, "max_instances", prefix: "limits.") {
+                guard value > 0 else { throw .file(path: path, "key limits.max_instances: must be at least 1") }
+                file.maxInstances = value
+            }
+            file.memoryBudget = try reader.size(limits, "memory_budget", prefix: "limits.")
+            file.defaultMemory = try reader.size(limits, "default_memory", prefix: "limits.")
+        }
+        return file
+    }
+
+    /// Lays the file's settings over `configuration` (flags are applied afterwards).
+    func apply(to configuration: inout DaemonConfiguration) {
+        if let socket { configuration.socketPath = socket }
+        if let stateDir { configuration.stateDirectory = stateDir }
+        if let group { configuration.group = group.isEmpty ? nil : group }
+        if let metricsAddress { configuration.metricsAddress = metricsAddress }
+        if let logLevel { configuration.logLevel = logLevel }
+        if let shutdownGrace { configuration.shutdownGrace = shutdownGrace }
+        if let statusInterval { configuration.statusInterval = statusInterval }
+        if let maxInstances { configuration.maxInstances = maxInstances }
+        if let memoryBudget { configuration.memoryBudgetBytes = memoryBudget }
+        if let defaultMemory { configuration.defaultMemoryCapBytes = defaultMemory }
+    }
+
+    /// Typed access that names the key on every mistake.
+    private struct Reader {
+        let path: String
+
+        func rejectUnknown(_ table: TOMLTable, allowed: Set<String>, prefix: String) throws(ConfigurationError) {
+            for key in table.keys where !allowed.contains(key) {
+                throw .file(
+                    path: path,
+                    "unknown key \(prefix)\(key); known keys here: \(allowed.sorted().map { prefix + $0 }.joined(separator: ", "))")
+            }
+        }
+
+        func string(_ table: TOMLTable, _ key: String, prefix: String = "") throws(ConfigurationError) -> String? {
+            guard let value = table[key] else { return nil }
+            guard let string = value.string else { throw mismatch(prefix + key, "a string", value) }
+            return string
+        }
+
+        func integer(_ table: TOMLTable, _ key: String, prefix: String = "") throws(ConfigurationError) -> Int? {
+            guard let value = table[key] else { return nil }
+            guard let integer = value.int else { throw mismatch(prefix + key, "an integer", value) }
+            return integer
+        }
+
+        func seconds(_ table: TOMLTable, _ key: String, allowZero: Bool) throws(ConfigurationError) -> Duration? {
+            guard let value = table[key] else { return nil }
+            let seconds: Double
+            if let integer = value.int {
+                seconds = Double(integer)
+            } else if let double = value.double {
+                seconds = double
+            } else {
+                throw mismatch(key, "a number of seconds", value)
+            }
+            guard seconds.isFinite, seconds > 0 || (allowZero && seconds == 0) else {
+                throw .file(path: path, "key \(key): must be \(allowZero ? "at least 0" : "more than 0") seconds")
+            }
+            return .milliseconds(Int64(seconds * 1000))
+        }
+
+        func size(_ table: TOMLTable, _ key: String, prefix: String) throws(ConfigurationError) -> UInt64? {
+            guard let value = table[key] else { return nil }
+            if let integer = value.int {
+                guard integer > 0 else { throw .file(path: path, "key \(prefix)\(key): must be more than 0 bytes") }
+                return UInt64(integer)
+            }
+            if let string = value.string {
+                guard let bytes = ByteSize.parse(string) else {
+                    throw .file(path: path, "key \(prefix)\(key): \(ByteSize.help(string))")
+                }
+                return bytes
+            }
+            throw mismatch(prefix + key, "a size (bytes, or a string such as \"512MiB\")", value)
+        }
+
+        private func mismatch(_ key: String, _ expected: String, _ value: any TOMLValueConvertible) -> ConfigurationError {
+            .file(path: path, "key \(key): expected \(expected), found \(value.type)")
+        }
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import Glibc
+import Logging
+
+/// Everything the daemon runs with, resolved from (highest wins) command-line flags, the TOML
+/// file, and built-in defaults that work without any file.
+public struct DaemonConfiguration: Sendable, Equatable {
+    public var configFile: String?
+    public var socketPath: String
+    public var stateDirectory: String
+    /// The socket's group (mode 0660 root:group) and the group whose members may call; nil: root
+    /// and the daemon's own user only.
+    public var group: String?
+    /// Stored for the observability issue; nothing listens on it yet.
+    public var metricsAddress: String?
+    public var logLevel: Logger.Level
+    public var shutdownGrace: Duration
+    public var statusInterval: Duration
+    public var maxInstances: Int?
+    public var memoryBudgetBytes: UInt64?
+    public var defaultMemoryCapBytes: UInt64?
+
+    /// Built-in defaults for the user the daemon runs as. Root gets the system locations the
+    /// systemd units use; anyone else gets per-user ones, so a developer can run `wasmletd` with
+    /// no arguments and no privileges.
+    public static func defaults(
+        uid: uid_t = getuid(), environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> DaemonConfiguration {
+        let socket: String
+        let state: String
+        if uid == 0 {
+            socket = "/run/wasmlet/wasmlet.sock"
+            state = "/var/lib/wasmlet"
+        } else {
+            let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+            if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty {
+                socket = runtime + "/wasmlet/wasmlet.sock"
+            } else {
+                socket = home + "/.wasmlet/wasmlet.sock"
+            }
+            if let stateHome = environment["XDG_STATE_HOME"], !stateHome.isEmpty {
+                state = stateHome + "/wasmlet"
+            } else {
+                state = home + "/.wasmlet/state"
+            }
+        }
+        return DaemonConfiguration(
+            configFile: nil, socketPath: socket, stateDirectory: state, group: nil, metricsAddress: nil,
+            logLevel: .info, shutdownGrace: .seconds(10), statusInterval: .seconds(5), maxInstances: nil,
+            memoryBudgetBytes: nil, defaultMemoryCapBytes: nil)
+    }
+
+    /// Defaults, then the file named by `--config` (if any), then the flags.
+    public static func resolve(
+        options: DaemonOptions, uid: uid_t = getuid(),
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigurationError) -> DaemonConfiguration {
+        var configuration = defaults(uid: uid, environment: environment)
+        if let path = options.config {
+            configuration.configFile = path
+            try ConfigurationFile.load(path: path).apply(to: &configuration)
+        }
+        try configuration.apply(options)
+        try configuration.validate()
+        return configuration
+    }
+
+    /// The runtime settings this configuration implies.
+    public var runtimeConfiguration: RuntimeSettings {
+        RuntimeSettings(
+            maxInstances: maxInstances, memoryBudgetBytes: memoryBudgetBytes, defaultMemoryCapBytes: defaultMemoryCapBytes)
+    }
+
+    private mutating func apply(_ options: DaemonOptions) throws(ConfigurationError) {
+        if let value = options.socket { socketPath = value }
+        if let value = options.stateDir { stateDirectory = value }
+        if let value = options.group { group = value.isEmpty ? nil : value }
+        if let value = options.metricsAddress { metricsAddress = value }
+        if let value = options.logLevel {
+            guard let level = Logger.Level(rawValue: value.lowercased()) else {
+                throw .flag("--log-level", "unknown level \"\(value)\"; use one of \(Self.levelNames)")
+            }
+            logLevel = level
+        }
+        if let value = options.shutdownGrace {
+            guard value >= 0, value.isFinite else { throw .flag("--shutdown-grace", "must be a number of seconds >= 0") }
+            shutdownGrace = .milliseconds(Int64(value * 1000))
+        }
+        if let value = options.statusInterval {
+            guard value > 0, value.isFinite else { throw .flag("--status-interval", "must be a number of seconds > 0") }
+            statusInterval = .milliseconds(Int64(value * 1000))
+        }
+        if let value = options.maxInstances {
+            guard value > 0 else { throw .flag("--max-instances", "must be at least 1") }
+            maxInstances = value
+        }
+        if let value = options.memoryBudget {
+            guard let bytes = ByteSize.parse(value) else { throw .flag("--memory-budget", ByteSize.help(value)) }
+            memoryBudgetBytes = bytes
+        }
+        if let value = options.defaultMemory {
+            guard let bytes = ByteSize.parse(value) else { throw .flag("--default-memory", ByteSize.help(value)) }
+            defaultMemoryCapBytes = bytes
+        }
+    }
+
+    private func validate() throws(ConfigurationError) {
+        guard socketPath.hasPrefix("/") else { throw .invalid("socket path \"\(socketPath)\" must be absolute") }
+        guard socketPath.utf8.count <= 107 else {
+            throw .invalid("socket path \(socketPath) is \(socketPath.utf8.count) bytes; the limit is 107")
+        }
+        guard stateDirectory.hasPrefix("/") else { throw .invalid("state directory \"\(stateDirectory)\" must be absolute") }
+        if let group, GroupLookup.gid(named: group) == nil {
+            throw .invalid("group \"\(group)\" does not exist")
+        }
+        if let metricsAddress {
+            guard let colon = metricsAddress.lastIndex(of: ":"), UInt16(metricsAddress[metricsAddress.index(after: colon)...]) != nil
+            else { throw .invalid("metrics address \"\(metricsAddress)\" is not HOST:PORT") }
+        }
+    }
+
+    static let levelNames = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+}
+
+/// The runtime limits a configuration sets; nil keeps the runtime's own default.
+public struct RuntimeSettings: Sendable, Equatable {
+    public var maxInstances: Int?
+    public var memoryBudgetBytes: UInt64?
+    public var defaultMemoryCapBytes: UInt64?
+}
+
+/// A configuration problem, worded for the operator: it names the flag, or the file with the
+/// line or key at fault.
+public enum ConfigurationError: Error, CustomStringConvertible, Equatable {
+    case file(path: String, String)
+    case flag(String, String)
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .file(let path, let message): "configuration file \(path): \(message)"
+        case .flag(let flag, let message): "\(flag): \(message)"
+        case .invalid(let message): "configuration: \(message)"
+        }
+    }
+}
+
+/// Sizes as operators write them: 1048576, "512MiB", "8GiB", "64M" (binary multiples).
+enum ByteSize {
+    static func parse(_ text: String) -> UInt64? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let digits = trimmed.prefix { $0.isNumber }
+        guard let number = UInt64(digits) else { return nil }
+        let unit = trimmed.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased()
+        let shift: UInt64
+        switch unit {
+        case "", "b": shift = 0
+        case "k", "kb", "kib": shift = 10
+        case "m", "mb", "mib": shift = 20
+        case "g", "gb", "gib": shift = 30
+        case "t", "tb", "tib": shift = 40
+        default: return nil
+        }
+        let (value, overflow) = number.multipliedReportingOverflow(by: 1 << shift)
+        return overflow ? nil : value
+    }
+
+    static func help(_ text: String) -> String {
+        "\"\(text)\" is not a size; write bytes or a number with KiB, MiB, GiB or TiB"
+    }
+}

@@ -1,0 +1,56 @@
+import ArgumentParser
+
+/// The command-line flags of `wasmletd`. Every flag is optional: a flag overrides the same
+/// setting from the configuration file, which overrides the built-in default. Keeping the flags
+/// apart from `DaemonConfiguration` lets SIGHUP re-read the file and re-apply the same flags on
+/// top, so a reload never undoes what the operator put on the command line.
+public struct DaemonOptions: ParsableArguments, Sendable {
+    @Option(name: .long, help: ArgumentHelp("TOML configuration file.", valueName: "file"))
+    public var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("Unix socket to serve the API on.", valueName: "path"))
+    public var socket: String?
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Directory for durable instance records.", valueName: "dir"))
+    public var stateDir: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Group allowed to use the socket (mode 0660, owner root:<group>).", valueName: "name"))
+    public var group: String?
+
+    @Option(
+        name: .customLong("metrics-address"),
+        help: ArgumentHelp("Address for the metrics endpoint (stored; served by a later release).", valueName: "host:port"))
+    public var metricsAddress: String?
+
+    @Option(
+        name: .customLong("log-level"),
+        help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    public var logLevel: String?
+
+    @Option(
+        name: .customLong("shutdown-grace"),
+        help: ArgumentHelp("Seconds running instances get on SIGTERM before they are killed (default 10).", valueName: "seconds"))
+    public var shutdownGrace: Double?
+
+    @Option(name: .customLong("max-instances"), help: ArgumentHelp("Most live (created or running) instances.", valueName: "n"))
+    public var maxInstances: Int?
+
+    @Option(
+        name: .customLong("memory-budget"),
+        help: ArgumentHelp("Node memory budget for guests, e.g. 8GiB (default: half of RAM).", valueName: "size"))
+    public var memoryBudget: String?
+
+    @Option(
+        name: .customLong("default-memory"),
+        help: ArgumentHelp("Memory cap of an instance that sets none, e.g. 128MiB.", valueName: "size"))
+    public var defaultMemory: String?
+
+    @Option(
+        name: .customLong("status-interval"),
+        help: ArgumentHelp("Seconds between STATUS= updates to systemd (default 5).", valueName: "seconds"))
+    public var statusInterval: Double?
+
+    public init() {}
+}

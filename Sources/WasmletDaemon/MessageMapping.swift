@@ -1,0 +1,112 @@
+import Foundation
+import SwiftProtobuf
+import WasmletAPI
+import WasmletRuntime
+
+/// Conversions between wasmlet.v1 messages and the runtime's types. Pure functions: the service
+/// decides what to call, this file only translates.
+enum MessageMapping {
+    /// The namespace of a request that names none, as containerd's own default.
+    static let defaultNamespace = "default"
+
+    static func key(namespace: String, id: String) -> InstanceKey {
+        InstanceKey(namespace: namespace.isEmpty ? defaultNamespace : namespace, id: id)
+    }
+
+    /// Request limits: 0 means "default" (memory, stack) or "none" (fuel, timeout).
+    static func limits(_ message: Wasmlet_V1_Limits) -> InstanceLimits {
+        InstanceLimits(
+            memoryBytes: message.memoryBytes == 0 ? nil : message.memoryBytes,
+            fuel: message.fuel == 0 ? nil : message.fuel,
+            timeoutMilliseconds: message.timeoutMs == 0 ? nil : message.timeoutMs,
+            stackBytes: message.stackBytes == 0 ? nil : message.stackBytes)
+    }
+
+    /// "KEY=VALUE" entries; a later duplicate wins, as in a shell.
+    static func environment(_ entries: [String]) throws -> [String: String] {
+        var environment: [String: String] = [:]
+        for entry in entries {
+            guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
+                throw RuntimeError(.invalidArgument, "env entry \"\(entry)\" is not KEY=VALUE")
+            }
+            environment[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+        }
+        return environment
+    }
+
+    static func spec(_ request: Wasmlet_V1_CreateRequest, key: InstanceKey, digest: String) throws -> InstanceSpec {
+        InstanceSpec(
+            key: key, labels: request.labels, moduleDigest: digest, args: request.args,
+            environment: try environment(request.env),
+            preopens: request.preopens.map {
+                PreopenSpec(guestPath: $0.guestPath, hostPath: $0.hostPath, readOnly: $0.readonly)
+            },
+            cwd: request.cwd.isEmpty ? nil : request.cwd,
+            stdio: StdioSpec(
+                stdin: request.stdin.isEmpty ? nil : request.stdin,
+                stdout: request.stdout.isEmpty ? nil : request.stdout,
+                stderr: request.stderr.isEmpty ? nil : request.stderr),
+            limits: limits(request.limits))
+    }
+
+    static func timestamp(_ date: Date) -> Google_Protobuf_Timestamp { Google_Protobuf_Timestamp(date: date) }
+
+    static func state(_ state: InstanceSnapshot.State) -> Wasmlet_V1_State {
+        switch state {
+        case .created: .created
+        case .running: .running
+        case .exited: .exited
+        }
+    }
+
+    static func reason(_ reason: ExitReason) -> Wasmlet_V1_ExitReason {
+        switch reason {
+        case .exited: .exited
+        case .trapped: .trapped
+        case .outOfFuel: .outOfFuel
+        case .deadlineExceeded: .deadlineExceeded
+        case .killed: .killed
+        case .failedToStart: .failedToStart
+        case .daemonRestarted: .daemonRestarted
+        }
+    }
+
+    static func exit(_ record: ExitRecord) -> Wasmlet_V1_ExitRecord {
+        var message = Wasmlet_V1_ExitRecord()
+        message.code = record.code
+        message.reason = reason(record.reason)
+        message.message = record.message
+        if let startedAt = record.startedAt { message.startedAt = timestamp(startedAt) }
+        message.exitedAt = timestamp(record.exitedAt)
+        message.fuelConsumed = record.fuelConsumed
+        message.cpuTimeNs = record.cpuTimeNanoseconds
+        message.peakMemoryBytes = record.peakMemoryBytes
+        message.memoryLimitHit = record.memoryLimitHit
+        message.signal = UInt32(clamping: record.signal)
+        return message
+    }
+
+    /// One instance as the API reports it, live or recovered; limits with defaults filled in.
+    static func instance(_ record: PersistedInstance, defaultStackBytes: UInt64) -> Wasmlet_V1_Instance {
+        var message = Wasmlet_V1_Instance()
+        message.namespace = record.namespace
+        message.id = record.id
+        message.labels = record.labels
+        message.moduleDigest = record.moduleDigest
+        message.modulePath = record.modulePath ?? ""
+        message.state = state(record.state)
+        message.createdAt = timestamp(record.createdAt)
+        if let startedAt = record.startedAt { message.startedAt = timestamp(startedAt) }
+        var limits = Wasmlet_V1_Limits()
+        limits.memoryBytes = record.memoryCapBytes
+        limits.fuel = record.limits.fuel ?? 0
+        limits.timeoutMs = record.limits.timeoutMilliseconds ?? 0
+        limits.stackBytes = record.limits.stackBytes ?? defaultStackBytes
+        message.limits = limits
+        if let recordExit = record.exit { message.exit = Self.exit(recordExit) }
+        // The serial of a recovered instance is gone with the process that issued it; report a
+        // stable non-zero stand-in so pid-like consumers never see 0.
+        message.serial = record.serial == 0 ? UInt32.max : record.serial
+        return message
+    }
+}

@@ -1,0 +1,49 @@
+import Logging
+import WasmletRuntime
+
+/// The runtime's event callback: keeps the records in step with what happens without a request
+/// (an exit: the guest returned, trapped, ran out of fuel or time, or was killed) and logs every
+/// exit exactly once. Runs on the runtime's lifecycle queue, in order per instance.
+struct RuntimeEventRecorder: Sendable {
+    let store: InstanceStore
+    let directory: InstanceDirectory
+    let logger: Logger
+
+    func handle(_ event: RuntimeEvent) {
+        switch event {
+        case .created(let snapshot), .started(let snapshot):
+            // Usually already written by the request that caused it; persist() skips repeats.
+            persist(snapshot)
+        case .exited(let snapshot):
+            persist(snapshot)
+            logExit(snapshot)
+        case .deleted(let key):
+            store.forgetTombstone(key)
+        }
+    }
+
+    private func persist(_ snapshot: InstanceSnapshot) {
+        let record = PersistedInstance(
+            snapshot: snapshot, modulePath: directory.modulePath(for: snapshot.key, serial: snapshot.serial))
+        do {
+            try store.persist(record)
+        } catch {
+            // No request to fail here; the next write of this instance retries, and recovery
+            // reports a record stuck in "running" as daemon_restarted rather than losing it.
+            logger.error(
+                "cannot record instance state \(snapshot.state.rawValue)",
+                metadata: RuntimeService.metadata(snapshot.key, error))
+        }
+    }
+
+    private func logExit(_ snapshot: InstanceSnapshot) {
+        guard let exit = snapshot.exit else { return }
+        var metadata: Logger.Metadata = [
+            "namespace": "\(snapshot.key.namespace)", "id": "\(snapshot.key.id)", "code": "\(exit.code)",
+            "reason": "\(exit.reason.rawValue)",
+        ]
+        if !exit.message.isEmpty { metadata["message"] = "\(exit.message)" }
+        let level: Logger.Level = exit.reason == .exited ? .info : .notice
+        logger.log(level: level, "instance exited", metadata: metadata)
+    }
+}

@@ -1,0 +1,288 @@
+import Foundation
+import Logging
+import Synchronization
+import WasmletAPI
+import WasmletRuntime
+import WasmletTTRPC
+
+/// `wasmlet.v1.Runtime` over a `WasmletRuntime`: decodes requests into runtime calls, keeps the
+/// durable records in step, and answers with containerd's status codes.
+///
+/// Durability rule: a request that changes an instance (Create, Start, Delete) returns only
+/// after its record is on disk; if the record cannot be written the request fails INTERNAL and
+/// is undone where possible, so a client is never told "done" about something a restart would
+/// forget. Exits are recorded from the runtime's event callback (see `RuntimeEventRecorder`).
+public final class RuntimeService: Sendable {
+    let runtime: WasmletRuntime
+    let store: InstanceStore
+    let directory: InstanceDirectory
+    private let modules = ModulePathCache()
+    private let logger: Logger
+    private let draining = Atomic<Bool>(false)
+    private let createdCount = Atomic<UInt64>(0)
+    private let deletedCount = Atomic<UInt64>(0)
+    private let startedAt = ContinuousClock.now
+
+    init(runtime: WasmletRuntime, store: InstanceStore, directory: InstanceDirectory, logger: Logger) {
+        self.runtime = runtime
+        self.store = store
+        self.directory = directory
+        self.logger = logger
+    }
+
+    /// From now on Create and Start answer UNAVAILABLE (SIGTERM drain); the rest keeps working
+    /// so clients can still Wait for, Inspect and Delete what is winding down.
+    func beginDraining() { draining.store(true, ordering: .sequentiallyConsistent) }
+
+    var isDraining: Bool { draining.load(ordering: .sequentiallyConsistent) }
+
+    /// Every method of the service, ready for a `TTRPCServer`.
+    func register(in registry: inout TTRPCServiceRegistry) {
+        func add<Request, Response>(
+            _ method: RPCMethod<Request, Response>,
+            _ body: @escaping @Sendable (RuntimeService, TTRPCCallContext, Request) async throws -> Response
+        ) {
+            registry.register(service: method.service, method: method.method, request: Request.self, response: Response.self) {
+                [self] context, request in
+                do {
+                    return try await body(self, context, request)
+                } catch {
+                    throw ErrorMapping.ttrpc(error)
+                }
+            }
+        }
+        add(WasmletRuntimeAPI.create) { try $0.create($2) }
+        add(WasmletRuntimeAPI.start) { try $0.start($2) }
+        add(WasmletRuntimeAPI.wait) { try await $0.wait($2) }
+        add(WasmletRuntimeAPI.kill) { try $0.kill($2) }
+        add(WasmletRuntimeAPI.delete) { try $0.delete($2) }
+        add(WasmletRuntimeAPI.inspect) { try $0.inspect($2) }
+        add(WasmletRuntimeAPI.list) { $0.list($2) }
+        add(WasmletRuntimeAPI.stats) { $0.stats($2) }
+        add(WasmletRuntimeAPI.version) { _, _, _ in Self.version() }
+    }
+
+    // MARK: Methods
+
+    func create(_ request: Wasmlet_V1_CreateRequest) throws -> Wasmlet_V1_CreateResponse {
+        try refuseWhileDraining()
+        let key = MessageMapping.key(namespace: request.namespace, id: request.id)
+        if directory.recovered(key) != nil {
+            throw RuntimeError(.alreadyExists, "instance \(key) already exists (exited before the daemon restarted; delete it first)")
+        }
+        let module: LoadedModule
+        var modulePath: String?
+        switch request.module {
+        case .path(let path)?:
+            module = try modules.load(path: path, runtime: runtime)
+            modulePath = path
+        case .digest(let digest)?:
+            guard let cached = runtime.module(digest: digest) else {
+                throw RuntimeError(.notFound, "module \(digest) is not in the module cache; create by path first")
+            }
+            module = cached
+        case nil:
+            throw RuntimeError(.invalidArgument, "create \(key): a module path or digest is required")
+        }
+        let spec = try MessageMapping.spec(request, key: key, digest: module.digest)
+        let snapshot = try runtime.create(spec)
+        directory.setModulePath(modulePath, for: key, serial: snapshot.serial)
+        let record = PersistedInstance(snapshot: snapshot, modulePath: modulePath)
+        do {
+            try store.persist(record)
+        } catch {
+            // Undo: an instance whose record is not on disk would be forgotten by a restart.
+            _ = try? runtime.delete(key)
+            directory.removeModulePath(for: key, serial: snapshot.serial)
+            logger.error("cannot record a created instance; creation undone", metadata: Self.metadata(key, error))
+            throw TTRPCError.internal("create \(key): cannot record the instance durably: \(error)")
+        }
+        createdCount.add(1, ordering: .relaxed)
+        logger.debug("instance created", metadata: ["namespace": "\(key.namespace)", "id": "\(key.id)", "module": "\(module.digest)"])
+        var response = Wasmlet_V1_CreateResponse()
+        response.instance = instance(record)
+        return response
+    }
+
+    func start(_ request: Wasmlet_V1_StartRequest) throws -> Wasmlet_V1_StartResponse {
+        try refuseWhileDraining()
+        let key = MessageMapping.key(namespace: request.namespace, id: request.id)
+        if directory.recovered(key) != nil {
+            throw RuntimeError(.failedPrecondition, "instance \(key) has exited (daemon restarted); it cannot be started")
+        }
+        try runtime.start(key)
+        let snapshot = try runtime.inspect(key)
+        let record = PersistedInstance(snapshot: snapshot, modulePath: directory.modulePath(for: key, serial: snapshot.serial))
+        do {
+            try store.persist(record)
+        } catch {
+            // A running guest without a record would vanish from the books on a restart; stop it.
+            try? runtime.kill(key)
+            logger.error("cannot record a started instance; killed it", metadata: Self.metadata(key, error))
+            throw TTRPCError.internal("start \(key): cannot record the instance durably, so it was killed: \(error)")
+        }
+        logger.debug("instance started", metadata: ["namespace": "\(key.namespace)", "id": "\(key.id)"])
+        var response = Wasmlet_V1_StartResponse()
+        response.instance = instance(record)
+        return response
+    }
+
+    func wait(_ request: Wasmlet_V1_WaitRequest) async throws -> Wasmlet_V1_WaitResponse {
+        let key = MessageMapping.key(namespace: request.namespace, id: request.id)
+        var response = Wasmlet_V1_WaitResponse()
+        if let recovered = directory.recovered(key), let exit = recovered.exit {
+            response.exit = MessageMapping.exit(exit)
+            return response
+        }
+        response.exit = MessageMapping.exit(try await cancellableWait(key))
+        return response
+    }
+
+    func kill(_ request: Wasmlet_V1_KillRequest) throws -> Wasmlet_V1_KillResponse {
+        let key = MessageMapping.key(namespace: request.namespace, id: request.id)
+        if directory.recovered(key) != nil {
+            throw RuntimeError(.failedPrecondition, "instance \(key) has already exited (daemon restarted)")
+        }
+        let signal = request.signal == 0 ? SIGKILL : Int32(clamping: request.signal)
+        try runtime.kill(key, signal: signal)
+        logger.info("instance killed", metadata: ["namespace": "\(key.namespace)", "id": "\(key.id)", "signal": "\(signal)"])
+        return Wasmlet_V1_KillResponse()
+    }
+
+    func delete(_ request: Wasmlet_V1_DeleteRequest) throws -> Wasmlet_V1_DeleteResponse {
+        let key = MessageMapping.key(namespace: request.namespace, id: request.id)
+        var response = Wasmlet_V1_DeleteResponse()
+        if let recovered = directory.recovered(key) {
+            do {
+                try store.remove(key, serial: 0)
+            } catch {
+                throw TTRPCError.internal("delete \(key): cannot remove the record: \(error)")
+            }
+            _ = directory.removeRecovered(key)
+            if let exit = recovered.exit { response.exit = MessageMapping.exit(exit) }
+        } else {
+            let snapshot = try runtime.delete(key)
+            directory.removeModulePath(for: key, serial: snapshot.serial)
+            do {
+                try store.remove(key, serial: snapshot.serial)
+            } catch {
+                logger.error("cannot remove the record of a deleted instance", metadata: Self.metadata(key, error))
+                throw TTRPCError.internal(
+                    "delete \(key): the instance is gone but its record could not be removed (it will reappear after a restart): \(error)")
+            }
+            if let exit = snapshot.exit { response.exit = MessageMapping.exit(exit) }
+        }
+        deletedCount.add(1, ordering: .relaxed)
+        return response
+    }
+
+    func inspect(_ request: Wasmlet_V1_InspectRequest) throws -> Wasmlet_V1_InspectResponse {
+        let key = MessageMapping.key(namespace: request.namespace, id: request.id)
+        var response = Wasmlet_V1_InspectResponse()
+        response.instance = try instance(for: key)
+        return response
+    }
+
+    func list(_ request: Wasmlet_V1_ListRequest) -> Wasmlet_V1_ListResponse {
+        let namespace = request.namespace.isEmpty ? nil : request.namespace
+        let selector = request.labelSelector
+        var records = runtime.list(namespace: namespace, labels: selector).map {
+            PersistedInstance(snapshot: $0, modulePath: directory.modulePath(for: $0.key, serial: $0.serial))
+        }
+        records += directory.allRecovered().filter { record in
+            (namespace == nil || record.namespace == namespace) && selector.allSatisfy { record.labels[$0.key] == $0.value }
+        }
+        records.sort { ($0.namespace, $0.id) < ($1.namespace, $1.id) }
+        var response = Wasmlet_V1_ListResponse()
+        response.instances = records.map(instance)
+        return response
+    }
+
+    func stats(_ request: Wasmlet_V1_StatsRequest) -> Wasmlet_V1_StatsResponse {
+        let statistics = runtime.statistics()
+        var response = Wasmlet_V1_StatsResponse()
+        response.instancesCreated = createdCount.load(ordering: .relaxed)
+        response.instancesDeleted = deletedCount.load(ordering: .relaxed)
+        response.created = UInt64(statistics.created)
+        response.running = UInt64(statistics.running)
+        response.exited = UInt64(statistics.exited + directory.recoveredCount)
+        response.memoryReservedBytes = statistics.memoryReservedBytes
+        response.memoryBudgetBytes = statistics.memoryBudgetBytes
+        response.moduleCacheEntries = UInt64(statistics.moduleCacheEntries)
+        response.moduleCacheBytes = UInt64(statistics.moduleCacheBytes)
+        response.fuelConsumedTotal = statistics.fuelConsumedTotal
+        response.uptimeSeconds = UInt64((ContinuousClock.now - startedAt).components.seconds)
+        return response
+    }
+
+    static func version() -> Wasmlet_V1_VersionResponse {
+        var response = Wasmlet_V1_VersionResponse()
+        response.version = DaemonVersion.version
+        response.revision = DaemonVersion.revision
+        response.engine = DaemonVersion.engine
+        response.apiVersion = WasmletRuntimeAPI.apiVersion
+        return response
+    }
+
+    /// Live counts for STATUS=, recovered instances counted as exited.
+    func counts() -> (running: Int, created: Int, exited: Int) {
+        let statistics = runtime.statistics()
+        return (statistics.running, statistics.created, statistics.exited + directory.recoveredCount)
+    }
+
+    // MARK: Helpers
+
+    private func refuseWhileDraining() throws {
+        if isDraining { throw TTRPCError.unavailable("daemon is shutting down") }
+    }
+
+    private func instance(for key: InstanceKey) throws -> Wasmlet_V1_Instance {
+        do {
+            let snapshot = try runtime.inspect(key)
+            return instance(PersistedInstance(snapshot: snapshot, modulePath: directory.modulePath(for: key, serial: snapshot.serial)))
+        } catch let error as RuntimeError where error.kind == .notFound {
+            guard let recovered = directory.recovered(key) else { throw error }
+            return instance(recovered)
+        }
+    }
+
+    private func instance(_ record: PersistedInstance) -> Wasmlet_V1_Instance {
+        MessageMapping.instance(record, defaultStackBytes: runtime.configuration.defaultStackBytes)
+    }
+
+    /// `runtime.wait` cannot be cancelled, but a Wait call must end when its deadline passes or
+    /// its connection closes (the ttrpc server cancels the handler's task). So the runtime wait
+    /// runs in a child task and this returns on whichever comes first: the exit, or the
+    /// cancellation. The abandoned child finishes when the instance exits.
+    private func cancellableWait(_ key: InstanceKey) async throws -> ExitRecord {
+        let runtime = self.runtime
+        let slot = OneShot()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                slot.set(continuation)
+                if Task.isCancelled {
+                    slot.finish(.failure(CancellationError()))
+                    return
+                }
+                Task {
+                    do { slot.finish(.success(try await runtime.wait(key))) } catch { slot.finish(.failure(error)) }
+                }
+            }
+        } onCancel: {
+            slot.finish(.failure(CancellationError()))
+        }
+    }
+
+    /// A continuation resumed by whichever of two racers comes first.
+    private final class OneShot: Sendable {
+        private let continuation = Mutex<CheckedContinuation<ExitRecord, any Error>?>(nil)
+        func set(_ value: CheckedContinuation<ExitRecord, any Error>) { continuation.withLock { $0 = value } }
+        func finish(_ result: Result<ExitRecord, any Error>) {
+            continuation.withLock { $0.take() }?.resume(with: result)
+        }
+    }
+
+    static func metadata(_ key: InstanceKey, _ error: any Error) -> Logger.Metadata {
+        ["namespace": "\(key.namespace)", "id": "\(key.id)", "error": "\(error)"]
+    }
+}
