@@ -3,10 +3,13 @@ import Foundation
 import WasmletAPI
 import WasmletClient
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `wasmletctl`: the admin CLI of `wasmletd`. Every subcommand connects to the daemon's socket
 /// (`--socket`, else $WASMLET_SOCKET, else the daemon's default), makes its calls, and prints
 /// failures as one line "wasmletctl: <message>" with exit code 1.
-@main
 struct Wasmletctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wasmletctl",
@@ -15,18 +18,17 @@ struct Wasmletctl: AsyncParsableCommand {
             The daemon's socket is --socket PATH, else $WASMLET_SOCKET, else the daemon's default: \
             /run/wasmlet/wasmlet.sock as root; otherwise $XDG_RUNTIME_DIR/wasmlet/wasmlet.sock, \
             or ~/.wasmlet/wasmlet.sock without XDG_RUNTIME_DIR. Exit codes: 0 ok, 1 error; \
-            `run` exits with the guest's code.
+            `run` exits with the guest's code. --socket may be given before or after the \
+            subcommand.
             """,
         version: WasmletClient.version,
         subcommands: [
             ListCommand.self, InspectCommand.self, RunCommand.self, KillCommand.self,
             DeleteCommand.self, StatsCommand.self, VersionCommand.self,
         ])
-
-    @OptionGroup var global: GlobalOptions
 }
 
-/// Options every subcommand takes (and `wasmletctl --socket PATH <subcommand>` also works).
+/// Options every subcommand takes (`wasmletctl --socket PATH <subcommand>` also works: see main).
 struct GlobalOptions: ParsableArguments {
     @Option(
         name: .customLong("socket"),
@@ -49,14 +51,13 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data("wasmletctl: \(message)\n".utf8))
 }
 
-/// Common shape of a subcommand: resolve the socket (the subcommand's --socket, then the root
-/// command's), connect, call `body`; any failure becomes one line on stderr and exit code 1.
+/// Common shape of a subcommand: resolve the socket (--socket, $WASMLET_SOCKET, default), connect, call `body`; any failure becomes one line on stderr and exit code 1.
 /// `ExitCode` thrown by `body` passes through (that is how `run` returns the guest's code).
 func withDaemon<T>(
     _ options: GlobalOptions,
     _ body: (WasmletClient) async throws -> T
 ) async throws -> T {
-    let path = WasmletSocketPath.resolve(explicit: options.socket ?? rootSocketOption())
+    let path = WasmletSocketPath.resolve(explicit: options.socket)
     do {
         let client = try await WasmletClient.connect(socketPath: path)
         do {
@@ -90,19 +91,27 @@ struct CLIError: Error {
     init(_ message: String) { self.message = message }
 }
 
-/// `--socket` given before the subcommand name (`wasmletctl --socket P list`). ArgumentParser
-/// hands it to the subcommand's own option group in that case; this looks at the raw arguments
-/// as a fallback so both spellings work whatever the parser does.
-func rootSocketOption() -> String? {
-    let arguments = Array(CommandLine.arguments.dropFirst())
-    for (index, argument) in arguments.enumerated() {
-        if argument == "--" { break }
-        if argument == "--socket", index + 1 < arguments.count { return arguments[index + 1] }
-        if argument.hasPrefix("--socket=") { return String(argument.dropFirst("--socket=".count)) }
-        // Stop at the subcommand: options after it belong to it (and to a guest, for run).
-        if !argument.hasPrefix("-") { break }
+/// The entry point: takes a `--socket PATH` (or `--socket=PATH`) written before the subcommand
+/// name (ArgumentParser would reject it there, since the option belongs to the subcommands) and
+/// passes it on through WASMLET_SOCKET, which a subcommand's own --socket still overrides.
+@main
+enum WasmletctlMain {
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        var index = 0
+        while index < arguments.count, arguments[index].hasPrefix("-") {
+            if arguments[index] == "--socket", index + 1 < arguments.count {
+                setenv(WasmletSocketPath.environmentVariable, arguments[index + 1], 1)
+                arguments.removeSubrange(index...(index + 1))
+            } else if arguments[index].hasPrefix("--socket=") {
+                setenv(WasmletSocketPath.environmentVariable, String(arguments[index].dropFirst("--socket=".count)), 1)
+                arguments.remove(at: index)
+            } else {
+                index += 1
+            }
+        }
+        await Wasmletctl.main(arguments)
     }
-    return nil
 }
 
 func parsed<T>(_ body: () throws(ParseError) -> T) throws -> T {
