@@ -12,7 +12,7 @@ extension DaemonEndToEndTests {
             defer { daemon.stop() }
             let path = daemon.socketPath
             let hello = example("hello")
-            let results = await withTaskGroup(of: Result<Int32, any Error>.self) { group in
+            let results = await withTaskGroup(of: Result<Wasmlet_V1_ExitRecord, any Error>.self) { group in
                 for index in 0..<200 {
                     group.addTask {
                         do {
@@ -21,13 +21,13 @@ extension DaemonEndToEndTests {
                             let id = "c\(index)"
                             _ = try await client.create(id, module: hello)
                             _ = try await client.start(id)
-                            return .success(try await client.wait(id, timeout: .seconds(120)).code)
+                            return .success(try await client.wait(id, timeout: .seconds(120)))
                         } catch {
                             return .failure(error)
                         }
                     }
                 }
-                var results: [Result<Int32, any Error>] = []
+                var results: [Result<Wasmlet_V1_ExitRecord, any Error>] = []
                 for await result in group { results.append(result) }
                 return results
             }
@@ -36,7 +36,10 @@ extension DaemonEndToEndTests {
                 return nil
             }
             #expect(failures.isEmpty, "\(failures.count) failed, e.g. \(failures.first ?? "")")
-            #expect(results.filter { (try? $0.get()) == 0 }.count == 200)
+            let exits = results.compactMap { try? $0.get() }
+            let nonZero = exits.filter { $0.code != 0 }
+            #expect(exits.count == 200)
+            #expect(nonZero.isEmpty, "\(nonZero.count) non-zero exits, e.g. \(nonZero.first.map { "\($0.code) \($0.reason) \($0.message)" } ?? "")")
             let client = try await daemon.client()
             let stats = try await client.stats()
             #expect(stats.instancesCreated == 200)

@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+@testable import WasmletDaemon
+
+/// Configuration resolution: defaults per user, file, flags over file, clear errors.
+@Suite struct ConfigurationTests {
+    @Test func defaultsDependOnTheUser() {
+        let root = DaemonConfiguration.defaults(uid: 0, environment: [:])
+        #expect(root.socketPath == "/run/wasmlet/wasmlet.sock")
+        #expect(root.stateDirectory == "/var/lib/wasmlet")
+        #expect(root.shutdownGrace == .seconds(10))
+        let xdg = DaemonConfiguration.defaults(
+            uid: 1000, environment: ["HOME": "/home/u", "XDG_RUNTIME_DIR": "/run/user/1000", "XDG_STATE_HOME": "/home/u/.st"])
+        #expect(xdg.socketPath == "/run/user/1000/wasmlet/wasmlet.sock")
+        #expect(xdg.stateDirectory == "/home/u/.st/wasmlet")
+        let plain = DaemonConfiguration.defaults(uid: 1000, environment: ["HOME": "/home/u"])
+        #expect(plain.socketPath == "/home/u/.wasmlet/wasmlet.sock")
+        #expect(plain.stateDirectory == "/home/u/.wasmlet/state")
+    }
+
+    @Test func flagsOverrideTheFile() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/c.toml"
+        try """
+            socket = "/tmp/from-file.sock"
+            state_dir = "/tmp/state-from-file"
+            log_level = "warning"
+            shutdown_grace = 3
+            metrics_address = "127.0.0.1:9464"
+            [limits]
+            max_instances = 7
+            memory_budget = "2GiB"
+            default_memory = 1048576
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let options = try DaemonOptions.parse(["--config", path, "--socket", "/tmp/flag.sock", "--shutdown-grace", "0.5"])
+        let configuration = try DaemonConfiguration.resolve(options: options, uid: 0, environment: [:])
+        #expect(configuration.socketPath == "/tmp/flag.sock")
+        #expect(configuration.stateDirectory == "/tmp/state-from-file")
+        #expect(configuration.logLevel == .warning)
+        #expect(configuration.shutdownGrace == .milliseconds(500))
+        #expect(configuration.maxInstances == 7)
+        #expect(configuration.memoryBudgetBytes == 2 << 30)
+        #expect(configuration.defaultMemoryCapBytes == 1 << 20)
+        #expect(configuration.metricsAddress == "127.0.0.1:9464")
+    }
+
+    @Test(arguments: [
+        ("socket = 3", "key socket: expected a string"),
+        ("socket = \"unterminated", "line 1"),
+        ("[limits]\nmax_instance = 3", "unknown key limits.max_instance"),
+        ("log_level = \"loud\"", "key log_level: unknown level"),
+        ("[limits]\nmemory_budget = \"lots\"", "key limits.memory_budget"),
+        ("group = \"no-such-group-xyz\"", "group \"no-such-group-xyz\" does not exist"),
+    ])
+    func badFilesNameTheProblem(text: String, expected: String) throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/bad.toml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let options = try DaemonOptions.parse(["--config", path])
+        #expect {
+            _ = try DaemonConfiguration.resolve(options: options, uid: 0, environment: [:])
+        } throws: { error in
+            "\(error)".contains(expected)
+        }
+    }
+
+    @Test func badFlagsAreRefused() throws {
+        for arguments in [["--log-level", "loud"], ["--memory-budget", "huge"], ["--socket", "relative.sock"]] {
+            let options = try DaemonOptions.parse(arguments)
+            #expect(throws: ConfigurationError.self) { _ = try DaemonConfiguration.resolve(options: options, uid: 0, environment: [:]) }
+        }
+    }
+
+    @Test func recordFileNamesCannotEscape() {
+        #expect(RecordFileName.component("..") == "%2e.")
+        #expect(RecordFileName.component(".hidden") == "%2ehidden")
+        #expect(RecordFileName.component("web-1_a.b") == "web-1_a.b")
+        #expect(RecordFileName.component("a b") == "a%20b")
+        #expect(!RecordFileName.component(String(repeating: "ü", count: 120)).contains("%"))
+    }
+}
