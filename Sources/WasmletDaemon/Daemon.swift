@@ -63,7 +63,7 @@ public struct Daemon {
                 "instance exited",
                 metadata: [
                     "namespace": "\(record.namespace)", "id": "\(record.id)", "code": "137",
-                    "reason": "\(ExitReason.daemonRestarted.rawValue)", "message": "was \(record.state == .exited ? "running" : "alive") when the daemon died",
+                    "reason": "\(ExitReason.daemonRestarted.rawValue)", "message": "was created or running when the previous daemon died",
                 ])
         }
         let directory = InstanceDirectory()
