@@ -2,6 +2,12 @@
 #include "wasmlet_sys.h"
 
 #include <malloc.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int wasmlet_gettid(void) {
+    return (int)syscall(SYS_gettid);
+}
 
 int wasmlet_ppoll(struct pollfd *fds, unsigned long count, const struct timespec *timeout) {
     return ppoll(fds, (nfds_t)count, timeout, NULL);

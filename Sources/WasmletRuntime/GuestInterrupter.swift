@@ -40,6 +40,7 @@ final class GuestInterrupter: @unchecked Sendable {
     let block: UnsafeMutablePointer<wasmlet_guest_control>
     private struct State {
         var thread: pthread_t?
+        var threadID: pid_t = 0
         var alive = false
         var finished = false
         var resender: DispatchSourceTimer?
@@ -72,6 +73,7 @@ final class GuestInterrupter: @unchecked Sendable {
         wasmlet_interrupt_bind(block)
         let killedEarly = state.withLock { state -> Bool in
             state.thread = pthread_self()
+            state.threadID = pid_t(wasmlet_gettid())
             state.alive = true
             return state.resender != nil || isKillRequested
         }
@@ -111,6 +113,15 @@ final class GuestInterrupter: @unchecked Sendable {
             timer.schedule(deadline: .now(), repeating: .microseconds(50), leeway: .microseconds(20))
             state.resender = timer
             timer.resume()
+        }
+    }
+
+    /// Lowers the guest thread's scheduling priority (a higher nice value) while it runs, so
+    /// long-running guests yield to short ones. Linux applies nice per thread.
+    func lowerPriority(nice: Int32) {
+        state.withLock { state in
+            guard state.alive, state.threadID > 0 else { return }
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(state.threadID), nice)
         }
     }
 

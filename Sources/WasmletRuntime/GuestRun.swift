@@ -34,6 +34,9 @@ struct GuestRun {
     let memoryCap: UInt64
     let interrupter: GuestInterrupter
     let fifoWait: Duration
+    /// Where warm instances are taken from and returned to; nil disables reuse.
+    let pool: InstancePool?
+    let stackBytes: UInt64
 
     func execute() -> GuestOutcome {
         GuestInterrupter.unblockOnCurrentThread()
@@ -71,43 +74,52 @@ struct GuestRun {
         let host = WASIHost(
             bridge: bridge, interrupter: interrupter, stdio: stdio, readOnlyPreopenFds: readOnlyFds,
             args: spec.args, environment: environment)
-        let store = Store(engine: engine)
-        store.resourceLimiter = limiter
-        var imports = Imports()
-        host.link(into: &imports, store: store)
 
-        let instance: Instance
-        let fuelCell: UnsafeMutablePointer<UInt64>
-        do {
-            instance = try module.module.instantiate(store: store, imports: imports)
-            fuelCell = try FuelCell.address(of: store)
-        } catch {
-            if limiter.limitHit {
+        let warm: WarmInstance
+        if let pooled = pool?.acquire(digest: module.digest, stackBytes: stackBytes) {
+            // Same check a fresh instantiation makes against the cap.
+            guard (try? limiter.limitMemoryGrowth(to: Int(pooled.memoryBytes))) == true else {
+                pool?.release(pooled, digest: module.digest, stackBytes: stackBytes)
                 return GuestOutcome(ending: .failedToStart(
                     "memory cap of \(memoryCap) bytes is below the module's initial memory"), memoryLimitHit: true)
             }
-            return GuestOutcome(ending: .failedToStart("instantiation failed: \(Self.text(error))"))
+            pooled.store.resourceLimiter = limiter
+            warm = pooled
+        } else {
+            do {
+                warm = try WarmInstance(module: module, engine: engine, limiter: limiter)
+            } catch {
+                if limiter.limitHit {
+                    return GuestOutcome(ending: .failedToStart(
+                        "memory cap of \(memoryCap) bytes is below the module's initial memory"), memoryLimitHit: true)
+                }
+                return GuestOutcome(ending: .failedToStart("instantiation failed: \(Self.text(error))"))
+            }
         }
-        host.memory = instance.exports[memory: "memory"]
-        guard let entry = instance.exports[function: "_start"] else {
-            return GuestOutcome(ending: .failedToStart("module has no _start export"))
-        }
+        host.memory = warm.memory
+        warm.slot.host = host
+        defer { warm.slot.host = nil }
 
         let budget = spec.limits.fuel ?? Self.unlimitedFuel
-        store.fuel = Fuel(remaining: budget)
+        warm.store.fuel = Fuel(remaining: budget)
         var outcome = GuestOutcome(ending: .exited(0), startedAt: Date())
-        interrupter.bindCurrentThread(fuelCell: fuelCell)
+        interrupter.bindCurrentThread(fuelCell: warm.fuelCell)
         do {
-            _ = try entry()
+            _ = try warm.entry()
         } catch let exit as WASIExitCode {
             outcome.ending = .exited(Int32(truncatingIfNeeded: exit.code))
         } catch {
             outcome.ending = classify(error)
         }
         interrupter.unbindCurrentThread()
-        let remaining = interrupter.fuelAtKill ?? store.fuel?.remaining ?? 0
+        let remaining = interrupter.fuelAtKill ?? warm.store.fuel?.remaining ?? 0
         outcome.fuelConsumed = budget >= remaining ? budget - remaining : 0
-        withExtendedLifetime((host, instance)) {}
+        // Only a clean exit is reused: a trap or kill may have left the instance mid-anything,
+        // and those paths are rare enough not to matter for start latency.
+        if case .exited = outcome.ending, let pool, warm.reset() {
+            warm.slot.host = nil
+            pool.release(warm, digest: module.digest, stackBytes: stackBytes)
+        }
         return outcome
     }
 

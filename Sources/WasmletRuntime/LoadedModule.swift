@@ -8,10 +8,14 @@ public final class LoadedModule: Sendable {
     public let digest: String
     public let byteCount: Int
     let module: Module
+    /// Export names of the module's mutable globals when its instances may be reused between
+    /// runs, else nil (see `ModuleAnalysis`).
+    let reusableGlobalExports: [String]?
 
-    init(digest: String, byteCount: Int, module: Module) {
+    init(digest: String, byteCount: Int, module: Module, reusableGlobalExports: [String]?) {
         self.digest = digest
         self.byteCount = byteCount
         self.module = module
+        self.reusableGlobalExports = reusableGlobalExports
     }
 }

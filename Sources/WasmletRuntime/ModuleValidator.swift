@@ -25,7 +25,7 @@ struct ModuleValidator: Sendable {
         guard bytes.count >= 8, bytes[0..<4] == [0x00, 0x61, 0x73, 0x6D] else {
             throw RuntimeError.invalidArgument("malformed module: not a WebAssembly binary (bad magic number)")
         }
-        let module: Module
+        var module: Module
         do {
             module = try parseWasm(bytes: bytes)
         } catch {
@@ -33,8 +33,17 @@ struct ModuleValidator: Sendable {
         }
         try checkImports(module)
         try checkExports(module)
+        let analysis = ModuleAnalysis.analyze(bytes)
+        if analysis.bytes != bytes {
+            do {
+                module = try parseWasm(bytes: analysis.bytes)
+            } catch {
+                throw RuntimeError(.internal, "rewriting the module for instance reuse failed: \(error)")
+            }
+        }
         try checkInstantiates(module)
-        return LoadedModule(digest: digest, byteCount: bytes.count, module: module)
+        return LoadedModule(
+            digest: digest, byteCount: bytes.count, module: module, reusableGlobalExports: analysis.reusableGlobalExports)
     }
 
     private func checkImports(_ module: Module) throws {
@@ -90,11 +99,14 @@ struct ModuleValidator: Sendable {
     }
 
     /// The names of every preview1 function WasmKit's bridge defines.
-    static let supportedWASIFunctions: Set<String> = {
+    static var supportedWASIFunctions: Set<String> { Set(wasiFunctionTypes.keys) }
+
+    /// Every preview1 function WasmKit's bridge defines, with its type.
+    static let wasiFunctionTypes: [String: FunctionType] = {
         guard let bridge = try? WASIBridgeToHost(args: [], environment: [:], preopens: [], stdin: -1, stdout: -1, stderr: -1) else {
-            return []
+            return [:]
         }
         defer { try? bridge.close() }
-        return Set(bridge.hostFunctions(capabilities: WASICapability.all).keys)
+        return bridge.hostFunctions(capabilities: WASICapability.all).mapValues(\.type)
     }()
 }

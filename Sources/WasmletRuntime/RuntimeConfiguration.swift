@@ -16,6 +16,15 @@ public struct RuntimeConfiguration: Sendable {
     /// Bounds on the parsed-module cache.
     public var moduleCacheEntries: Int = 256
     public var moduleCacheBytes: Int = 1 << 30
+    /// Idle, already translated instances kept per module for reuse (0 disables reuse). Each
+    /// costs its linear memory and translated code; see `ModuleAnalysis` for when a module's
+    /// instances qualify and why reuse is invisible to the guest.
+    public var warmInstancesPerModule: Int = 8
+    /// A guest still running after this much wall-clock time is moved to a lower scheduling
+    /// priority (nice `longRunningNice`), so short guests started beside CPU-bound ones finish
+    /// quickly. nil disables it.
+    public var demoteLongRunningAfter: Duration? = .milliseconds(50)
+    public var longRunningNice: Int32 = 10
     /// How long a start waits for a reader to open a stdout/stderr FIFO.
     public var fifoOpenTimeout: Duration = .seconds(10)
     /// If a kill has not stopped a guest after this long (a host call that ignores the kill, or
@@ -63,6 +72,8 @@ public struct RuntimeStatistics: Sendable {
     public var moduleCacheMisses: UInt64
     public var fuelConsumedTotal: UInt64
     public var exitsByReason: [ExitReason: UInt64]
+    /// Translated instances waiting to be reused.
+    public var warmInstancesIdle: Int
 }
 
 /// What the runtime tells its embedder (the daemon persists these), in order per instance, on

@@ -7,6 +7,11 @@ import WasmKitWASI
 /// Thrown out of a host function when the guest has been asked to stop; it unwinds the wasm call.
 struct GuestKilled: Error {}
 
+/// The stable target of an instance's imports; each run puts its `WASIHost` here.
+final class HostSlot {
+    var host: WASIHost?
+}
+
 /// The `wasi_snapshot_preview1` imports of one guest run: WasmKit's own implementation, with the
 /// calls that can block or that must respect read-only preopens wrapped by us.
 ///
@@ -45,18 +50,23 @@ final class WASIHost {
         self.readOnlyFds = readOnlyPreopenFds
     }
 
-    func link(into imports: inout Imports, store: Store) {
-        for (name, function) in stock {
+    /// Defines every preview1 import once per instance. The functions call whatever host the
+    /// slot holds, so a reused instance serves each run with that run's own bridge and stdio.
+    static func link(into imports: inout Imports, store: Store, slot: HostSlot) {
+        for (name, type) in ModuleValidator.wasiFunctionTypes {
             let body = wrapper(for: name) ?? { host, arguments in try host.callStock(name, arguments) }
             imports.define(
                 module: ModuleValidator.wasiModuleName, name: name,
-                Function(store: store, type: function.type) { [unowned self] _, arguments in try body(self, arguments) })
+                Function(store: store, type: type) { [unowned slot] _, arguments in
+                    guard let host = slot.host else { throw WASIError(description: "WASI call outside a run") }
+                    return try body(host, arguments)
+                })
         }
     }
 
     private typealias Body = (WASIHost, [Value]) throws -> [Value]
 
-    private func wrapper(for name: String) -> Body? {
+    private static func wrapper(for name: String) -> Body? {
         switch name {
         case "poll_oneoff": return { try $0.pollOneoff($1) }
         case "fd_read": return { try $0.fdRead($1) }

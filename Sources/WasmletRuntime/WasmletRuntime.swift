@@ -12,6 +12,7 @@ import WasmKit
 public final class WasmletRuntime: Sendable {
     public let configuration: RuntimeConfiguration
     private let modules: ModuleCache
+    private let pool: InstancePool
     private let lifecycle = DispatchQueue(label: "wasmlet.lifecycle")
     private let eventHandler: (@Sendable (RuntimeEvent) -> Void)?
 
@@ -34,6 +35,7 @@ public final class WasmletRuntime: Sendable {
         modules = ModuleCache(
             maxEntries: configuration.moduleCacheEntries, maxBytes: configuration.moduleCacheBytes,
             maxModuleBytes: configuration.maxModuleBytes)
+        pool = InstancePool(maxIdlePerModule: configuration.warmInstancesPerModule)
         try GuestInterrupter.installation.get()
         _ = try FuelCell.offset.get()
         // A guest writing to a pipe whose reader left must get EPIPE, not kill the daemon.
@@ -87,7 +89,7 @@ public final class WasmletRuntime: Sendable {
 
     /// Starts a created instance on a thread of its own.
     public func start(_ key: InstanceKey) throws {
-        let (record, engine) = try state.withLock { state throws -> (InstanceRecord, Engine) in
+        let (record, engine, stack) = try state.withLock { state throws -> (InstanceRecord, Engine, UInt64) in
             guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
             guard record.state == .created else {
                 throw RuntimeError.failedPrecondition("instance \(key) is \(record.state.rawValue), not created")
@@ -96,11 +98,12 @@ public final class WasmletRuntime: Sendable {
             record.startedAt = Date()
             record.interrupter = GuestInterrupter()
             let stack = record.spec.limits.stackBytes ?? configuration.defaultStackBytes
-            return (record, Self.engine(stackBytes: stack, in: &state))
+            return (record, Self.engine(stackBytes: stack, in: &state), stack)
         }
         let run = GuestRun(
             module: record.module, spec: record.spec, engine: engine, memoryCap: record.memoryCap,
-            interrupter: record.interrupter!, fifoWait: configuration.fifoOpenTimeout)
+            interrupter: record.interrupter!, fifoWait: configuration.fifoOpenTimeout,
+            pool: configuration.warmInstancesPerModule > 0 ? pool : nil, stackBytes: stack)
         let serial = record.serial
         do {
             try GuestThread.spawn { [self] in
@@ -117,6 +120,10 @@ public final class WasmletRuntime: Sendable {
             timer.schedule(deadline: .now() + .milliseconds(Int(min(timeout, UInt64(Int32.max)))))
             state.withLock { _ in record.deadlineTimer = timer }
             timer.resume()
+        }
+        if let delay = configuration.demoteLongRunningAfter, let interrupter = record.interrupter {
+            let nice = configuration.longRunningNice
+            lifecycle.asyncAfter(deadline: .now() + delay.timeInterval) { interrupter.lowerPriority(nice: nice) }
         }
         let snapshot = state.withLock { _ in record.snapshot }
         emit(.started(snapshot))
@@ -195,6 +202,7 @@ public final class WasmletRuntime: Sendable {
 
     public func statistics() -> RuntimeStatistics {
         let cache = modules.statistics
+        let warm = pool.idleCount
         return state.withLock { state in
             var created = 0
             var running = 0
@@ -210,7 +218,8 @@ public final class WasmletRuntime: Sendable {
                 created: created, running: running, exited: exited, memoryReservedBytes: state.reservedBytes,
                 memoryBudgetBytes: configuration.memoryBudgetBytes, moduleCacheEntries: cache.entries,
                 moduleCacheBytes: cache.bytes, moduleCacheHits: cache.hits, moduleCacheMisses: cache.misses,
-                fuelConsumedTotal: state.fuelConsumedTotal, exitsByReason: state.exitsByReason)
+                fuelConsumedTotal: state.fuelConsumedTotal, exitsByReason: state.exitsByReason,
+                warmInstancesIdle: warm)
         }
     }
 

@@ -266,3 +266,35 @@ struct DensityBenchmark {
         for key in keys + [warm] { _ = try await guests.runtime.wait(key) }
     }
 }
+
+/// Where a hello start spends its time, phase by phase, on WasmKit directly (diagnostic).
+struct PhaseBenchmark {
+    let guests: Guests
+
+    func run(_ report: Report) throws {
+        let module = try parseWasm(filePath: guests.path("hello"))
+        let engine = Engine(configuration: EngineConfiguration(fuelMetering: true))
+        var bridgeT = Samples(), linkT = Samples(), instT = Samples(), runT = Samples(), closeT = Samples()
+        let devNull = open("/dev/null", O_WRONLY)
+        for _ in 0..<500 {
+            var t = now()
+            let bridge = try WASIBridgeToHost(args: ["hello"], environment: [:], preopens: [], stdin: -1, stdout: devNull, stderr: devNull)
+            bridgeT.add(Double(now() - t)); t = now()
+            let store = Store(engine: engine)
+            var imports = Imports()
+            bridge.link(to: &imports, store: store)
+            linkT.add(Double(now() - t)); t = now()
+            let instance = try module.instantiate(store: store, imports: imports)
+            instT.add(Double(now() - t)); t = now()
+            _ = try bridge.start(instance)
+            runT.add(Double(now() - t)); t = now()
+            try bridge.close()
+            closeT.add(Double(now() - t))
+        }
+        report.add("phase: WASI bridge", microseconds(bridgeT.median), "-")
+        report.add("phase: store + link", microseconds(linkT.median), "-")
+        report.add("phase: instantiate", microseconds(instT.median), "-")
+        report.add("phase: _start (incl. lazy translation)", microseconds(runT.median), "-")
+        report.add("phase: close", microseconds(closeT.median), "-")
+    }
+}

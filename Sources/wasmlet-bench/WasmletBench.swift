@@ -41,6 +41,7 @@ struct WasmletBench: AsyncParsableCommand {
         let guests = Guests(runtime: runtime, directory: examples)
         print("wasmlet-bench: \(ProcessInfo.processInfo.activeProcessorCount) cores, examples in \(examples)")
 
+        if groups.contains("phases") { try PhaseBenchmark(guests: guests).run(report) }
         if groups.contains("start") { try await StartBenchmark(guests: guests, runs: runs).run(report) }
         if groups.contains("spawn") { try await SpawnBenchmark(guests: guests, runs: min(runs, 500)).run(report) }
         if groups.contains("kill") { try await KillBenchmark(guests: guests, runs: min(runs, 300)).run(report) }

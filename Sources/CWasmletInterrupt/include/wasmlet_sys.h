@@ -8,5 +8,8 @@
 /// ppoll(2) with an optional timeout; the signal mask is left as it is.
 int wasmlet_ppoll(struct pollfd *fds, unsigned long count, const struct timespec *timeout);
 
+/// The calling thread's kernel id (gettid(2)).
+int wasmlet_gettid(void);
+
 /// malloc_usable_size(3).
 size_t wasmlet_malloc_usable_size(void *pointer);
