@@ -143,3 +143,22 @@ func makeInstance(
             .contains("socket's group"))
     }
 }
+
+@Suite struct FormattingScaleTests {
+    /// `wasmletctl list` must stay well under 100 ms with 10,000 instances (release build);
+    /// the bound here is loose because tests run as a debug build on a shared machine.
+    @Test func tenThousandRowsFormatQuickly() {
+        let instances = (0..<10_000).map { makeInstance(id: "instance-\($0)", state: $0 % 2 == 0 ? .running : .exited,
+                                                        exitCode: $0 % 2 == 0 ? nil : 0) }
+        let clock = ContinuousClock()
+        var table = ""
+        let tableTime = clock.measure { table = InstanceFormatting.table(instances, now: 1_700_000_100) }
+        var json = ""
+        let jsonTime = clock.measure { json = InstanceFormatting.json(instances).rendered() }
+        #expect(table.split(separator: "\n").count == 10_001)
+        #expect(json.components(separatedBy: "\"namespace\"").count == 10_001)
+        #expect(tableTime < .seconds(2), "table took \(tableTime)")
+        #expect(jsonTime < .seconds(5), "json took \(jsonTime)")
+        print("10,000-row table: \(tableTime), JSON: \(jsonTime)")
+    }
+}
