@@ -29,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The node daemon's wiring: configuration, the wasmlet.v1.Runtime service over the
@@ -36,12 +38,31 @@ let package = Package(
         .target(
             name: "WasmletDaemon",
             dependencies: [
-                "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletSystemd",
+                "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletSystemd", "WasmletMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // Prometheus metrics and the /metrics, /healthz, /readyz HTTP endpoint. Knows nothing of
+        // the engine: the daemon feeds it numbers.
+        .target(
+            name: "WasmletMetrics",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "WasmletMetricsTests",
+            dependencies: [
+                "WasmletMetrics", "wasmletd", "WasmletTTRPC", "WasmletAPI",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
         .executableTarget(

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "== packages"
-scripts/ensure-packages.sh pkg-config libsystemd-dev systemd
+scripts/ensure-packages.sh pkg-config libsystemd-dev systemd prometheus
 scripts/setup-toolchain.sh
 
 echo "== example guests"

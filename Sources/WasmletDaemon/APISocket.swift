@@ -9,13 +9,20 @@ import WasmletTTRPC
 enum APISocket {
     /// Inherited sockets must be taken before any other thread may fork/exec (the call unsets
     /// LISTEN_* and marks the descriptors close-on-exec), so the daemon calls this first.
-    static func takeActivated(logger: Logger) throws -> CInt? {
-        let sockets: [ListeningSocket]
+    /// The descriptor named "metrics" (an internet socket) is for the metrics endpoint.
+    static func takeActivated(logger: Logger) throws -> (api: CInt?, metrics: CInt?) {
+        var sockets: [ListeningSocket]
         do {
-            sockets = try SocketActivation.takeListeningSockets(expectedFamilies: ["api": .unix])
+            sockets = try SocketActivation.takeListeningSockets(expectedFamilies: ["api": .unix, "metrics": .internet])
         } catch {
             throw DaemonError.startup("socket activation: \(error)")
         }
+        let metrics = sockets.first(where: { $0.name == "metrics" })
+        sockets.removeAll { $0.name == "metrics" }
+        return (try takeAPI(sockets, logger: logger), metrics?.fileDescriptor)
+    }
+
+    private static func takeAPI(_ sockets: [ListeningSocket], logger: Logger) throws -> CInt? {
         if let api = sockets.first(where: { $0.name == "api" }) {
             for other in sockets where other != api {
                 logger.warning("ignoring inherited socket \(other)")

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import WasmletMetrics
 import WasmletRuntime
 import WasmletSystemd
 import WasmletTTRPC
@@ -45,7 +46,9 @@ public struct Daemon {
         var configuration = initial
         let signals = SignalEvents()
         let notifier = SystemdNotifier()
-        let activated = try APISocket.takeActivated(logger: logger)
+        let activatedSockets = try APISocket.takeActivated(logger: logger)
+        let activated = activatedSockets.api
+        let daemonMetrics = DaemonMetrics()
 
         let store: InstanceStore
         let recovery: InstanceStore.Recovery
@@ -66,6 +69,7 @@ public struct Daemon {
                     "reason": "\(ExitReason.daemonRestarted.rawValue)", "message": "was created or running when the previous daemon died",
                 ])
         }
+        daemonMetrics.recoveredExits(recovery.markedExited.count)
         let directory = InstanceDirectory()
         directory.addRecovered(recovery.instances)
         logger.info(
@@ -78,8 +82,18 @@ public struct Daemon {
         let recorder = RuntimeEventRecorder(store: store, directory: directory, logger: logger)
         let runtime = try WasmletRuntime(
             configuration: Self.runtimeConfiguration(configuration.runtimeConfiguration),
-            eventHandler: { recorder.handle($0) })
-        let service = RuntimeService(runtime: runtime, store: store, directory: directory, logger: logger)
+            eventHandler: { recorder.handle($0); daemonMetrics.handle($0) })
+        daemonMetrics.attach(runtime)
+        let service = RuntimeService(
+            runtime: runtime, store: store, directory: directory, logger: logger, observer: daemonMetrics)
+        let probe = ProgressProbe(runtime: runtime)
+        let metricsServer = try await MetricsEndpoint.serve(
+            activated: activatedSockets.metrics, address: configuration.metricsAddress,
+            endpoints: MetricsServer.Endpoints(
+                metrics: { daemonMetrics.metrics.scrape() },
+                healthy: { probe.isHealthy },
+                ready: { daemonMetrics.isAccepting && !service.isDraining }),
+            logger: logger)
 
         var registry = TTRPCServiceRegistry()
         service.register(in: &registry)
@@ -101,18 +115,23 @@ public struct Daemon {
             serverConfiguration: serverConfiguration, logger: logger)
 
         notifier.ready(status: StatusReporter.text(service.counts()))
+        daemonMetrics.setAccepting(true)
         logger.info("wasmletd ready", metadata: ["version": "\(DaemonVersion.version)", "pid": "\(getpid())"])
 
         var watchdog: Watchdog?
+        var healthTicker: HealthTicker?
         do {
             if let watchdogConfiguration = try WatchdogConfiguration.fromEnvironment() {
-                let probe = ProgressProbe(runtime: runtime)
                 watchdog = Watchdog(configuration: watchdogConfiguration, notifier: notifier) { probe.isMakingProgress() }
                 watchdog?.start()
                 logger.info("systemd watchdog on: \(watchdogConfiguration)")
             }
         } catch {
             logger.error("systemd watchdog off: \(error)")
+        }
+        if watchdog == nil {
+            // No watchdog to tick the probe: tick it for /healthz alone.
+            healthTicker = HealthTicker(interval: .seconds(1)) { _ = probe.isMakingProgress() }
         }
 
         let firstInterval = configuration.statusInterval
@@ -137,6 +156,8 @@ public struct Daemon {
             runtime: runtime, service: service, store: store, server: server, notifier: notifier, logger: logger
         ).run(grace: configuration.shutdownGrace)
         watchdog?.stop()
+        healthTicker?.stop()
+        await metricsServer.shutdown()
         logger.notice("wasmletd stopped")
         return 0
     }

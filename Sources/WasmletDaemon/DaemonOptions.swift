@@ -21,7 +21,7 @@ public struct DaemonOptions: ParsableArguments, Sendable {
 
     @Option(
         name: .customLong("metrics-address"),
-        help: ArgumentHelp("Address for the metrics endpoint (stored; served by a later release).", valueName: "host:port"))
+        help: ArgumentHelp("Address of the HTTP endpoint for /metrics, /healthz and /readyz (default 127.0.0.1:9464).", valueName: "host:port"))
     public var metricsAddress: String?
 
     @Option(

@@ -21,6 +21,7 @@ final class ProgressProbe: Sendable {
     }
 
     private let state = Mutex(State())
+    private let lastVerdict = Atomic<Bool>(true)
     private let runtime: WasmletRuntime
     private let group: any EventLoopGroup
 
@@ -40,8 +41,12 @@ final class ProgressProbe: Sendable {
             return (true, state.generation)
         }
         if let generation { launchHeartbeat(generation) }
+        lastVerdict.store(healthy, ordering: .relaxed)
         return healthy
     }
+
+    /// The verdict of the latest tick, for `/healthz` (reading it does not tick).
+    var isHealthy: Bool { lastVerdict.load(ordering: .relaxed) }
 
     private func launchHeartbeat(_ generation: UInt64) {
         let group = self.group

@@ -22,12 +22,18 @@ public final class RuntimeService: Sendable {
     private let createdCount = Atomic<UInt64>(0)
     private let deletedCount = Atomic<UInt64>(0)
     private let startedAt = ContinuousClock.now
+    /// Told of every request (method name, status code, latency) and of kill requests: metrics.
+    let observer: (any RequestObserver)?
 
-    init(runtime: WasmletRuntime, store: InstanceStore, directory: InstanceDirectory, logger: Logger) {
+    init(
+        runtime: WasmletRuntime, store: InstanceStore, directory: InstanceDirectory, logger: Logger,
+        observer: (any RequestObserver)? = nil
+    ) {
         self.runtime = runtime
         self.store = store
         self.directory = directory
         self.logger = logger
+        self.observer = observer
     }
 
     /// From now on Create and Start answer UNAVAILABLE (SIGTERM drain); the rest keeps working
@@ -44,17 +50,25 @@ public final class RuntimeService: Sendable {
         ) {
             registry.register(service: method.service, method: method.method, request: Request.self, response: Response.self) {
                 [self] context, request in
+                let began = ContinuousClock.now
                 do {
-                    return try await body(self, context, request)
+                    let response = try await body(self, context, request)
+                    observer?.request(method: method.method, code: .ok, duration: ContinuousClock.now - began)
+                    return response
                 } catch {
-                    throw ErrorMapping.ttrpc(error)
+                    let mapped = ErrorMapping.ttrpc(error)
+                    observer?.request(method: method.method, code: mapped.code, duration: ContinuousClock.now - began)
+                    throw mapped
                 }
             }
         }
         add(WasmletRuntimeAPI.create) { try $0.create($2) }
         add(WasmletRuntimeAPI.start) { try $0.start($2) }
         add(WasmletRuntimeAPI.wait) { try await $0.wait($2) }
-        add(WasmletRuntimeAPI.kill) { try $0.kill($2) }
+        add(WasmletRuntimeAPI.kill) { service, _, request in
+            service.observer?.killRequested(MessageMapping.key(namespace: request.namespace, id: request.id))
+            return try service.kill(request)
+        }
         add(WasmletRuntimeAPI.delete) { try $0.delete($2) }
         add(WasmletRuntimeAPI.inspect) { try $0.inspect($2) }
         add(WasmletRuntimeAPI.list) { $0.list($2) }

@@ -1,0 +1,191 @@
+import Prometheus
+import Synchronization
+
+/// Runtime-wide numbers the daemon reads at scrape time (from `RuntimeStatistics`); this
+/// library stays free of the engine.
+public struct RuntimeNumbers: Sendable {
+    public var instancesByState: [String: Int]
+    public var memoryReservedBytes: UInt64
+    public var memoryBudgetBytes: UInt64
+    public var moduleCacheEntries: Int
+    public var moduleCacheBytes: Int
+    public var moduleCacheHits: UInt64
+    public var moduleCacheMisses: UInt64
+    public var fuelConsumedTotal: UInt64
+    public var warmInstancesIdle: Int
+
+    public init(
+        instancesByState: [String: Int] = [:], memoryReservedBytes: UInt64 = 0, memoryBudgetBytes: UInt64 = 0,
+        moduleCacheEntries: Int = 0, moduleCacheBytes: Int = 0, moduleCacheHits: UInt64 = 0,
+        moduleCacheMisses: UInt64 = 0, fuelConsumedTotal: UInt64 = 0, warmInstancesIdle: Int = 0
+    ) {
+        self.instancesByState = instancesByState
+        self.memoryReservedBytes = memoryReservedBytes
+        self.memoryBudgetBytes = memoryBudgetBytes
+        self.moduleCacheEntries = moduleCacheEntries
+        self.moduleCacheBytes = moduleCacheBytes
+        self.moduleCacheHits = moduleCacheHits
+        self.moduleCacheMisses = moduleCacheMisses
+        self.fuelConsumedTotal = fuelConsumedTotal
+        self.warmInstancesIdle = warmInstancesIdle
+    }
+}
+
+/// A Prometheus counter fed from a cumulative total kept elsewhere: adds the difference.
+final class CumulativeCounter: Sendable {
+    private let counter: Counter
+    private let last = Mutex<Double>(0)
+
+    init(_ counter: Counter) { self.counter = counter }
+
+    func update(total: Double) {
+        let delta = last.withLock { last -> Double in
+            guard total > last else { return 0 }
+            defer { last = total }
+            return total - last
+        }
+        if delta > 0 { counter.increment(by: delta) }
+    }
+}
+
+/// wasmletd's metrics, in a `PrometheusCollectorRegistry` (swift-prometheus does the
+/// exposition). Events (starts, exits, API calls) are recorded as they happen; runtime-wide
+/// gauges and cumulative totals are read from `collect` at each scrape.
+public final class WasmletMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let collect: @Sendable () -> RuntimeNumbers
+
+    private let states: [String]
+    private let instances: [String: Gauge]
+    private let starts: Counter
+    private let exits: [String: Counter]
+    private let exitsOther: Counter
+    private let runDuration: ValueHistogram
+    private let instantiateDuration: ValueHistogram
+    private let killLatency: ValueHistogram
+    private let fuel: CumulativeCounter
+    private let memoryReserved: Gauge
+    private let memoryBudget: Gauge
+    private let cacheEntries: Gauge
+    private let cacheBytes: Gauge
+    private let cacheHits: CumulativeCounter
+    private let cacheMisses: CumulativeCounter
+    private let guestsRunning: Gauge
+    private let warmIdle: Gauge
+    private let apiRequests = Mutex<[String: Counter]>([:])
+    private let apiLatency = Mutex<[String: ValueHistogram]>([:])
+    private let process: ProcessMetrics
+
+    static let durationBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+    static let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+    /// - Parameters:
+    ///   - states: every instance state, so each has a series from the start.
+    ///   - exitReasons: every exit reason, likewise.
+    ///   - collect: runtime-wide numbers, read at each scrape.
+    public init(
+        states: [String], exitReasons: [String], registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        collect: @escaping @Sendable () -> RuntimeNumbers
+    ) {
+        self.registry = registry
+        self.collect = collect
+        self.states = states
+        func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "wasmlet", metricName: name, unitName: unit, helpText: help)
+        }
+        var instances: [String: Gauge] = [:]
+        for state in states {
+            instances[state] = registry.makeGauge(
+                descriptor: d("instances", "", "Instances known to the runtime, by state."), labels: [("state", state)])
+        }
+        self.instances = instances
+        starts = registry.makeCounter(descriptor: d("instance_starts", "total", "Instances started."))
+        var exits: [String: Counter] = [:]
+        let exitHelp = "Instances that exited, by exit reason."
+        for reason in exitReasons {
+            exits[reason] = registry.makeCounter(descriptor: d("instance_exits", "total", exitHelp), labels: [("reason", reason)])
+        }
+        self.exits = exits
+        exitsOther = registry.makeCounter(descriptor: d("instance_exits", "total", exitHelp), labels: [("reason", "other")])
+        runDuration = registry.makeValueHistogram(
+            descriptor: d("instance_run_duration", "seconds", "Time from start to exit of instances that ran."),
+            buckets: Self.durationBuckets)
+        instantiateDuration = registry.makeValueHistogram(
+            descriptor: d("instance_instantiate_duration", "seconds", "Time from a start request to the guest's entry point running (start call latency)."),
+            buckets: Self.latencyBuckets)
+        killLatency = registry.makeValueHistogram(
+            descriptor: d("kill_latency", "seconds", "Time from a kill request to the instance's exit."),
+            buckets: Self.latencyBuckets)
+        fuel = CumulativeCounter(registry.makeCounter(descriptor: d("fuel_consumed", "total", "Fuel units consumed by all guests.")))
+        memoryReserved = registry.makeGauge(
+            descriptor: d("memory_caps_reserved", "bytes", "Linear-memory caps reserved by live instances against the node budget."))
+        memoryBudget = registry.makeGauge(descriptor: d("memory_budget", "bytes", "The node's linear-memory budget."))
+        cacheEntries = registry.makeGauge(descriptor: d("module_cache_entries", "", "Compiled modules in the module cache."))
+        cacheBytes = registry.makeGauge(descriptor: d("module_cache_size", "bytes", "Size of the modules in the module cache."))
+        cacheHits = CumulativeCounter(registry.makeCounter(descriptor: d("module_cache_hits", "total", "Module cache lookups that found the module.")))
+        cacheMisses = CumulativeCounter(registry.makeCounter(descriptor: d("module_cache_misses", "total", "Module cache lookups that had to load the module.")))
+        guestsRunning = registry.makeGauge(descriptor: d("guests_running", "", "Guests currently running."))
+        warmIdle = registry.makeGauge(descriptor: d("warm_instances_idle", "", "Translated instances waiting to be reused."))
+        process = ProcessMetrics(registry: registry)
+    }
+
+    // MARK: Events
+
+    public func instanceStarted() { starts.increment() }
+
+    /// - Parameter runSeconds: start to exit, nil if the instance never ran.
+    public func instanceExited(reason: String, runSeconds: Double?) {
+        (exits[reason] ?? exitsOther).increment()
+        if let runSeconds, runSeconds >= 0 { runDuration.record(runSeconds) }
+    }
+
+    public func recordInstantiate(seconds: Double) { instantiateDuration.record(max(0, seconds)) }
+
+    public func recordKillLatency(seconds: Double) { killLatency.record(max(0, seconds)) }
+
+    /// One API request: its method ("Create"), status code name ("OK", "NOT_FOUND") and latency.
+    public func recordRequest(method: String, code: String, seconds: Double) {
+        let key = method + "\u{0}" + code
+        let counter = apiRequests.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = registry.makeCounter(
+                descriptor: MetricNameDescriptor(
+                    namespace: "wasmlet", metricName: "api_requests", unitName: "total",
+                    helpText: "wasmlet.v1 API requests, by method and status code."),
+                labels: [("method", method), ("code", code)])
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
+        let histogram = apiLatency.withLock { histograms in
+            if let histogram = histograms[method] { return histogram }
+            let histogram = registry.makeValueHistogram(
+                descriptor: MetricNameDescriptor(
+                    namespace: "wasmlet", metricName: "api_request_duration", unitName: "seconds",
+                    helpText: "wasmlet.v1 API request latency, by method."),
+                labels: [("method", method)], buckets: Self.latencyBuckets)
+            histograms[method] = histogram
+            return histogram
+        }
+        histogram.record(max(0, seconds))
+    }
+
+    // MARK: Scrape
+
+    /// Refreshes the gauges from `collect` and /proc, then renders the text format (0.0.4).
+    public func scrape() -> [UInt8] {
+        let numbers = collect()
+        for state in states { instances[state]?.set(Double(numbers.instancesByState[state] ?? 0)) }
+        guestsRunning.set(Double(numbers.instancesByState["running"] ?? 0))
+        fuel.update(total: Double(numbers.fuelConsumedTotal))
+        memoryReserved.set(Double(numbers.memoryReservedBytes))
+        memoryBudget.set(Double(numbers.memoryBudgetBytes))
+        cacheEntries.set(Double(numbers.moduleCacheEntries))
+        cacheBytes.set(Double(numbers.moduleCacheBytes))
+        cacheHits.update(total: Double(numbers.moduleCacheHits))
+        cacheMisses.update(total: Double(numbers.moduleCacheMisses))
+        warmIdle.set(Double(numbers.warmInstancesIdle))
+        process.update()
+        return registry.emitToBuffer()
+    }
+}

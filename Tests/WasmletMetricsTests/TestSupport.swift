@@ -1,0 +1,362 @@
+// Copied from Tests/WasmletDaemonTests/TestSupport.swift (test targets cannot share sources).
+import Foundation
+import Glibc
+import SwiftProtobuf
+import Testing
+import WasmletAPI
+import WasmletTTRPC
+
+/// Every end-to-end test spawns real `wasmletd` processes; they run one suite at a time (nested
+/// in this one) so timing-sensitive checks are not starved on a 2-core machine.
+@Suite(.serialized)
+struct DaemonEndToEndTests {}
+
+/// The repository root, from this file's path (Tests/WasmletMetricsTests/TestSupport.swift; a copy of WasmletDaemonTests/TestSupport.swift).
+let repositoryRoot: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()
+
+func example(_ name: String) -> String { repositoryRoot + "/examples/build/\(name).wasm" }
+
+/// The directory of this test binary, where SwiftPM also puts `wasmletd` (the test target
+/// depends on it, so `swift build --build-tests` builds it).
+func productsDirectory() -> String {
+    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return (executable as NSString).deletingLastPathComponent
+}
+
+var daemonPath: String { productsDirectory() + "/wasmletd" }
+
+/// A fresh, short directory under /tmp (socket paths must fit in 107 bytes), removed on deinit.
+/// Mode 0755 so an unprivileged test client can reach a socket inside.
+final class TemporaryDirectory: @unchecked Sendable {
+    let path: String
+
+    init() throws {
+        var template = Array("/tmp/wlt-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw POSIXError(.init(rawValue: errno)!) }
+        path = String(cString: made)
+        chmod(path, 0o755)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// One running `wasmletd`, stopped by its PID when the test is done with it.
+final class DaemonProcess: @unchecked Sendable {
+    let process = Process()
+    let socketPath: String
+    let stateDirectory: String
+    let logPath: String
+
+    /// - Parameters:
+    ///   - arguments: extra flags; `--socket` and `--state-dir` are added unless `launcher` is set.
+    ///   - environment: added to (or, with nil values, removed from) the test's environment.
+    ///   - launcher: run wasmletd through this program (e.g. systemd-socket-activate) with
+    ///     `launcherArguments` before the daemon path.
+    init(
+        directory: TemporaryDirectory, stateDirectory: String? = nil, arguments: [String] = [],
+        environment: [String: String?] = [:], launcher: String? = nil, launcherArguments: [String] = [],
+        waitForSocket: Bool = true, logName: String = "wasmletd.log"
+    ) throws {
+        socketPath = directory.path + "/api.sock"
+        self.stateDirectory = stateDirectory ?? directory.path + "/state"
+        logPath = directory.path + "/" + logName
+        var env = ProcessInfo.processInfo.environment
+        for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+            env[name] = nil
+        }
+        for (name, value) in environment { env[name] = value }
+        let daemonArguments = ["--socket", socketPath, "--state-dir", self.stateDirectory, "--log-level", "debug"] + arguments
+        if let launcher {
+            process.executableURL = URL(fileURLWithPath: launcher)
+            process.arguments = launcherArguments + [daemonPath] + daemonArguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: daemonPath)
+            process.arguments = daemonArguments
+        }
+        process.environment = env
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath)!
+        process.standardError = log
+        process.standardOutput = log
+        try process.run()
+        if waitForSocket { try waitUntilServing() }
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    var pid: pid_t { process.processIdentifier }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Polls until a connection to the socket succeeds.
+    func waitUntilServing(timeout: Duration = .seconds(60)) throws {
+        let clock = ContinuousClock()
+        let end = clock.now + timeout
+        while clock.now < end {
+            guard process.isRunning else {
+                throw TestFailure("wasmletd exited with \(process.terminationStatus) before serving:\n\(log)")
+            }
+            if let fd = try? RawConnection.connectFD(socketPath) {
+                close(fd)
+                return
+            }
+            usleep(20_000)
+        }
+        throw TestFailure("wasmletd did not serve \(socketPath) within \(timeout):\n\(log)")
+    }
+
+    func signal(_ number: Int32) { kill(pid, number) }
+
+    /// Waits for the process to end; nil if it is still running after `timeout`.
+    func waitForExit(timeout: Duration = .seconds(30)) -> (status: Int32, reason: Process.TerminationReason)? {
+        let clock = ContinuousClock()
+        let end = clock.now + timeout
+        while process.isRunning, clock.now < end { usleep(10_000) }
+        guard !process.isRunning else { return nil }
+        return (process.terminationStatus, process.terminationReason)
+    }
+
+    /// SIGTERM and wait; SIGKILL if it does not go.
+    func stop() {
+        guard process.isRunning else { return }
+        signal(SIGTERM)
+        if waitForExit(timeout: .seconds(30)) == nil {
+            signal(SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    func client() async throws -> RuntimeClient { try await RuntimeClient(socketPath: socketPath) }
+}
+
+/// The wasmlet.v1.Runtime calls over a real TTRPCClient connection.
+struct RuntimeClient {
+    let connection: TTRPCClient
+
+    init(socketPath: String) async throws {
+        connection = try await TTRPCClient.connect(unixSocketPath: socketPath)
+    }
+
+    func call<Request, Response>(
+        _ method: RPCMethod<Request, Response>, _ request: Request, timeout: Duration? = .seconds(30)
+    ) async throws -> Response {
+        try await connection.call(
+            service: method.service, method: method.method, request: request, responseType: Response.self, timeout: timeout)
+    }
+
+    func create(
+        _ id: String, module: String, namespace: String = "test", args: [String] = [], labels: [String: String] = [:]
+    ) async throws -> Wasmlet_V1_Instance {
+        var request = Wasmlet_V1_CreateRequest()
+        request.namespace = namespace
+        request.id = id
+        request.module = .path(module)
+        request.args = args.isEmpty ? [id] : args
+        request.labels = labels
+        return try await call(WasmletRuntimeAPI.create, request).instance
+    }
+
+    func start(_ id: String, namespace: String = "test") async throws -> Wasmlet_V1_Instance {
+        var request = Wasmlet_V1_StartRequest()
+        request.namespace = namespace
+        request.id = id
+        return try await call(WasmletRuntimeAPI.start, request).instance
+    }
+
+    func wait(_ id: String, namespace: String = "test", timeout: Duration? = .seconds(30)) async throws -> Wasmlet_V1_ExitRecord {
+        var request = Wasmlet_V1_WaitRequest()
+        request.namespace = namespace
+        request.id = id
+        return try await call(WasmletRuntimeAPI.wait, request, timeout: timeout).exit
+    }
+
+    func kill(_ id: String, namespace: String = "test", signal: UInt32 = 9) async throws {
+        var request = Wasmlet_V1_KillRequest()
+        request.namespace = namespace
+        request.id = id
+        request.signal = signal
+        _ = try await call(WasmletRuntimeAPI.kill, request)
+    }
+
+    func delete(_ id: String, namespace: String = "test") async throws -> Wasmlet_V1_DeleteResponse {
+        var request = Wasmlet_V1_DeleteRequest()
+        request.namespace = namespace
+        request.id = id
+        return try await call(WasmletRuntimeAPI.delete, request)
+    }
+
+    func inspect(_ id: String, namespace: String = "test") async throws -> Wasmlet_V1_Instance {
+        var request = Wasmlet_V1_InspectRequest()
+        request.namespace = namespace
+        request.id = id
+        return try await call(WasmletRuntimeAPI.inspect, request).instance
+    }
+
+    func list(namespace: String = "", labels: [String: String] = [:]) async throws -> [Wasmlet_V1_Instance] {
+        var request = Wasmlet_V1_ListRequest()
+        request.namespace = namespace
+        request.labelSelector = labels
+        return try await call(WasmletRuntimeAPI.list, request).instances
+    }
+
+    func stats() async throws -> Wasmlet_V1_StatsResponse {
+        try await call(WasmletRuntimeAPI.stats, Wasmlet_V1_StatsRequest())
+    }
+
+    func version() async throws -> Wasmlet_V1_VersionResponse {
+        try await call(WasmletRuntimeAPI.version, Wasmlet_V1_VersionRequest())
+    }
+
+    func close() async { await connection.close() }
+}
+
+/// The ttrpc status code a call failed with (nil if it did not fail with a TTRPCError).
+func statusCode(of body: () async throws -> Void) async -> (TTRPCStatusCode, String)? {
+    do {
+        try await body()
+        return nil
+    } catch let error as TTRPCError {
+        return (error.code, error.message)
+    } catch {
+        return nil
+    }
+}
+
+/// A plain blocking Unix-socket connection for writing arbitrary bytes (the fuzz tests).
+final class RawConnection {
+    let fd: Int32
+
+    init(_ path: String) throws { fd = try Self.connectFD(path) }
+
+    deinit { close(fd) }
+
+    static func connectFD(_ path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.init(rawValue: errno)!) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else {
+            let code = errno
+            close(fd)
+            throw POSIXError(.init(rawValue: code)!)
+        }
+        return fd
+    }
+
+    /// Writes everything; false if the peer closed (EPIPE/ECONNRESET).
+    @discardableResult
+    func write(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            offset += written
+        }
+        return true
+    }
+
+    enum ReadResult: Equatable {
+        case frame(streamID: UInt32, type: UInt8, payload: [UInt8])
+        case closed
+        case timedOut
+    }
+
+    /// Reads one ttrpc frame, or reports that the connection closed or nothing came.
+    func readFrame(timeoutMilliseconds: Int32 = 5_000) -> ReadResult {
+        guard let header = read(count: 10, timeoutMilliseconds: timeoutMilliseconds) else { return lastResult }
+        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+        let stream = UInt32(header[4]) << 24 | UInt32(header[5]) << 16 | UInt32(header[6]) << 8 | UInt32(header[7])
+        guard let payload = read(count: length, timeoutMilliseconds: timeoutMilliseconds) else { return lastResult }
+        return .frame(streamID: stream, type: header[8], payload: payload)
+    }
+
+    private var lastResult: ReadResult = .timedOut
+
+    private func read(count: Int, timeoutMilliseconds: Int32) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        while bytes.count < count {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, timeoutMilliseconds) == 1 else {
+                lastResult = .timedOut
+                return nil
+            }
+            var chunk = [UInt8](repeating: 0, count: min(65536, count - bytes.count))
+            let received = recv(fd, &chunk, chunk.count, 0)
+            if received <= 0 {
+                lastResult = .closed
+                return nil
+            }
+            bytes += chunk[0..<received]
+        }
+        return bytes
+    }
+
+    /// True once the peer has closed the connection (reads EOF within the timeout).
+    func isClosedByPeer(timeoutMilliseconds: Int32 = 5_000) -> Bool {
+        while true {
+            switch readFrame(timeoutMilliseconds: timeoutMilliseconds) {
+            case .closed: return true
+            case .timedOut: return false
+            case .frame: continue
+            }
+        }
+    }
+}
+
+/// A ttrpc frame: 10-byte header (length, stream id, type, flags; big-endian) and payload.
+func frame(streamID: UInt32, type: UInt8, payload: [UInt8], declaredLength: UInt32? = nil) -> [UInt8] {
+    let length = declaredLength ?? UInt32(payload.count)
+    var bytes: [UInt8] = []
+    for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: length >> UInt32(shift))) }
+    for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: streamID >> UInt32(shift))) }
+    bytes += [type, 0]
+    return bytes + payload
+}
+
+func versionRequestFrame(streamID: UInt32) throws -> [UInt8] {
+    var request = Ttrpc_Request()
+    request.service = WasmletRuntimeAPI.serviceName
+    request.method = "Version"
+    request.payload = Data()
+    return frame(streamID: streamID, type: 1, payload: try request.serializedBytes())
+}
+
+/// Decodes a response frame's status code and payload.
+func decodeResponse(_ payload: [UInt8]) throws -> (code: Int32, message: String, payload: Data) {
+    let response = try Ttrpc_Response(serializedBytes: payload)
+    return (response.status.code, response.status.message, response.payload)
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let clock = ContinuousClock()
+    let end = clock.now + timeout
+    while clock.now < end {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
