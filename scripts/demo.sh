@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The README's first command. On a fresh Debian machine with Swift (as root) it installs what is
+# missing, builds wasmlet and the example guests, starts wasmletd on its built-in defaults (no
+# configuration file), runs a demo workload through wasmletctl, shows `wasmletctl list`, and
+# stops the daemon it started (by its PID). With --keep the daemon keeps running.
+# If a wasmletd already answers on the default socket (say, the systemd service), it uses that.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+keep=0
+[ "${1:-}" = "--keep" ] && keep=1
+
+scripts/ensure-packages.sh pkg-config libsystemd-dev >/dev/null
+scripts/setup-toolchain.sh >/dev/null
+scripts/build-examples.sh >/dev/null
+echo "== building wasmletd and wasmletctl (release; the first build takes a few minutes)"
+for product in wasmletd wasmletctl; do swift build -c release --product "$product" 2>&1 | tail -n 1; done
+bin=.build/release
+ctl() { echo "\$ wasmletctl $*"; "$bin/wasmletctl" "$@"; }
+
+daemon_pid=""
+if "$bin/wasmletctl" version >/dev/null 2>&1; then
+    echo "== using the wasmletd already running"
+else
+    echo "== starting wasmletd on its defaults"
+    "$bin/wasmletd" &
+    daemon_pid=$!
+    for _ in $(seq 1 100); do "$bin/wasmletctl" version >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+stop_daemon() {
+    if [ -n "$daemon_pid" ] && [ "$keep" = 0 ]; then
+        echo "== stopping wasmletd (pid $daemon_pid)"
+        kill -TERM "$daemon_pid" && wait "$daemon_pid" || true
+    fi
+}
+trap stop_daemon EXIT
+
+data="$(mktemp -d)"
+echo "a file the guest may read" >"$data/note.txt"
+ex="$PWD/examples/build"
+run() { # run TITLE ARGS...
+    echo; echo "== $1"; shift
+    set +e; ctl run "$@"; local code=$?; set -e
+    echo "-> exit code $code"
+}
+
+# The demo's named instances are kept after they exit; clear those of an earlier demo.
+for id in bomb runaway late napper; do "$bin/wasmletctl" delete "$id" >/dev/null 2>&1 || true; done
+
+ctl version
+run "hello" "$ex/hello.wasm"
+run "args and environment (only what is given)" --env GREETING=hi "$ex/echo.wasm" one two
+run "a read-only preopen" --dir "$data:/data:ro" "$ex/cat.wasm" /data/note.txt
+run "escaping the preopen fails" --dir "$data:/data:ro" "$ex/cat.wasm" /data/../../etc/passwd
+run "memory bomb under a 16 MiB cap" --no-rm --id bomb --memory 16M "$ex/membomb.wasm"
+run "runaway loop with a fuel budget" --no-rm --id runaway --fuel 50000000 "$ex/cpuhog.wasm"
+run "sleeper past a 300 ms deadline" --no-rm --id late --timeout 300 "$ex/sleeper.wasm"
+echo; echo "== a long-running guest, killed"
+"$bin/wasmletctl" run --no-rm --id napper "$ex/sleeper.wasm" 600 &
+runner=$!
+sleep 1
+ctl list
+ctl kill napper
+wait "$runner" || echo "-> exit code $?"
+echo
+ctl list
+ctl inspect runaway
+rm -rf "$data"
