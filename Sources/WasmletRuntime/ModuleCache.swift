@@ -28,7 +28,11 @@ final class ModuleCache: Sendable {
     let maxEntries: Int
     let maxBytes: Int
 
-    init(maxEntries: Int, maxBytes: Int, maxModuleBytes: Int) {
+    /// Called (outside the lock) with the digest of each evicted module.
+    private let onEvict: @Sendable (String) -> Void
+
+    init(maxEntries: Int, maxBytes: Int, maxModuleBytes: Int, onEvict: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.onEvict = onEvict
         self.maxEntries = max(1, maxEntries)
         self.maxBytes = maxBytes
         self.validator = ModuleValidator(maxModuleBytes: maxModuleBytes)
@@ -91,7 +95,8 @@ final class ModuleCache: Sendable {
     }
 
     private func insert(_ module: LoadedModule) {
-        state.withLock { state in
+        let evicted = state.withLock { state -> [String] in
+            var evicted: [String] = []
             state.clock += 1
             if let old = state.entries[module.digest] { state.bytes -= old.module.byteCount }
             state.entries[module.digest] = (module, state.clock)
@@ -101,8 +106,11 @@ final class ModuleCache: Sendable {
                 state.entries[victim.key] = nil
                 state.bytes -= victim.value.module.byteCount
                 state.evictions += 1
+                evicted.append(victim.key)
             }
+            return evicted
         }
+        evicted.forEach(onEvict)
     }
 
     var statistics: Statistics {

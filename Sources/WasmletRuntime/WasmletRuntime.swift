@@ -32,10 +32,12 @@ public final class WasmletRuntime: Sendable {
     public init(configuration: RuntimeConfiguration = RuntimeConfiguration(), eventHandler: (@Sendable (RuntimeEvent) -> Void)? = nil) throws {
         self.configuration = configuration
         self.eventHandler = eventHandler
+        let pool = InstancePool(maxIdlePerModule: configuration.warmInstancesPerModule)
+        self.pool = pool
+        // Warm instances of an evicted module would otherwise stay in the pool forever.
         modules = ModuleCache(
             maxEntries: configuration.moduleCacheEntries, maxBytes: configuration.moduleCacheBytes,
-            maxModuleBytes: configuration.maxModuleBytes)
-        pool = InstancePool(maxIdlePerModule: configuration.warmInstancesPerModule)
+            maxModuleBytes: configuration.maxModuleBytes, onEvict: { pool.drain(digest: $0) })
         try GuestInterrupter.installation.get()
         _ = try FuelCell.offset.get()
         // A guest writing to a pipe whose reader left must get EPIPE, not kill the daemon.

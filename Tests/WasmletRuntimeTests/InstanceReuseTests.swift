@@ -90,3 +90,14 @@ import Testing
         #expect(module.reusableGlobalExports == nil)
     }
 }
+
+extension InstanceReuseTests {
+    @Test func evictingAModuleDropsItsWarmInstances() async throws {
+        let runtime = try Fixtures.makeRuntime { $0.moduleCacheEntries = 1 }
+        let first = try runtime.loadModule(bytes: Fixtures.wat(Self.counterGuest))
+        #expect(try await Fixtures.run(runtime, digest: first.digest).exit.code == 12)
+        #expect(runtime.statistics().warmInstancesIdle == 1)
+        _ = try runtime.loadModule(bytes: Fixtures.wat(#"(module (memory (export "memory") 1) (func (export "_start")))"#))
+        #expect(runtime.statistics().warmInstancesIdle == 0)
+    }
+}
