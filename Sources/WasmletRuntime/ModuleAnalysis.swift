@@ -57,7 +57,7 @@ struct ModuleAnalysis {
                         var scanner = StateMutationScanner()
                         var expression = ExpressionParser(code: body)
                         while let visit = try expression.parse() {
-                            try visit(visitor: &scanner)
+                            visit(visitor: &scanner)
                             if scanner.found { break }
                         }
                         mutatesTablesOrSegments = scanner.found

@@ -39,7 +39,8 @@ final class WarmInstance: @unchecked Sendable {
         self.memory = memory
         if let names = module.reusableGlobalExports {
             let globals = names.compactMap { name in instance.exports[global: name].map { ($0, $0.value) } }
-            snapshot = globals.count == names.count ? Snapshot(memory: memory.data, globals: globals) : nil
+            let bytes = memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { [UInt8]($0) }
+            snapshot = globals.count == names.count ? Snapshot(memory: bytes, globals: globals) : nil
         } else {
             snapshot = nil
         }
