@@ -10,7 +10,8 @@ import WasmletTTRPC
 @Suite(.serialized)
 struct DaemonEndToEndTests {}
 
-/// The repository root, from this file's path (Tests/WasmletDaemonTests/TestSupport.swift).
+/// The repository root, from this file's path (Tests/WasmletDaemonTests/TestSupport.swift; WasmletMetricsTests
+/// uses the same file through a symlink, since test targets cannot share a source file otherwise).
 let repositoryRoot: String = {
     var url = URL(fileURLWithPath: #filePath)
     for _ in 0..<3 { url.deleteLastPathComponent() }
