@@ -123,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "wasmlet-bench",
             dependencies: [
-                "WasmletRuntime",
+                "WasmletRuntime", "WasmletClient",
                 .product(name: "WAT", package: "WasmKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -14,7 +14,7 @@ struct WasmletBench: AsyncParsableCommand {
     @Option(help: "Directory with the built example guests (scripts/build-examples.sh).")
     var examples = "examples/build"
 
-    @Option(help: "Comma-separated groups to run: start,density,kill,fuel,fairness,compute,spawn (default: all).")
+    @Option(help: "Comma-separated groups to run: start,density,kill,fuel,fairness,compute,spawn,api (default: all).")
     var only: String?
 
     @Option(help: "Concurrent sleeping instances for the density figure.")
@@ -26,13 +26,19 @@ struct WasmletBench: AsyncParsableCommand {
     @Option(help: "Write the summary table (Markdown) to this file.")
     var markdown: String?
 
+    @Option(help: "The wasmletd binary for the api group (default: next to wasmlet-bench).")
+    var wasmletd: String?
+
+    @Option(help: "The wasmletctl binary for the api group (default: next to wasmlet-bench).")
+    var wasmletctl: String?
+
     func run() async throws {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         limit.rlim_cur = limit.rlim_max
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 
-        let groups = Set((only ?? "start,density,kill,fuel,fairness,compute,spawn").split(separator: ",").map(String.init))
+        let groups = Set((only ?? "start,density,kill,fuel,fairness,compute,spawn,api").split(separator: ",").map(String.init))
         let report = Report()
         var configuration = RuntimeConfiguration()
         configuration.maxInstances = max(configuration.maxInstances, density + 100)
@@ -49,6 +55,14 @@ struct WasmletBench: AsyncParsableCommand {
         if groups.contains("fairness") { try await FairnessBenchmark(guests: guests).run(report) }
         if groups.contains("compute") { try ComputeBenchmark(guests: guests).run(report) }
         if groups.contains("density") { try await DensityBenchmark(guests: guests, count: density).run(report) }
+        if groups.contains("api") {
+            let products = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent().path
+            let hello = URL(fileURLWithPath: guests.path("hello")).standardizedFileURL.path
+            try await DaemonBenchmark(
+                wasmletd: wasmletd ?? "\(products)/wasmletd", wasmletctl: wasmletctl ?? "\(products)/wasmletctl",
+                hello: hello, runs: runs, instances: density
+            ).run(report)
+        }
 
         print("\n" + report.markdown())
         if let markdown { try report.markdown().write(toFile: markdown, atomically: true, encoding: .utf8) }

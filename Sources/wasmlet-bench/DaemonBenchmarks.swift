@@ -1,0 +1,232 @@
+import Foundation
+import Glibc
+import WasmletAPI
+import WasmletClient
+
+/// The daemon through its real socket: the release `wasmletd` binary is spawned with a temporary
+/// socket and state directory, and driven with `WasmletClient` and the release `wasmletctl`.
+struct DaemonBenchmark {
+    let wasmletd: String
+    let wasmletctl: String
+    let hello: String
+    let runs: Int
+    let instances: Int
+
+    /// hello.wasm declares 2 pages (128 KiB) of initial memory, so that is the smallest cap it fits.
+    static let helloMemoryCap: UInt64 = 128 << 10
+
+    func run(_ report: Report) async throws {
+        for binary in [wasmletd, wasmletctl] where !FileManager.default.isExecutableFile(atPath: binary) {
+            report.add("daemon API figures", "not measured: \(binary) missing", "-")
+            return
+        }
+        let daemon = try DaemonUnderTest(
+            binary: wasmletd,
+            arguments: ["--max-instances", "\(instances + 1_000)", "--memory-budget", "8GiB"])
+        defer { daemon.stop() }
+        try await daemon.waitUntilReady()
+        report.add("wasmletd RSS, fresh (before any work)", mebibytes(daemon.residentBytes()), "report it")
+
+        let client = try await WasmletClient.connect(socketPath: daemon.socket)
+        let created = try await client.create(.with {
+            $0.namespace = "bench"; $0.id = "inspected"; $0.path = hello; $0.args = ["hello"]
+        })
+        let digest = created.moduleDigest
+
+        try await inspect(client, report)
+        try await hellos(daemon, digest, report)
+        try await list(daemon, client, digest, report)
+        report.add("wasmletd RSS with \(instances) created instances", mebibytes(daemon.residentBytes()), "report it")
+        await client.close()
+    }
+
+    /// Sequential Inspect calls on one connection.
+    func inspect(_ client: WasmletClient, _ report: Report) async throws {
+        for _ in 0..<200 { _ = try await client.inspect(namespace: "bench", id: "inspected") }
+        var samples = Samples()
+        for _ in 0..<5_000 {
+            let start = now()
+            _ = try await client.inspect(namespace: "bench", id: "inspected")
+            samples.add(Double(now() - start))
+        }
+        report.add("Inspect round trip over the socket, p50", microseconds(samples.median), "≤ 100 µs")
+        report.add("Inspect round trip over the socket, p99", microseconds(samples.percentile(99)), "-")
+    }
+
+    /// create+start+wait of hello by digest, one connection per caller; each instance is deleted
+    /// after its wait (the delete is in the throughput, not in the latency). A run that does not
+    /// exit 0 is counted and reported, not fatal.
+    func hellos(_ daemon: DaemonUnderTest, _ digest: String, _ report: Report) async throws {
+        let counter = Counter()
+        @Sendable func cycle(_ client: WasmletClient) async throws -> (Double, Wasmlet_V1_ExitRecord) {
+            let id = "hello-\(counter.next())"
+            let start = now()
+            _ = try await client.create(.with {
+                $0.namespace = "bench"; $0.id = id; $0.digest = digest; $0.args = ["hello"]
+                $0.limits = .with { $0.memoryBytes = Self.helloMemoryCap }
+            })
+            try await client.start(namespace: "bench", id: id)
+            let exit = try await client.wait(namespace: "bench", id: id)
+            let elapsed = Double(now() - start)
+            try await client.delete(namespace: "bench", id: id)
+            return (elapsed, exit)
+        }
+
+        let warmUp = try await WasmletClient.connect(socketPath: daemon.socket)
+        for _ in 0..<50 { _ = try await cycle(warmUp) }
+        await warmUp.close()
+
+        for concurrency in [1, 2, 4] {
+            var clients: [WasmletClient] = []
+            for _ in 0..<concurrency { clients.append(try await WasmletClient.connect(socketPath: daemon.socket)) }
+            let total = runs
+            let start = now()
+            let results = try await withThrowingTaskGroup(of: [(Double, Wasmlet_V1_ExitRecord)].self) { group in
+                for (worker, client) in clients.enumerated() {
+                    group.addTask {
+                        var mine: [(Double, Wasmlet_V1_ExitRecord)] = []
+                        for _ in stride(from: worker, to: total, by: concurrency) { mine.append(try await cycle(client)) }
+                        return mine
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            let seconds = Double(now() - start) / 1e9
+            for client in clients { await client.close() }
+            var samples = Samples()
+            for (latency, _) in results { samples.add(latency) }
+            let failures = results.map(\.1).filter { $0.code != 0 || $0.reason != .exited }
+            let label = "hello create+start+wait via socket, \(concurrency) conn\(concurrency == 1 ? "" : "s")"
+            report.add("\(label), runs/s (+delete)", String(format: "%.0f /s", Double(total) / seconds), "≥ 2,000 /s")
+            report.add("\(label), p50", microseconds(samples.median), "-")
+            if let first = failures.first {
+                report.add("\(label), runs not exiting 0", "\(failures.count) of \(total), e.g. code \(first.code): \(first.message)", "0")
+            }
+        }
+    }
+
+    /// `wasmletctl list` (table, then `-o json`) with `instances` created, never started, instances.
+    func list(_ daemon: DaemonUnderTest, _ client: WasmletClient, _ digest: String, _ report: Report) async throws {
+        let existing = try await client.list().count
+        let workers = 4
+        let start = now()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<workers {
+                group.addTask {
+                    let client = try await WasmletClient.connect(socketPath: daemon.socket)
+                    var index = existing + worker
+                    while index < instances {
+                        _ = try await client.create(.with {
+                            $0.namespace = "bench"; $0.id = "listed-\(index)"; $0.digest = digest; $0.args = ["hello"]
+                            $0.limits = .with { $0.memoryBytes = Self.helloMemoryCap }
+                        })
+                        index += workers
+                    }
+                    await client.close()
+                }
+            }
+            try await group.waitForAll()
+        }
+        let count = try await client.list().count
+        guard count == instances else { throw BenchError("expected \(instances) instances, the daemon lists \(count)") }
+        print(String(format: "  (created %d instances in %.1f s)", instances - existing, Double(now() - start) / 1e9))
+
+        for (name, extra) in [("table", [String]()), ("-o json", ["-o", "json"])] {
+            var samples = Samples()
+            for _ in 0..<10 {
+                let start = now()
+                let status = try spawnAndWait(wasmletctl, ["--socket", daemon.socket, "list"] + extra)
+                samples.add(Double(now() - start))
+                guard status == 0 else { throw BenchError("wasmletctl list \(extra) exited with wait status \(status)") }
+            }
+            report.add("wasmletctl list (\(name)), \(instances) instances, median of 10", milliseconds(samples.median), "≤ 100 ms")
+        }
+    }
+}
+
+/// A `wasmletd` child process on a temporary socket and state directory (under $TMPDIR or /tmp).
+final class DaemonUnderTest: @unchecked Sendable {
+    let directory: String
+    let socket: String
+    let pid: pid_t
+    private var stopped = false
+
+    init(binary: String, arguments: [String]) throws {
+        let temporary = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        var template = Array("\(temporary)/wasmlet-bench-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw BenchError("mkdtemp failed") }
+        directory = String(cString: made)
+        socket = "\(directory)/wasmlet.sock"
+        let log = open("\(directory)/wasmletd.log", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        defer { close(log) }
+        pid = try spawn(binary, ["--socket", socket, "--state-dir", "\(directory)/state"] + arguments, stdout: log, stderr: log)
+        print("  wasmletd pid \(pid), socket \(socket), log \(directory)/wasmletd.log")
+    }
+
+    /// Polls Version on the socket until it answers (up to 30 s).
+    func waitUntilReady() async throws {
+        for _ in 0..<600 {
+            if let client = try? await WasmletClient.connect(socketPath: socket) {
+                let answered = (try? await client.version()) != nil
+                await client.close()
+                if answered { return }
+            }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                stopped = true
+                throw BenchError("wasmletd exited early (status \(status)); see \(directory)/wasmletd.log")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw BenchError("wasmletd did not answer Version within 30 s; see \(directory)/wasmletd.log")
+    }
+
+    /// VmRSS of the daemon, from /proc/<pid>/status.
+    func residentBytes() -> UInt64 {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kib = UInt64(line.split(separator: " ")[1])
+        else { return 0 }
+        return kib * 1024
+    }
+
+    /// SIGTERM, wait for the exit, remove the temporary directory.
+    func stop() {
+        guard !stopped else { return }
+        stopped = true
+        let start = now()
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        print(String(format: "  wasmletd stopped on SIGTERM in %@, wait status %d", milliseconds(Double(now() - start)), status))
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// posix_spawn with stdin from /dev/null and the given stdout/stderr; returns the child's pid.
+func spawn(_ path: String, _ arguments: [String], stdout: Int32, stderr: Int32) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+    posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for argument in argv { free(argument) } }
+    var pid = pid_t()
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
+    return pid
+}
+
+/// Runs `path` with stdout to /dev/null (stderr inherited) and returns its exit status.
+func spawnAndWait(_ path: String, _ arguments: [String]) throws -> Int32 {
+    let devNull = open("/dev/null", O_WRONLY)
+    defer { close(devNull) }
+    let pid = try spawn(path, arguments, stdout: devNull, stderr: 2)
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    return status
+}
+
+func mebibytes(_ bytes: UInt64) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
