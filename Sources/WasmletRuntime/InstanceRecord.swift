@@ -1,8 +1,9 @@
 import Dispatch
 import Foundation
 
-/// The runtime's mutable bookkeeping for one instance. Only touched under the runtime's lock.
-final class InstanceRecord {
+/// The runtime's mutable bookkeeping for one instance. Only touched under the runtime's lock,
+/// which is what makes sharing it between threads safe (hence `@unchecked Sendable`).
+final class InstanceRecord: @unchecked Sendable {
     enum StopRequest: Equatable {
         case killed(signal: Int32)
         case deadline(milliseconds: UInt64)
@@ -19,7 +20,8 @@ final class InstanceRecord {
     var interrupter: GuestInterrupter?
     var stopRequest: StopRequest?
     var deadlineTimer: DispatchSourceTimer?
-    var waiters: [CheckedContinuation<ExitRecord, Never>] = []
+    /// Callers blocked in `wait`, by a token so a cancelled wait can remove itself.
+    var waiters: [UInt64: CheckedContinuation<ExitRecord, any Error>] = [:]
 
     init(spec: InstanceSpec, module: LoadedModule, memoryCap: UInt64, serial: UInt32) {
         self.spec = spec

@@ -24,6 +24,7 @@ public final class WasmletRuntime: Sendable {
         var fuelConsumedTotal: UInt64 = 0
         var exitsByReason: [ExitReason: UInt64] = [:]
         var engines: [UInt64: Engine] = [:]
+        var nextWaiterToken: UInt64 = 0
     }
     private let state = Mutex(State())
 
@@ -149,19 +150,28 @@ public final class WasmletRuntime: Sendable {
         }
     }
 
-    /// Waits until the instance exits and returns its exit record.
+    /// Waits until the instance exits and returns its exit record. Cancelling the calling task
+    /// ends the wait with `CancellationError` (the instance is unaffected).
     public func wait(_ key: InstanceKey) async throws -> ExitRecord {
-        let record = try state.withLock { state throws -> InstanceRecord in
+        let (record, token) = try state.withLock { state throws -> (InstanceRecord, UInt64) in
             guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
-            return record
+            state.nextWaiterToken += 1
+            return (record, state.nextWaiterToken)
         }
-        return await withCheckedContinuation { continuation in
-            let exit = state.withLock { _ -> ExitRecord? in
-                if let exit = record.exit { return exit }
-                record.waiters.append(continuation)
-                return nil
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let exit = state.withLock { _ -> Result<ExitRecord, any Error>? in
+                    if let exit = record.exit { return .success(exit) }
+                    // Checked under the lock the cancel handler also takes, so no cancel is missed.
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    record.waiters[token] = continuation
+                    return nil
+                }
+                if let exit { continuation.resume(with: exit) }
             }
-            if let exit { continuation.resume(returning: exit) }
+        } onCancel: {
+            let waiter = state.withLock { _ in record.waiters.removeValue(forKey: token) }
+            waiter?.resume(throwing: CancellationError())
         }
     }
 
@@ -290,7 +300,7 @@ public final class WasmletRuntime: Sendable {
     }
 
     private func finishUnstarted(_ key: InstanceKey, signal: Int32) {
-        let snapshot = state.withLock { state -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, Never>])? in
+        let snapshot = state.withLock { state -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, any Error>])? in
             guard let record = state.instances[key], record.state == .created else { return nil }
             record.stopRequest = .killed(signal: signal)
             var exit = ExitRecord(code: 0, reason: .killed)
@@ -301,7 +311,7 @@ public final class WasmletRuntime: Sendable {
     }
 
     private func finish(_ key: InstanceKey, serial: UInt32, outcome: GuestOutcome, abandonedAfterKill: Bool = false) {
-        let result = state.withLock { state -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, Never>])? in
+        let result = state.withLock { state -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, any Error>])? in
             guard let record = state.instances[key], record.serial == serial, record.state == .running else { return nil }
             var exit = record.exitRecord(for: outcome)
             if abandonedAfterKill {
@@ -313,7 +323,7 @@ public final class WasmletRuntime: Sendable {
     }
 
     private static func markExited(_ record: InstanceRecord, _ exit: ExitRecord, in state: inout State)
-        -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, Never>])
+        -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, any Error>])
     {
         record.state = .exited
         record.exit = exit
@@ -323,12 +333,12 @@ public final class WasmletRuntime: Sendable {
         state.reservedBytes -= record.memoryCap
         state.fuelConsumedTotal &+= exit.fuelConsumed
         state.exitsByReason[exit.reason, default: 0] += 1
-        let waiters = record.waiters
-        record.waiters = []
+        let waiters = Array(record.waiters.values)
+        record.waiters = [:]
         return (record.snapshot, waiters)
     }
 
-    private func deliver(_ snapshot: InstanceSnapshot, _ waiters: [CheckedContinuation<ExitRecord, Never>]) {
+    private func deliver(_ snapshot: InstanceSnapshot, _ waiters: [CheckedContinuation<ExitRecord, any Error>]) {
         for waiter in waiters { waiter.resume(returning: snapshot.exit!) }
         emit(.exited(snapshot))
     }

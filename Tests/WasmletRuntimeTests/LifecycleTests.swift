@@ -69,3 +69,20 @@ import Testing
         }
     }
 }
+
+extension LifecycleTests {
+    @Test func cancellingAWaitLeavesTheInstanceRunning() async throws {
+        let runtime = try Fixtures.makeRuntime()
+        let module = try runtime.loadModule(path: Fixtures.guest("sleeper"))
+        let key = InstanceKey(namespace: "life", id: "waited")
+        try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest, args: ["sleeper"]))
+        try runtime.start(key)
+        let waiter = Task { try await runtime.wait(key) }
+        try await Task.sleep(for: .milliseconds(50))
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        #expect(try runtime.inspect(key).state == .running)
+        try runtime.kill(key)
+        #expect(try await runtime.wait(key).reason == .killed)
+    }
+}
