@@ -98,7 +98,6 @@ struct GuestRun {
         }
         host.memory = warm.memory
         warm.slot.host = host
-        defer { warm.slot.host = nil }
 
         let budget = spec.limits.fuel ?? Self.unlimitedFuel
         warm.store.fuel = Fuel(remaining: budget)
@@ -112,12 +111,14 @@ struct GuestRun {
             outcome.ending = classify(error)
         }
         interrupter.unbindCurrentThread()
+        // Unplug this run's host before the instance can reach another thread through the pool:
+        // clearing it afterwards (say, in a defer) would pull it out from under the next run.
+        warm.slot.host = nil
         let remaining = interrupter.fuelAtKill ?? warm.store.fuel?.remaining ?? 0
         outcome.fuelConsumed = budget >= remaining ? budget - remaining : 0
         // Only a clean exit is reused: a trap or kill may have left the instance mid-anything,
         // and those paths are rare enough not to matter for start latency.
         if case .exited = outcome.ending, let pool, warm.reset() {
-            warm.slot.host = nil
             pool.release(warm, digest: module.digest, stackBytes: stackBytes)
         }
         return outcome

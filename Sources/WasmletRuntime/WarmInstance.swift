@@ -81,6 +81,9 @@ final class InstancePool: Sendable {
     }
 
     func release(_ instance: WarmInstance, digest: String, stackBytes: UInt64) {
+        // Once here, another thread may take the instance at once: nothing of the finished run
+        // may still be plugged in.
+        assert(instance.slot.host == nil, "a warm instance was released with its run's WASI host still attached")
         idle.withLock { idle in
             let key = Key(digest: digest, stackBytes: stackBytes)
             if idle[key, default: []].count < maxIdlePerModule { idle[key, default: []].append(instance) }

@@ -101,3 +101,27 @@ extension InstanceReuseTests {
         #expect(runtime.statistics().warmInstancesIdle == 0)
     }
 }
+
+extension InstanceReuseTests {
+    /// Regression: a run used to unplug its WASI host after returning the instance to the pool,
+    /// so a concurrent run that had just taken it saw "WASI call outside a run". The race window
+    /// is tiny; `InstancePool.release` asserts the ordering, which is what makes this fail reliably.
+    @Test func concurrentRunsShareThePoolSafely() async throws {
+        let runtime = try Fixtures.makeRuntime { $0.warmInstancesPerModule = 2 }
+        let module = try runtime.loadModule(path: Fixtures.guest("echo"))
+        let failures = try await withThrowingTaskGroup(of: Int.self) { group in
+            for worker in 0..<6 {
+                group.addTask {
+                    var failed = 0
+                    for run in 0..<40 {
+                        let result = try await Fixtures.run(runtime, digest: module.digest, args: ["echo", "w\(worker)r\(run)"])
+                        if result.exit.code != 0 || !result.stdout.contains("argv[1]=w\(worker)r\(run)") { failed += 1 }
+                    }
+                    return failed
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(failures == 0)
+    }
+}
