@@ -108,3 +108,33 @@ import Testing
         #expect(throws: RuntimeError.self) { try runtime.inspect(key) }
     }
 }
+
+extension KillTests {
+    /// A host call outside our kill-aware wrappers cannot be interrupted: here `open` of a FIFO
+    /// inside a preopen, which blocks in the kernel until a writer appears. The kill escalates:
+    /// the instance is reported exited and its thread abandoned until the call returns.
+    @Test func killEscalatesWhenAHostCallCannotBeInterrupted() async throws {
+        let directory = try Fixtures.temporaryDirectory()
+        let fifo = directory.appendingPathComponent("pipe").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let runtime = try Fixtures.makeRuntime { $0.killEscalationTimeout = .milliseconds(300) }
+        let module = try runtime.loadModule(path: Fixtures.guest("cat"))
+        let key = InstanceKey(namespace: "kill", id: "stuck-in-open")
+        try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest, args: ["cat", "/data/pipe"],
+                                        preopens: [PreopenSpec(guestPath: "/data", hostPath: directory.path)]))
+        try runtime.start(key)
+        #expect(try await Fixtures.eventually { try runtime.inspect(key).state == .running })
+        try await Task.sleep(for: .milliseconds(200))
+        try runtime.kill(key)
+        let exit = try await runtime.wait(key)
+        #expect(exit.reason == .killed)
+        #expect(exit.code == 137)
+        #expect(exit.message.contains("abandoned"))
+        #expect(runtime.statistics().running == 0, "the admission slot is released")
+        // Release the abandoned thread: a writer lets its open() return.
+        let writer = open(fifo, O_WRONLY | O_NONBLOCK)
+        if writer >= 0 { close(writer) }
+        let hello = try await Fixtures.run(runtime, guest: "hello")
+        #expect(hello.stdout == "hello from wasmlet\n")
+    }
+}
