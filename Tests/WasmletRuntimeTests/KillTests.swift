@@ -123,8 +123,11 @@ extension KillTests {
         try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest, args: ["cat", "/data/pipe"],
                                         preopens: [PreopenSpec(guestPath: "/data", hostPath: directory.path)]))
         try runtime.start(key)
-        #expect(try await Fixtures.eventually { try runtime.inspect(key).state == .running })
-        try await Task.sleep(for: .milliseconds(200))
+        // Kill only once the guest's thread really sits in openat(2), however slow the machine;
+        // other tests' opens are brief, so ask for it to still be there a little later.
+        #expect(await Fixtures.eventually(timeout: .seconds(30)) { Self.someThreadIsBlockedInOpenat() })
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await Fixtures.eventually(timeout: .seconds(30)) { Self.someThreadIsBlockedInOpenat() })
         try runtime.kill(key)
         let exit = try await runtime.wait(key)
         #expect(exit.reason == .killed)
@@ -136,5 +139,18 @@ extension KillTests {
         if writer >= 0 { close(writer) }
         let hello = try await Fixtures.run(runtime, guest: "hello")
         #expect(hello.stdout == "hello from wasmlet\n")
+    }
+
+    /// Whether a thread of this process is inside openat(2), from /proc/self/task/*/syscall.
+    static func someThreadIsBlockedInOpenat() -> Bool {
+        #if arch(x86_64)
+            let openat = "257 "
+        #elseif arch(arm64)
+            let openat = "56 "
+        #endif
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.contains { task in
+            (try? String(contentsOfFile: "/proc/self/task/\(task)/syscall", encoding: .utf8))?.hasPrefix(openat) == true
+        }
     }
 }
