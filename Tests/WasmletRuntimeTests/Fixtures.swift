@@ -41,11 +41,8 @@ enum Fixtures {
         var stderr: String
     }
 
-    nonisolated(unsafe) static var counter = 0
-    static func uniqueID() -> String {
-        counter += 1
-        return "t\(counter)-\(UUID().uuidString.prefix(8))"
-    }
+    /// Tests run in parallel, so ids come from UUIDs rather than a shared counter.
+    static func uniqueID() -> String { "t-\(UUID().uuidString)" }
 
     /// Runs a module to exit with stdout and stderr captured in files.
     static func run(
