@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "wasmletctl", targets: ["wasmletctl"]),
         .library(name: "WasmletDaemon", targets: ["WasmletDaemon"]),
         .executable(name: "wasmletd", targets: ["wasmletd"]),
+        .executable(name: "containerd-shim-wasmlet-v1", targets: ["containerd-shim-wasmlet-v1"]),
     ],
     dependencies: [
         // WasmKit is pinned exactly: memory caps use its `@_spi(Fuzzing)` resourceLimiter, and
@@ -137,10 +138,38 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
+        // OCI image archives holding a Wasm module (`wasmletctl image build`), which
+        // `ctr image import` accepts. Foundation and a SHA-256; no engine, no sockets.
+        .target(
+            name: "WasmletImage",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(name: "WasmletImageTests", dependencies: ["WasmletImage"]),
+        // The containerd shim. It relays ttrpc frames between containerd and wasmletd, which
+        // implements the task service; the shim itself only mounts the rootfs, tracks its
+        // tasks and answers for them if the daemon is gone. Swift stdlib and Glibc only (no
+        // Foundation, NIO or protobuf) and a static stdlib: its memory is paid per pod.
+        .target(name: "WasmletShim"),
+        .executableTarget(
+            name: "containerd-shim-wasmlet-v1",
+            dependencies: ["WasmletShim"],
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+        ),
+        .testTarget(
+            name: "WasmletShimTests",
+            // The shim binary is a dependency so it is built before the tests run it; the
+            // ttrpc and API modules play containerd and wasmletd around it.
+            dependencies: [
+                "WasmletShim", "containerd-shim-wasmlet-v1", "WasmletTTRPC", "WasmletAPI",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "wasmletctl",
             dependencies: [
-                "WasmletClient", "WasmletAPI",
+                "WasmletClient", "WasmletAPI", "WasmletImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
