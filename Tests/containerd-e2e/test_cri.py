@@ -1,0 +1,181 @@
+"""The CRI path, driven the way kubelet drives it: runtime.v1 gRPC on containerd's socket, a pod
+with RuntimeClass handler `wasmlet` on the host network, a container that completes and one that
+is stopped, then teardown. The CRI messages come from cri/api.proto (a subset of upstream's),
+compiled at test time with grpc_tools.protoc."""
+import importlib
+import os
+import re
+import subprocess
+import sys
+import time
+import unittest
+import uuid
+
+from lib import (ADDRESS, HELLO, HELLO_TEXT, HERE, K8S_NS, PAUSE, SLEEPER, WORK, Wasmletd,
+                 image, import_image, mounts_under, shim_pids, wait_for)
+
+TIMEOUT = 30  # seconds for any one CRI call (kubelet's default runtime request timeout is 2 min)
+
+
+def compile_api():
+    out = os.path.join(WORK, "cri-gen")
+    os.makedirs(out, exist_ok=True)
+    proto_dir = os.path.join(HERE, "cri")
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_dir}",
+                    f"--python_out={out}", f"--grpc_python_out={out}",
+                    os.path.join(proto_dir, "api.proto")], check=True)
+    sys.path.insert(0, out)
+    return importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc")
+
+
+class T7CRI(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import grpc
+        cls.pb, grpc_mod = compile_api()
+        cls.channel = grpc.insecure_channel(f"unix://{ADDRESS}")
+        cls.rt = grpc_mod.RuntimeServiceStub(cls.channel)
+        cls.img = grpc_mod.ImageServiceStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+
+    def setUp(self):
+        Wasmletd.ensure_running()
+        self.shims_before = shim_pids()
+        self.sandbox_id = None
+        self.container_ids = []
+
+    def tearDown(self):
+        # Best effort, as kubelet would retry: stop and remove what the test made.
+        for cid in self.container_ids:
+            for call, req in ((self.rt.StopContainer, self.pb.StopContainerRequest(container_id=cid, timeout=0)),
+                              (self.rt.RemoveContainer, self.pb.RemoveContainerRequest(container_id=cid))):
+                try:
+                    call(req, timeout=TIMEOUT)
+                except Exception:
+                    pass
+        if self.sandbox_id:
+            for call, req in ((self.rt.StopPodSandbox, self.pb.StopPodSandboxRequest(pod_sandbox_id=self.sandbox_id)),
+                              (self.rt.RemovePodSandbox, self.pb.RemovePodSandboxRequest(pod_sandbox_id=self.sandbox_id))):
+                try:
+                    call(req, timeout=TIMEOUT)
+                except Exception:
+                    pass
+
+    def call(self, name, request):
+        """One CRI call; a gRPC error fails the test naming the request."""
+        import grpc
+        try:
+            return getattr(self.rt, name)(request, timeout=TIMEOUT)
+        except grpc.RpcError as e:
+            error = f"CRI {name} failed: {e.code().name}: {e.details()}"
+        self.fail(f"{error}\nrequest: {request}")
+
+    def container_status(self, cid):
+        return self.call("ContainerStatus", self.pb.ContainerStatusRequest(container_id=cid)).status
+
+    def wait_container(self, cid, state, timeout):
+        st = wait_for(lambda: (s := self.container_status(cid)).state == state and s, timeout, 0.1)
+        if not st:
+            st = self.container_status(cid)
+            self.fail(f"container {cid[:12]} not {self.pb.ContainerState.Name(state)} within "
+                      f"{timeout} s: {self.pb.ContainerState.Name(st.state)} reason={st.reason!r} "
+                      f"message={st.message!r} exit_code={st.exit_code}")
+        return st
+
+    def test_pod_lifecycle(self):
+        pb = self.pb
+        v = self.call("Version", pb.VersionRequest(version="v1"))
+        print(f"\n    CRI Version: {v.runtime_name} {v.runtime_version} API {v.runtime_api_version}",
+              end="", flush=True)
+        self.assertEqual(v.runtime_api_version, "v1")
+
+        for name in (HELLO, SLEEPER, PAUSE):
+            import_image(image(name), ns=K8S_NS)
+        def tags():  # the CRI plugin learns of imports from events, asynchronously
+            return {t for i in self.img.ListImages(pb.ListImagesRequest(), timeout=TIMEOUT).images
+                    for t in i.repo_tags}
+        wait_for(lambda: {HELLO, SLEEPER, PAUSE} <= tags(), 5)
+        for name in (HELLO, SLEEPER, PAUSE):
+            self.assertIn(name, tags(), "CRI ListImages does not show an imported image")
+
+        uid = str(uuid.uuid4())
+        log_dir = os.path.join(WORK, "pod-logs", f"e2e_wasm-pod_{uid}")
+        os.makedirs(log_dir, exist_ok=True)
+        sandbox_config = pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name="wasm-pod", uid=uid, namespace="e2e", attempt=0),
+            hostname="wasm-pod",
+            log_directory=log_dir,
+            labels={"app": "e2e"},
+            annotations={"wasmlet.dev/test": "cri"},
+            linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER, ipc=pb.POD))),
+        )
+        start = time.monotonic()
+        self.sandbox_id = self.call("RunPodSandbox", pb.RunPodSandboxRequest(
+            config=sandbox_config, runtime_handler="wasmlet")).pod_sandbox_id
+        print(f"\n    RunPodSandbox {time.monotonic() - start:.2f} s", end="", flush=True)
+        ps = self.call("PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id=self.sandbox_id)).status
+        self.assertEqual(ps.state, pb.SANDBOX_READY)
+        self.assertEqual(ps.runtime_handler, "wasmlet")
+        self.assertTrue(set(shim_pids()) - set(self.shims_before), "no wasmlet shim for the pod")
+
+        def container(name, img, log_path):
+            cfg = pb.ContainerConfig(
+                metadata=pb.ContainerMetadata(name=name, attempt=0),
+                image=pb.ImageSpec(image=img),
+                log_path=log_path,
+                labels={"app": "e2e"},
+                linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+                    namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER, ipc=pb.POD))),
+            )
+            cid = self.call("CreateContainer", pb.CreateContainerRequest(
+                pod_sandbox_id=self.sandbox_id, config=cfg, sandbox_config=sandbox_config)).container_id
+            self.container_ids.append(cid)
+            self.call("StartContainer", pb.StartContainerRequest(container_id=cid))
+            return cid
+
+        # A container that runs to completion.
+        hello = container("hello", HELLO, "hello/0.log")
+        st = self.wait_container(hello, pb.CONTAINER_EXITED, 30)
+        self.assertEqual((st.exit_code, st.reason), (0, "Completed"),
+                         f"hello ended with {st.exit_code} {st.reason!r} {st.message!r}")
+        log_file = os.path.join(log_dir, "hello", "0.log")
+        self.assertEqual(st.log_path, log_file)
+        lines = wait_for(lambda: [l for l in open(log_file).read().splitlines()
+                                  if re.fullmatch(r"\S+ stdout F " + re.escape(HELLO_TEXT), l)], 5)
+        self.assertTrue(lines, f"{log_file} lacks a CRI log line `<time> stdout F {HELLO_TEXT}`: "
+                               f"{open(log_file).read()!r}")
+
+        # A container that runs until stopped.
+        sleeper = container("sleeper", SLEEPER, "sleeper/0.log")
+        self.wait_container(sleeper, pb.CONTAINER_RUNNING, 10)
+        start = time.monotonic()
+        self.call("StopContainer", pb.StopContainerRequest(container_id=sleeper, timeout=5))
+        stop_s = time.monotonic() - start
+        st = self.wait_container(sleeper, pb.CONTAINER_EXITED, 2)
+        print(f"\n    StopContainer(timeout=5) {stop_s:.2f} s, exit {st.exit_code} {st.reason!r}",
+              end="", flush=True)
+        self.assertLess(stop_s, 6.0, "StopContainer took longer than the grace period")
+        self.assertIn("sleeping", open(os.path.join(log_dir, "sleeper", "0.log")).read())
+
+        # Teardown as kubelet does it.
+        start = time.monotonic()
+        self.call("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=self.sandbox_id))
+        print(f"\n    StopPodSandbox {time.monotonic() - start:.2f} s", end="", flush=True)
+        for cid in self.container_ids:
+            self.call("RemoveContainer", pb.RemoveContainerRequest(container_id=cid))
+        self.call("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=self.sandbox_id))
+        self.container_ids, sandbox_id, self.sandbox_id = [], self.sandbox_id, None
+
+        self.assertEqual(list(self.call("ListPodSandbox", pb.ListPodSandboxRequest()).items), [])
+        self.assertEqual(list(self.call("ListContainers", pb.ListContainersRequest()).containers), [])
+        gone = wait_for(lambda: set(shim_pids()) <= set(self.shims_before), 5)
+        self.assertTrue(gone, f"wasmlet shims left: {sorted(set(shim_pids()) - set(self.shims_before))}")
+        left = [m for m in mounts_under() if sandbox_id in m or "/k8s.io/" in m]
+        self.assertEqual(left, [], "mounts left behind")
+
+
+ORDER = [T7CRI]

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# e2e-containerd.sh [test|bench|exec] [ARGS...]: runs wasmlet under the real containerd.
+#
+# As root on a Debian 12 machine with Swift: installs containerd (and runc) and the Python gRPC
+# packages when missing, starts wasmletd and a private containerd (config, sockets, state and
+# shim sockets all in a temporary directory), then runs Tests/containerd-e2e/run_tests.py (`test`,
+# the default: ctr and CRI end-to-end tests; TEST names select some, e.g. `basic cri`) or
+# Tests/containerd-e2e/bench.py (`bench`, ARGS go to it), or `exec CMD...` (any command, with the
+# same environment: for debugging, e.g. `exec bash`). Both daemons are stopped by their PIDs on exit,
+# leftover mounts under the temporary directory are unmounted and the directory removed.
+#
+# Binaries come from WASMLET_BIN_DIR, else `swift build --show-bin-path` (the caller has built
+# them: wasmletd, wasmletctl, containerd-shim-wasmlet-v1). Example images come from
+# scripts/build-example-images.sh when it exists; images it does not make are packed by
+# Tests/containerd-e2e/ociimage.py from examples/build/*.wasm.
+# Environment: KEEP=1 keeps the temporary directory (and prints its path);
+# E2E_SNAPSHOTTER=native|overlayfs (default overlayfs); E2E_LOG_LEVEL (containerd, default debug
+# for tests, info for bench).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+MODE=test
+case "${1:-}" in test|bench|exec) MODE="$1"; shift ;; esac
+E2E="$ROOT/Tests/containerd-e2e"
+
+say() { echo "e2e: $*" >&2; }
+die() { say "$*"; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "must run as root (containerd, mounts)"
+
+# ---- dependencies
+scripts/ensure-packages.sh containerd >/dev/null
+command -v runc >/dev/null || die "runc missing after installing containerd"
+if ! python3 -c 'import grpc, grpc_tools, google.protobuf' 2>/dev/null; then
+    say "installing grpcio grpcio-tools protobuf (pip)"
+    python3 -m pip install --quiet grpcio grpcio-tools protobuf
+fi
+
+# ---- binaries
+if [ -n "${WASMLET_BIN_DIR:-}" ]; then
+    BIN="$(cd "$WASMLET_BIN_DIR" && pwd)"
+else
+    BIN="$(swift build --show-bin-path)"
+fi
+for b in wasmletd wasmletctl containerd-shim-wasmlet-v1; do
+    [ -x "$BIN/$b" ] || die "$BIN/$b not found: build first (swift build), or set WASMLET_BIN_DIR"
+done
+say "binaries from $BIN"
+
+# ---- the temporary world
+WORK="$(mktemp -d /tmp/wasmlet-e2e.XXXXXX)"
+chmod 755 "$WORK"
+mkdir -p "$WORK/state" "$WORK/images" "$WORK/s" "$WORK/fifo" "$WORK/cni/conf" "$WORK/cni/bin" "$WORK/logs"
+CONTAINERD_PID=""
+STATUS=""
+
+stop_pid() { # stop_pid PID NAME: TERM, wait up to 10 s, then KILL
+    local pid="$1" name="$2"
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    say "$name (pid $pid) ignored SIGTERM for 10 s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    STATUS="${STATUS:-$rc}"
+    set +e
+    # Shims of our containerd first: containerd would leave them running.
+    local shims
+    shims="$(pgrep -f -- "-address $WORK/containerd.sock" || true)"
+    stop_pid "$CONTAINERD_PID" containerd
+    for pid in $shims; do stop_pid "$pid" "shim"; done
+    [ -f "$WORK/wasmletd.pid" ] && stop_pid "$(cat "$WORK/wasmletd.pid")" wasmletd
+    # Anything still mounted under WORK (bundles' rootfs, CRI's shm), deepest first.
+    local left
+    left="$(awk -v w="$WORK" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r)"
+    if [ -n "$left" ]; then
+        say "unmounting leftovers:"; echo "$left" | sed 's/^/    /' >&2
+        echo "$left" | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+    fi
+    if [ "$STATUS" -ne 0 ]; then
+        for log in wasmletd containerd; do
+            [ -f "$WORK/$log.log" ] || continue
+            echo "==== last 150 lines of $log.log ($WORK/$log.log)" >&2
+            tail -n 150 "$WORK/$log.log" >&2
+        done
+    fi
+    if [ "${KEEP:-0}" = 1 ]; then
+        say "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$STATUS"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ---- wasmletd: started (and restarted by the tests) through one script, pid in a file
+cat >"$WORK/start-wasmletd.sh" <<EOF
+#!/usr/bin/env bash
+# Starts wasmletd for the e2e run in the background, records its pid, waits until it answers.
+set -euo pipefail
+setsid "$BIN/wasmletd" --socket "$WORK/wasmlet.sock" --state-dir "$WORK/state" \\
+    --metrics-address 127.0.0.1:$(free_port) --log-level debug </dev/null >>"$WORK/wasmletd.log" 2>&1 &
+echo \$! >"$WORK/wasmletd.pid"
+for _ in \$(seq 1 200); do
+    "$BIN/wasmletctl" --socket "$WORK/wasmlet.sock" version >/dev/null 2>&1 && exit 0
+    kill -0 "\$(cat "$WORK/wasmletd.pid")" 2>/dev/null || { echo "wasmletd exited; see $WORK/wasmletd.log" >&2; exit 1; }
+    sleep 0.05
+done
+echo "wasmletd did not answer on $WORK/wasmlet.sock within 10 s" >&2
+exit 1
+EOF
+chmod +x "$WORK/start-wasmletd.sh"
+"$WORK/start-wasmletd.sh"
+say "wasmletd pid $(cat "$WORK/wasmletd.pid"), socket $WORK/wasmlet.sock"
+
+# ---- containerd
+SNAP="${E2E_SNAPSHOTTER:-overlayfs}"
+if [ "$MODE" = bench ]; then LEVEL="${E2E_LOG_LEVEL:-info}"; else LEVEL="${E2E_LOG_LEVEL:-debug}"; fi
+# A loopback-only CNI network makes the CRI plugin report the network ready (the tests' pods use
+# the host network and need no CNI); only when the plugin is installed.
+if [ -x /usr/lib/cni/loopback ]; then
+    ln -s /usr/lib/cni/loopback "$WORK/cni/bin/loopback"
+    cat >"$WORK/cni/conf/99-loopback.conflist" <<EOF
+{"cniVersion": "0.4.0", "name": "lo", "plugins": [{"type": "loopback"}]}
+EOF
+fi
+cat >"$WORK/containerd.toml" <<EOF
+version = 2
+root = "$WORK/containerd/root"
+state = "$WORK/containerd/state"
+disabled_plugins = [
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing",
+]
+[grpc]
+  address = "$WORK/containerd.sock"
+[ttrpc]
+  address = "$WORK/containerd.sock.ttrpc"
+[debug]
+  level = "$LEVEL"
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$WORK/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/wasmlet/pause:latest"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  disable_apparmor = true
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "$SNAP"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmlet]
+      runtime_type = "io.containerd.wasmlet.v1"
+      pod_annotations = ["wasmlet.dev/*"]
+      container_annotations = ["wasmlet.dev/*"]
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$WORK/cni/bin"
+    conf_dir = "$WORK/cni/conf"
+EOF
+# containerd hands its environment to the shims: PATH finds ours, WASMLET_SOCKET is the daemon,
+# WASMLET_SHIM_SOCKET_DIR keeps shim sockets out of /run/containerd/s.
+env PATH="$BIN:$PATH" WASMLET_SOCKET="$WORK/wasmlet.sock" WASMLET_SHIM_SOCKET_DIR="$WORK/s" \
+    setsid containerd --config "$WORK/containerd.toml" </dev/null >>"$WORK/containerd.log" 2>&1 &
+CONTAINERD_PID=$!
+echo "$CONTAINERD_PID" >"$WORK/containerd.pid"
+for _ in $(seq 1 200); do
+    ctr -a "$WORK/containerd.sock" version >/dev/null 2>&1 && break
+    kill -0 "$CONTAINERD_PID" 2>/dev/null || die "containerd exited; see the log below"
+    sleep 0.05
+done
+ctr -a "$WORK/containerd.sock" version >/dev/null 2>&1 || die "containerd did not answer within 10 s"
+say "containerd $(containerd --version | awk '{print $3}') pid $CONTAINERD_PID, socket $WORK/containerd.sock, snapshotter $SNAP"
+
+# ---- images
+[ -f examples/build/hello.wasm ] || scripts/build-examples.sh >/dev/null
+if [ -x scripts/build-example-images.sh ]; then
+    say "building example images with scripts/build-example-images.sh"
+    scripts/build-example-images.sh "$WORK/images" >"$WORK/logs/build-example-images.log" 2>&1 ||
+        { cat "$WORK/logs/build-example-images.log" >&2; die "scripts/build-example-images.sh failed"; }
+else
+    say "scripts/build-example-images.sh does not exist yet: the tests pack the images themselves"
+fi
+
+export E2E_WORK="$WORK" E2E_BIN="$BIN" E2E_SNAPSHOTTER="$SNAP" E2E_ROOT="$ROOT"
+export PATH="$BIN:$PATH"
+set +e
+if [ "$MODE" = bench ]; then
+    python3 "$E2E/bench.py" "$@"
+elif [ "$MODE" = exec ]; then
+    export CONTAINERD_ADDRESS="$WORK/containerd.sock" WASMLET_SOCKET="$WORK/wasmlet.sock"
+    "$@"
+else
+    python3 "$E2E/run_tests.py" "$@"
+fi
+STATUS=$?
+set -e
+exit "$STATUS"
