@@ -191,7 +191,7 @@ else
     say "scripts/build-example-images.sh does not exist yet: the tests pack the images themselves"
 fi
 
-export E2E_WORK="$WORK" E2E_BIN="$BIN" E2E_SNAPSHOTTER="$SNAP" E2E_ROOT="$ROOT"
+export E2E_WORK="$WORK" E2E_BIN="$BIN" E2E_SNAPSHOTTER="$SNAP" E2E_ROOT="$ROOT" PYTHONDONTWRITEBYTECODE=1
 export PATH="$BIN:$PATH"
 set +e
 if [ "$MODE" = bench ]; then
