@@ -45,6 +45,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                // The pod sandbox's module is written in WAT (Containerd/SandboxModule.swift).
+                .product(name: "WAT", package: "WasmKit"),
             ]
         ),
         // Prometheus metrics and the /metrics, /healthz, /readyz HTTP endpoint. Knows nothing of
@@ -148,13 +150,11 @@ let package = Package(
         // The containerd shim. It relays ttrpc frames between containerd and wasmletd, which
         // implements the task service; the shim itself only mounts the rootfs, tracks its
         // tasks and answers for them if the daemon is gone. Swift stdlib and Glibc only (no
-        // Foundation, NIO or protobuf) and a static stdlib: its memory is paid per pod.
+        // Foundation, NIO or protobuf): its memory is paid per pod. Release builds for nodes
+        // add `--static-swift-stdlib` (scripts/build-release.sh); not set here, because linker
+        // flags of an executable reach the test bundle that links it, and break its link.
         .target(name: "WasmletShim"),
-        .executableTarget(
-            name: "containerd-shim-wasmlet-v1",
-            dependencies: ["WasmletShim"],
-            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
-        ),
+        .executableTarget(name: "containerd-shim-wasmlet-v1", dependencies: ["WasmletShim"]),
         .testTarget(
             name: "WasmletShimTests",
             // The shim binary is a dependency so it is built before the tests run it; the

@@ -97,6 +97,10 @@ public struct Daemon {
 
         var registry = TTRPCServiceRegistry()
         service.register(in: &registry)
+        // containerd's task service for containerd-shim-wasmlet-v1, on the same socket.
+        let eventPublisher = TaskEventPublisher(logger: logger)
+        let taskService = ContainerdTaskService(service: service, publisher: eventPublisher, logger: logger)
+        taskService.register(in: &registry)
         let authorizer = PeerAuthorizer(
             daemonUID: getuid(), groupID: configuration.group.flatMap { GroupLookup.gid(named: $0) })
         let protocolLogger = logger
@@ -155,6 +159,8 @@ public struct Daemon {
         await ShutdownDrain(
             runtime: runtime, service: service, store: store, server: server, notifier: notifier, logger: logger
         ).run(grace: configuration.shutdownGrace)
+        // Deliver the exits of the guests the drain ended before the process goes.
+        await eventPublisher.finish()
         watchdog?.stop()
         healthTicker?.stop()
         await metricsServer.shutdown()

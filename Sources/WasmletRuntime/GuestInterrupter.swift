@@ -81,6 +81,19 @@ final class GuestInterrupter: @unchecked Sendable {
         if killedEarly { fuelCell.pointee = 0 }
     }
 
+    /// CPU time the guest thread has used, read from another thread; nil when it is not running.
+    /// The clock id is the kernel's per-thread CPU clock for a tid (glibc's
+    /// pthread_getcpuclockid builds the same value: CPUCLOCK_PERTHREAD | CPUCLOCK_SCHED).
+    func threadCPUTime() -> UInt64? {
+        state.withLock { state -> UInt64? in
+            guard state.alive, state.threadID > 0 else { return nil }
+            let clock = clockid_t((~Int32(state.threadID)) << 3) | 6
+            var ts = timespec()
+            guard clock_gettime(clock, &ts) == 0 else { return nil }
+            return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+        }
+    }
+
     /// Called on the guest thread once the call returned. After this no signal is sent for it.
     func unbindCurrentThread() {
         state.withLock { state in

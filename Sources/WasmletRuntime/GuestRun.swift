@@ -37,11 +37,13 @@ struct GuestRun {
     /// Where warm instances are taken from and returned to; nil disables reuse.
     let pool: InstancePool?
     let stackBytes: UInt64
+    /// Created by the runtime and kept on the instance record, so Stats can read the size of a
+    /// running guest's memory while it runs.
+    let limiter: MemoryLimiter
 
     func execute() -> GuestOutcome {
         GuestInterrupter.unblockOnCurrentThread()
         let cpuAtStart = GuestThread.currentThreadCPUTime()
-        let limiter = MemoryLimiter(capBytes: memoryCap)
         var outcome = run(limiter: limiter)
         outcome.cpuTimeNanoseconds = GuestThread.currentThreadCPUTime() &- cpuAtStart
         outcome.peakMemoryBytes = limiter.peakBytes

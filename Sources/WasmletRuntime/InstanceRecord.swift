@@ -18,6 +18,9 @@ final class InstanceRecord: @unchecked Sendable {
     var startedAt: Date?
     var exit: ExitRecord?
     var interrupter: GuestInterrupter?
+    /// The running guest's memory limiter (nil before start): its peak is the current size,
+    /// since wasm memory never shrinks.
+    var limiter: MemoryLimiter?
     var stopRequest: StopRequest?
     var deadlineTimer: DispatchSourceTimer?
     /// Callers blocked in `wait`, by a token so a cancelled wait can remove itself.

@@ -59,6 +59,16 @@ public struct InstanceSnapshot: Sendable {
     public var spec: InstanceSpec
 }
 
+/// What one instance uses (``WasmletRuntime/usage(_:)``).
+public struct InstanceUsage: Sendable, Equatable {
+    /// Linear memory now (wasm memory only grows, so also the peak so far).
+    public var memoryBytes: UInt64
+    public var peakMemoryBytes: UInt64
+    public var memoryCapBytes: UInt64
+    /// CPU time of the guest's thread (user + system).
+    public var cpuTimeNanoseconds: UInt64
+}
+
 /// Runtime-wide counters.
 public struct RuntimeStatistics: Sendable {
     public var created: Int

@@ -100,13 +100,14 @@ public final class WasmletRuntime: Sendable {
             record.state = .running
             record.startedAt = Date()
             record.interrupter = GuestInterrupter()
+            record.limiter = MemoryLimiter(capBytes: record.memoryCap)
             let stack = record.spec.limits.stackBytes ?? configuration.defaultStackBytes
             return (record, Self.engine(stackBytes: stack, in: &state), stack)
         }
         let run = GuestRun(
             module: record.module, spec: record.spec, engine: engine, memoryCap: record.memoryCap,
             interrupter: record.interrupter!, fifoWait: configuration.fifoOpenTimeout,
-            pool: configuration.warmInstancesPerModule > 0 ? pool : nil, stackBytes: stack)
+            pool: configuration.warmInstancesPerModule > 0 ? pool : nil, stackBytes: stack, limiter: record.limiter!)
         let serial = record.serial
         do {
             try GuestThread.spawn { [self] in
@@ -192,6 +193,24 @@ public final class WasmletRuntime: Sendable {
         }
         emit(.deleted(key))
         return snapshot
+    }
+
+    /// What an instance uses now: for a running guest, its linear memory and the CPU time of its
+    /// thread so far; for an exited one, what its exit record says.
+    public func usage(_ key: InstanceKey) throws -> InstanceUsage {
+        let (record, exit, limiter, interrupter) = try state.withLock { state throws in
+            guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
+            return (record, record.exit, record.limiter, record.interrupter)
+        }
+        if let exit {
+            return InstanceUsage(
+                memoryBytes: exit.peakMemoryBytes, peakMemoryBytes: exit.peakMemoryBytes,
+                memoryCapBytes: record.memoryCap, cpuTimeNanoseconds: exit.cpuTimeNanoseconds)
+        }
+        let memory = limiter?.peakBytes ?? 0
+        return InstanceUsage(
+            memoryBytes: memory, peakMemoryBytes: memory, memoryCapBytes: record.memoryCap,
+            cpuTimeNanoseconds: interrupter?.threadCPUTime() ?? 0)
     }
 
     public func inspect(_ key: InstanceKey) throws -> InstanceSnapshot {
