@@ -12,8 +12,8 @@ keep=0
 scripts/ensure-packages.sh pkg-config libsystemd-dev >/dev/null
 scripts/setup-toolchain.sh >/dev/null
 scripts/build-examples.sh >/dev/null
-echo "== building wasmletd and wasmletctl (release; the first build takes a few minutes)"
-for product in wasmletd wasmletctl; do swift build -c release --product "$product" 2>&1 | tail -n 1; done
+echo "== building wasmletd, wasmletctl and the containerd shim (release; the first build takes a few minutes)"
+scripts/build-release.sh
 bin=.build/release
 ctl() { echo "\$ wasmletctl $*"; "$bin/wasmletctl" "$@"; }
 

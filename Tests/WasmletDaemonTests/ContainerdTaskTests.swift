@@ -303,6 +303,44 @@ extension DaemonEndToEndTests {
             await harness.stop()
         }
 
+        /// A daemon killed under running tasks: after the restart each reads as stopped with
+        /// 137, and a task whose bundle containerd already removed is forgotten.
+        @Test func tasksAfterDaemonRestart() async throws {
+            let harness = try await TaskHarness()
+            for id in ["kept", "orphan"] {
+                _ = try await harness.create(id, bundle: try harness.bundle(id, module: "sleeper"))
+                _ = try await harness.start(id)
+            }
+            harness.daemon.signal(SIGKILL)
+            _ = harness.daemon.waitForExit()
+            await harness.client.close()
+            try FileManager.default.removeItem(atPath: harness.directory.path + "/bundles/orphan")
+
+            let restarted = try DaemonProcess(directory: harness.directory, stateDirectory: harness.daemon.stateDirectory)
+            defer { restarted.stop() }
+            let client = try await TTRPCClient.connect(unixSocketPath: restarted.socketPath)
+            func call<Request, Response>(_ method: RPCMethod<Request, Response>, _ request: Request) async throws -> Response {
+                try await client.call(
+                    service: method.service, method: method.method, request: request, responseType: Response.self,
+                    timeout: .seconds(10), metadata: harness.metadata)
+            }
+            var state = Containerd_Task_V2_StateRequest()
+            state.id = "kept"
+            let kept = try await call(ContainerdTaskAPI.state, state)
+            #expect(kept.status == .stopped)
+            #expect(kept.exitStatus == 137)
+            var wait = Containerd_Task_V2_WaitRequest()
+            wait.id = "kept"
+            #expect(try await call(ContainerdTaskAPI.wait, wait).exitStatus == 137)
+            var delete = Containerd_Task_V2_DeleteRequest()
+            delete.id = "kept"
+            #expect(try await call(ContainerdTaskAPI.delete, delete).exitStatus == 137)
+            state.id = "orphan"
+            #expect(await statusCode { _ = try await call(ContainerdTaskAPI.state, state) }?.0 == .notFound)
+            await client.close()
+            await harness.events.server.shutdown(gracePeriod: .zero)
+        }
+
         @Test func badSpecsAreRefusedWithClearErrors() async throws {
             let harness = try await TaskHarness()
             let missing = try harness.bundle("missing", args: ["/nope.wasm"])

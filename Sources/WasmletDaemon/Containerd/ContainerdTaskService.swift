@@ -93,6 +93,26 @@ final class ContainerdTaskService: Sendable {
         }
     }
 
+    /// After a restart: forgets containerd tasks whose bundle directory is gone. containerd
+    /// removes a bundle once it has deleted the task, so such a record can only be one whose
+    /// Delete never reached this daemon (it was down); nobody would ever delete it.
+    func pruneOrphanedTasks() {
+        for record in service.directory.allRecovered()
+        where record.labels[TaskSpecMapping.Label.owner] == TaskSpecMapping.Label.ownerContainerd {
+            guard let bundle = record.labels[TaskSpecMapping.Label.bundle], !FileManager.default.fileExists(atPath: bundle)
+            else { continue }
+            var delete = Wasmlet_V1_DeleteRequest()
+            delete.namespace = record.namespace
+            delete.id = record.id
+            do {
+                _ = try service.delete(delete)
+                logger.info("forgot a containerd task whose bundle is gone", metadata: ["namespace": "\(record.namespace)", "id": "\(record.id)"])
+            } catch {
+                logger.warning("cannot forget an orphaned containerd task", metadata: ["id": "\(record.id)", "error": "\(error)"])
+            }
+        }
+    }
+
     // MARK: Methods
 
     func create(_ context: TTRPCCallContext, _ request: Containerd_Task_V2_CreateTaskRequest) throws
