@@ -187,8 +187,22 @@ if [ -x scripts/build-example-images.sh ]; then
     say "building example images with scripts/build-example-images.sh"
     scripts/build-example-images.sh "$WORK/images" >"$WORK/logs/build-example-images.log" 2>&1 ||
         { cat "$WORK/logs/build-example-images.log" >&2; die "scripts/build-example-images.sh failed"; }
+elif "$BIN/wasmletctl" image build --help >/dev/null 2>&1; then
+    say "scripts/build-example-images.sh missing: building the images with wasmletctl image build"
+    build_image() { # build_image GUEST REF FILE [FLAGS...]
+        local guest="$1" ref="$2" out="$3"; shift 3
+        "$BIN/wasmletctl" image build "examples/build/$guest.wasm" -t "$ref" -o "$WORK/images/$out" -q "$@" \
+            >>"$WORK/logs/build-images.log" 2>&1 || { cat "$WORK/logs/build-images.log" >&2; die "wasmletctl image build $guest failed"; }
+    }
+    for g in hello sleeper membomb echo; do
+        build_image "$g" "docker.io/wasmlet/$g:latest" "$g.tar" --entrypoint "/$g.wasm"
+    done
+    # pause: the sleeper (no argument: sleeps until killed) under another path, so its config
+    # digest, which the CRI plugin keys images by, differs from the sleeper's
+    build_image sleeper docker.io/wasmlet/pause:latest pause.tar --entrypoint /pause.wasm
+    build_image hello docker.io/wasmlet/hello-wasi:latest hello-wasi.tar --entrypoint /hello.wasm --platform wasi
 else
-    say "scripts/build-example-images.sh does not exist yet: the tests pack the images themselves"
+    say "neither scripts/build-example-images.sh nor wasmletctl image build: the tests pack the images themselves"
 fi
 
 export E2E_WORK="$WORK" E2E_BIN="$BIN" E2E_SNAPSHOTTER="$SNAP" E2E_ROOT="$ROOT" PYTHONDONTWRITEBYTECODE=1

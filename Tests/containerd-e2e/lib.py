@@ -248,7 +248,7 @@ class Image:
 
 
 _images = None
-_imported = set()
+_imported = {}  # (name, namespace) -> the archive imported under that name
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
 
 
@@ -321,16 +321,16 @@ def wasi_hello():
 
 
 def import_image(img, ns=NS):
-    """`ctr image import` once per (archive, namespace); a wasi-platform image with
-    --all-platforms."""
-    key = (img.tar, ns)
-    if key in _imported:
+    """`ctr image import` unless the name already holds this archive in the namespace (a host
+    and a wasi image may share a name); a wasi-platform image with --all-platforms."""
+    key = (img.name, ns)
+    if _imported.get(key) == img.tar:
         return
     flags = ["--all-platforms"] if img.is_wasi else []
     r = ctr("image", "import", "--snapshotter", SNAPSHOTTER, *flags, img.tar, ns=ns, timeout=120)
     if r.rc != 0:
         raise AssertionError(f"image import of {img} failed\n{r}")
-    _imported.add(key)
+    _imported[key] = img.tar
 
 
 def cleanup_namespace(ns=NS):

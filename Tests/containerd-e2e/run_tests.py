@@ -11,6 +11,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
 import test_cri  # noqa: E402
 import test_ctr  # noqa: E402
 
@@ -52,6 +53,8 @@ def main():
         for test in loader.loadTestsFromTestCase(cls):
             if not patterns or any(p in test.id().lower() for p in patterns):
                 suite.addTest(test)
+    for (name, plat), img in sorted(lib.images().items()):
+        print(f"image {name} {plat} {' '.join(img.argv)} <- {os.path.relpath(img.tar, lib.WORK)}")
     runner = unittest.TextTestRunner(verbosity=2, resultclass=Result, stream=sys.stdout)
     result = runner.run(suite)
     print("\n== containerd e2e summary")
