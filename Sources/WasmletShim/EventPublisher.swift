@@ -1,0 +1,81 @@
+// Publishes `/tasks/exit` to containerd when the shim itself has to declare tasks dead (wasmletd
+// went away). Normally the daemon publishes every event; this is the fallback that keeps
+// containerd (and kubelet) from waiting forever on a task nobody will report.
+//
+//     Events.Forward(ForwardRequest{envelope = 1 Envelope{timestamp = 1, namespace = 2,
+//                    topic = 3, event = 4 Any{type_url = 1, value = 2}}})
+//     TaskExit{container_id = 1, id = 2, pid = 3, exit_status = 4, exited_at = 5}
+
+public struct ExitEvent: Sendable, Equatable {
+    public var containerID: String
+    public var pid: UInt32
+    public var exit: TaskExit
+
+    public init(containerID: String, pid: UInt32, exit: TaskExit) {
+        self.containerID = containerID
+        self.pid = pid
+        self.exit = exit
+    }
+}
+
+public enum EventPublisher {
+    public static let service = "containerd.services.events.ttrpc.v1.Events"
+    public static let method = "Forward"
+    public static let exitTopic = "/tasks/exit"
+    /// containerd's typeurl uses the bare message name, without "type.googleapis.com/".
+    public static let exitTypeURL = "containerd.events.TaskExit"
+
+    /// TaskExit: `id` is the process id within the container, which for the init process is
+    /// the container id itself.
+    public static func encodeTaskExit(_ event: ExitEvent) -> [UInt8] {
+        var writer = ProtoWriter()
+        writer.string(1, event.containerID)
+        writer.string(2, event.containerID)
+        writer.uint32(3, event.pid)
+        writer.uint32(4, event.exit.status)
+        writer.message(5, event.exit.exitedAt.encoded())
+        return writer.bytes
+    }
+
+    /// The ForwardRequest payload for one exit.
+    public static func encodeForward(_ event: ExitEvent, namespace: String, timestamp: Timestamp = .now()) -> [UInt8] {
+        var writer = ProtoWriter()
+        writer.message(1) { envelope in
+            envelope.message(1, timestamp.encoded())
+            envelope.string(2, namespace)
+            envelope.string(3, exitTopic)
+            envelope.message(4) { any in
+                any.string(1, exitTypeURL)
+                any.data(2, encodeTaskExit(event))
+            }
+        }
+        return writer.bytes
+    }
+
+    /// The full ttrpc request, with containerd's namespace metadata.
+    public static func forwardRequest(_ event: ExitEvent, namespace: String) -> TTRPCRequest {
+        TTRPCRequest(
+            service: service, method: method, payload: encodeForward(event, namespace: namespace),
+            metadata: [MetadataEntry(ShimMetadata.containerdNamespace, namespace)])
+    }
+
+    /// Sends all events on one connection to containerd's ttrpc address and waits up to
+    /// `timeoutMilliseconds` for the answers (which are ignored beyond logging). Returns an error
+    /// description on failure.
+    public static func publish(
+        _ events: [ExitEvent], namespace: String, ttrpcAddress: String, timeoutMilliseconds: Int64 = 1000
+    ) -> String? {
+        guard !events.isEmpty else { return nil }
+        guard !ttrpcAddress.isEmpty else { return "TTRPC_ADDRESS is not set; cannot publish \(exitTopic)" }
+        let requests = events.map { forwardRequest($0, namespace: namespace) }
+        let path = UnixSocket.path(fromAddress: ttrpcAddress)
+        switch OneShotClient.call(path: path, requests: requests, timeoutMilliseconds: timeoutMilliseconds) {
+        case .failure(let failure):
+            return "publishing \(exitTopic): \(failure)"
+        case .success(let responses):
+            let refused = responses.filter { !$0.isOK }
+            guard let first = refused.first else { return nil }
+            return "publishing \(exitTopic): containerd answered code \(first.code): \(first.message)"
+        }
+    }
+}
