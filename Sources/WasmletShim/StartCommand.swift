@@ -1,0 +1,131 @@
+// `containerd-shim-wasmlet-v1 ... start`: find or create the ttrpc server for this task's group,
+// print its address, exit 0. containerd waits for this process and reads its stdout, so the
+// serving shim is forked off with stdout pointed elsewhere, and the parent exits at once.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum StartCommand {
+    public static func run(_ arguments: ShimArguments) -> Int32 {
+        let log = ShimLog(debugEnabled: arguments.debug)
+        guard let bundle = FileIO.currentDirectory() else {
+            return fail("cannot determine the bundle directory (getcwd: \(SystemError.last))")
+        }
+        let namespace = arguments.namespace.isEmpty ? (ShimContext.environment("NAMESPACE") ?? "") : arguments.namespace
+        let address = arguments.address.isEmpty ? (ShimContext.environment("GRPC_ADDRESS") ?? "") : arguments.address
+        guard !namespace.isEmpty else { return fail("-namespace is required") }
+        guard !arguments.id.isEmpty else { return fail("-id is required") }
+        let group = ShimSocketPath.group(bundle: bundle, id: arguments.id)
+        let directory = ShimSocketPath.directory()
+        let path = ShimSocketPath.path(address: address, namespace: namespace, group: group, directory: directory)
+
+        if let error = FileIO.makeDirectories(directory, mode: 0o711) {
+            return fail("cannot create the shim socket directory \(directory): \(error)")
+        }
+        // The group's shim may already be serving (pod grouping): reuse it.
+        if probeExisting(path) {
+            log.debug("start \(arguments.id): group \(group) already served at \(path)")
+            return announce(path)
+        }
+        let listener: Int32
+        switch UnixSocket.listen(path: path) {
+        case .success(let fd):
+            listener = fd
+        case .failure(let error) where error.code == EADDRINUSE && probeExisting(path):
+            // Another `start` of the same group won the race.
+            return announce(path)
+        case .failure(let error):
+            return fail("cannot listen on \(path): \(error)")
+        }
+
+        let child = fork()
+        if child < 0 {
+            let error = SystemError.last
+            close(listener)
+            unlink(path)
+            return fail("cannot fork the shim server: \(error)")
+        }
+        if child > 0 {
+            close(listener)
+            return announce(path)
+        }
+
+        // The serving shim.
+        detach(bundle: bundle, keeping: listener)
+        let context = ShimContext(
+            pid: getpid(), namespace: namespace, group: group,
+            ttrpcAddress: ShimContext.environment("TTRPC_ADDRESS") ?? "",
+            daemonSocketPath: ShimContext.daemonSocketFromEnvironment(), socketPath: path, log: log)
+        let status = ShimServer(context: context, listener: listener).run()
+        exit(status)
+    }
+
+    /// True when a live shim answers at `path`. A socket file nobody listens on is removed.
+    static func probeExisting(_ path: String) -> Bool {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return false }
+        switch UnixSocket.connect(path: path, timeoutMilliseconds: 1000) {
+        case .success(let fd):
+            close(fd)
+            return true
+        case .failure(let error):
+            // EAGAIN after the retries: alive but its backlog is full. Anything else: stale.
+            if error.code == EAGAIN { return true }
+            unlink(path)
+            return false
+        }
+    }
+
+    private static func announce(_ path: String) -> Int32 {
+        FileIO.writeAll(1, "unix://\(path)\n") ? 0 : 1
+    }
+
+    private static func fail(_ message: String) -> Int32 {
+        FileIO.writeAll(2, "containerd-shim-wasmlet-v1 start: \(message)\n")
+        return 1
+    }
+
+    /// Leaves containerd's process: new session, stdin/stdout on /dev/null (containerd reads
+    /// stdout to EOF, so keeping its pipe would stall it), stderr on the bundle's `log` FIFO
+    /// when containerd reads it, working directory / (the bundle may be removed under us).
+    /// Every other inherited descriptor is closed: a pipe or socket the caller uses to notice
+    /// that `start` exited must not be held open by the long-lived server.
+    private static func detach(bundle: String, keeping listener: Int32) {
+        _ = setsid()
+        closeInheritedDescriptors(except: listener)
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        if null >= 0 {
+            dup2(null, 0)
+            dup2(null, 1)
+        }
+        // Non-blocking open fails (ENXIO) instead of waiting when nobody reads the FIFO.
+        let logFIFO = open(bundle + "/log", O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+        if logFIFO >= 0 {
+            UnixSocket.setNonBlocking(logFIFO, false)
+            dup2(logFIFO, 2)
+            close(logFIFO)
+        } else if null >= 0 {
+            dup2(null, 2)
+        }
+        if null > 2 { close(null) }
+        _ = chdir("/")
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Closes descriptors 3 and up, listed from /proc/self/fd (bounded by what is open, not by
+    /// RLIMIT_NOFILE, which can be a million).
+    private static func closeInheritedDescriptors(except keep: Int32) {
+        guard let directory = opendir("/proc/self/fd") else { return }
+        var open = [Int32]()
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if let fd = Int32(name), fd > 2, fd != keep { open.append(fd) }
+        }
+        let own = dirfd(directory)
+        closedir(directory)
+        for fd in open where fd != own { close(fd) }
+    }
+}

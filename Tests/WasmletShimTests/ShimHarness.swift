@@ -1,0 +1,212 @@
+import Foundation
+import SwiftProtobuf
+import Testing
+import WasmletAPI
+import WasmletTTRPC
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The directory holding this test binary, where SwiftPM also puts the shim executable.
+func productsDirectory() -> String {
+    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return (executable as NSString).deletingLastPathComponent
+}
+
+var shimBinaryPath: String { productsDirectory() + "/containerd-shim-wasmlet-v1" }
+
+struct ProcessResult {
+    var status: Int32
+    var stdout: Data
+    var stderr: String
+    var elapsed: Duration
+    var text: String { String(decoding: stdout, as: UTF8.self) }
+}
+
+/// Runs `executable` to completion with stdout/stderr in files (a pipe would keep the test
+/// waiting for EOF if the shim's detached child kept it).
+func runProcess(
+    _ executable: String, _ arguments: [String], environment: [String: String], directory: String,
+    timeout: Duration = .seconds(20)
+) async throws -> ProcessResult {
+    let base = NSTemporaryDirectory() + "wshim-\(UUID().uuidString)"
+    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    defer {
+        try? FileManager.default.removeItem(atPath: base + ".out")
+        try? FileManager.default.removeItem(atPath: base + ".err")
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = environment
+    process.currentDirectoryURL = URL(fileURLWithPath: directory)
+    process.standardInput = FileHandle.nullDevice
+    process.standardOutput = FileHandle(forWritingAtPath: base + ".out")
+    process.standardError = FileHandle(forWritingAtPath: base + ".err")
+    let clock = ContinuousClock()
+    let started = clock.now
+    try process.run()
+    let deadline = started + timeout
+    while process.isRunning && clock.now < deadline {
+        try? await Task.sleep(for: .milliseconds(2))
+    }
+    if process.isRunning {
+        Issue.record("\(executable) \(arguments) did not exit within \(timeout)")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+    let elapsed = clock.now - started
+    return ProcessResult(
+        status: process.terminationStatus,
+        stdout: FileManager.default.contents(atPath: base + ".out") ?? Data(),
+        stderr: String(decoding: FileManager.default.contents(atPath: base + ".err") ?? Data(), as: UTF8.self),
+        elapsed: elapsed)
+}
+
+/// True while `pid` exists and is not a zombie.
+func processIsAlive(_ pid: Int32) -> Bool {
+    guard pid > 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+    // Format: "pid (comm) S ...": the state follows the last ')'.
+    guard let close = stat.lastIndex(of: ")") else { return false }
+    let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+    return state != "Z" && state != "X"
+}
+
+func waitUntil(timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return condition()
+}
+
+/// One test's world: a temporary bundle and socket directory, the environment containerd would
+/// give the shim, and cleanup of every shim process started with this harness's namespace.
+final class ShimHarness: @unchecked Sendable {
+    let directory: String
+    let bundle: String
+    let socketDirectory: String
+    let daemonSocket: String
+    let eventsSocket: String
+    /// As containerd passes it: an address with the unix:// scheme.
+    var ttrpcAddress: String { "unix://" + eventsSocket }
+    /// Unique per harness, so stray shims can be found by their command line.
+    let namespace: String
+    let containerdAddress = "/run/containerd-test/containerd.sock"
+    let sandboxID: String?
+
+    init(sandboxID: String? = nil) throws {
+        let token = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        directory = "/tmp/wsh-\(token)"
+        bundle = directory + "/bundle"
+        socketDirectory = directory + "/s"
+        daemonSocket = directory + "/d.sock"
+        eventsSocket = directory + "/e.sock"
+        namespace = "shimtest-\(token)"
+        self.sandboxID = sandboxID
+        try FileManager.default.createDirectory(atPath: bundle + "/rootfs", withIntermediateDirectories: true)
+        var annotations = #""io.kubernetes.cri.container-type": "container""#
+        if let sandboxID { annotations += #", "io.kubernetes.cri.sandbox-id": "\#(sandboxID)""# }
+        let spec = #"{"ociVersion": "1.0.2", "process": {"args": ["/app.wasm"]}, "annotations": {\#(annotations)}}"#
+        try spec.write(toFile: bundle + "/config.json", atomically: true, encoding: .utf8)
+    }
+
+    var environment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["WASMLET_SHIM_SOCKET_DIR"] = socketDirectory
+        env["WASMLET_SOCKET"] = daemonSocket
+        env["TTRPC_ADDRESS"] = ttrpcAddress
+        env["GRPC_ADDRESS"] = containerdAddress
+        env["NAMESPACE"] = namespace
+        return env
+    }
+
+    func flags(id: String) -> [String] {
+        ["-namespace", namespace, "-address", containerdAddress, "-publish-binary", "/bin/false", "-id", id, "-debug"]
+    }
+
+    func start(id: String, environment extra: [String: String] = [:]) async throws -> ProcessResult {
+        try await runProcess(
+            shimBinaryPath, flags(id: id) + ["start"], environment: environment.merging(extra) { $1 },
+            directory: bundle)
+    }
+
+    func delete(id: String) async throws -> ProcessResult {
+        try await runProcess(
+            shimBinaryPath, flags(id: id) + ["-bundle", bundle, "delete"], environment: environment, directory: bundle)
+    }
+
+    /// The socket path `start` should print for `group`.
+    func expectedSocket(group: String) -> String {
+        socketDirectory + "/" + sha256Hex(containerdAddress + "/" + namespace + "/" + group)
+    }
+
+    /// Serving shims of this harness (found by the unique namespace in their command line).
+    func shimProcesses() -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return arguments.contains(namespace) && arguments.last == "start" && processIsAlive(pid)
+        }
+    }
+
+    func cleanup() {
+        for pid in shimProcesses() { kill(pid, SIGKILL) }
+        _ = RootfsUnmount.detach(bundle + "/rootfs")
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Runs `body`, then cleans up even when it throws.
+    func run(_ body: (ShimHarness) async throws -> Void) async throws {
+        do {
+            try await body(self)
+        } catch {
+            cleanup()
+            throw error
+        }
+        cleanup()
+    }
+}
+
+enum RootfsUnmount {
+    static func detach(_ path: String) -> Int32 { umount2(path, Int32(MNT_DETACH)) }
+}
+
+func sha256Hex(_ text: String) -> String {
+    // Independent of the shim's SHA-256: ask coreutils.
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+    let input = Pipe(), output = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    guard (try? process.run()) != nil else { return "" }
+    input.fileHandleForWriting.write(Data(text.utf8))
+    try? input.fileHandleForWriting.close()
+    let result = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return String(result.prefix(64))
+}
+
+/// Task-service calls from the test, playing containerd.
+struct TaskClient {
+    let client: TTRPCClient
+    let namespace: String
+
+    static func connect(_ address: String, namespace: String) async throws -> TaskClient {
+        TaskClient(client: try await TTRPCClient.connect(unixSocketPath: address), namespace: namespace)
+    }
+
+    func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ method: RPCMethod<Request, Response>, _ request: Request, timeout: Duration = .seconds(10)
+    ) async throws -> Response {
+        try await client.call(
+            service: method.service, method: method.method, request: request, responseType: Response.self,
+            timeout: timeout, metadata: [TTRPCMetadata.containerdNamespaceKey: namespace])
+    }
+
+    func close() async { await client.close() }
+}
