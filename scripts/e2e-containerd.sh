@@ -185,7 +185,7 @@ say "containerd $(containerd --version | awk '{print $3}') pid $CONTAINERD_PID, 
 [ -f examples/build/hello.wasm ] || scripts/build-examples.sh >/dev/null
 if [ -x scripts/build-example-images.sh ]; then
     say "building example images with scripts/build-example-images.sh"
-    scripts/build-example-images.sh "$WORK/images" >"$WORK/logs/build-example-images.log" 2>&1 ||
+    WASMLETCTL="$BIN/wasmletctl" scripts/build-example-images.sh "$WORK/images" >"$WORK/logs/build-example-images.log" 2>&1 ||
         { cat "$WORK/logs/build-example-images.log" >&2; die "scripts/build-example-images.sh failed"; }
 elif "$BIN/wasmletctl" image build --help >/dev/null 2>&1; then
     say "scripts/build-example-images.sh missing: building the images with wasmletctl image build"

@@ -248,6 +248,7 @@ class Image:
 
 
 _images = None
+unreadable_archives = {}  # archive path -> why ociimage.describe could not read it
 _imported = {}  # (name, namespace) -> the archive imported under that name
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
 
@@ -269,8 +270,9 @@ def images():
             try:
                 for name, plat, argv in ociimage.describe(path):
                     found.setdefault((name, plat), Image(name, path, plat, argv))
-            except Exception as e:  # a tar that is not an OCI archive: say so, go on
-                print(f"e2e: cannot read {path}: {e}", file=sys.stderr)
+            except Exception as e:  # T0Images fails on it; the other tests use packed images
+                unreadable_archives[path] = " ".join(str(e).split())
+                print(f"e2e: cannot read {path}: {unreadable_archives[path]}", file=sys.stderr)
     own = os.path.join(WORK, "images", "own")
     os.makedirs(own, exist_ok=True)
     wasm_dir = os.path.join(ROOT, "examples", "build")

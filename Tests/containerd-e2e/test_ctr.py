@@ -1,14 +1,15 @@
 """End-to-end tests of the wasmlet runtime (containerd-shim-wasmlet-v1 + wasmletd) driven by
 `ctr`, against the containerd and wasmletd that scripts/e2e-containerd.sh started."""
+import os
 import re
 import signal
 import threading
 import time
 import unittest
 
-from lib import (ECHO, HELLO, HELLO_TEXT, MEMBOMB, SLEEPER, WASMLET_SOCKET, Wasmletd,
-                 bundle_mounts, cleanup_namespace, containers, ctr, ctr_run, image, import_image,
-                 shim_pids, tasks, wait_for, wasi_hello)
+from lib import (ECHO, HELLO, HELLO_TEXT, MEMBOMB, SLEEPER, SNAPSHOTTER, WASMLET_SOCKET, WORK,
+                 Wasmletd, bundle_mounts, cleanup_namespace, containers, ctr, ctr_run, image,
+                 images, import_image, shim_pids, tasks, unreadable_archives, wait_for, wasi_hello)
 
 
 class CtrTestCase(unittest.TestCase):
@@ -62,6 +63,26 @@ class CtrTestCase(unittest.TestCase):
     def delete_container(self, cid):
         r = ctr("container", "delete", cid, timeout=20)
         self.assertEqual(r.rc, 0, f"ctr container delete failed\n{r}")
+
+
+class T0Images(CtrTestCase):
+    def test_project_archives(self):
+        """Every archive scripts/build-example-images.sh wrote is a readable OCI archive that
+        `ctr image import` accepts (into a scratch namespace)."""
+        img_dir = os.path.join(WORK, "images")
+        archives = sorted(f for f in os.listdir(img_dir) if f.endswith(".tar"))
+        if not archives:
+            self.skipTest("no scripts/build-example-images.sh output (images packed by the tests)")
+        images()
+        self.assertEqual(unreadable_archives, {}, "archives that are not valid tar/OCI archives")
+        failed = []
+        for f in archives:
+            path = os.path.join(img_dir, f)
+            r = ctr("image", "import", "--all-platforms", "--snapshotter", SNAPSHOTTER, path,
+                    ns="e2e-images", timeout=60)
+            if r.rc != 0:
+                failed.append(str(r))
+        self.assertEqual(failed, [], "ctr image import failed")
 
 
 class T1Basic(CtrTestCase):
@@ -219,4 +240,4 @@ class T6Errors(CtrTestCase):
         self.assertNoLeftovers("t6-")
 
 
-ORDER = [T1Basic, T2LongRunning, T3Memory, T4Concurrency, T5DaemonLoss, T6Errors]
+ORDER = [T0Images, T1Basic, T2LongRunning, T3Memory, T4Concurrency, T5DaemonLoss, T6Errors]
