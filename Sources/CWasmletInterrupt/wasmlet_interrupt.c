@@ -57,6 +57,11 @@ int wasmlet_interrupt_kill_requested(const wasmlet_guest_control *block) {
     return __atomic_load_n(&block->kill_requested, __ATOMIC_ACQUIRE);
 }
 
+uint64_t wasmlet_interrupt_fuel_remaining(const wasmlet_guest_control *block) {
+    uint64_t *cell = __atomic_load_n(&block->fuel_cell, __ATOMIC_ACQUIRE);
+    return cell != NULL ? __atomic_load_n(cell, __ATOMIC_RELAXED) : UINT64_MAX;
+}
+
 void wasmlet_interrupt_set_fuel_cell(wasmlet_guest_control *block, uint64_t *cell) {
     __atomic_store_n(&block->fuel_cell, cell, __ATOMIC_RELEASE);
 }

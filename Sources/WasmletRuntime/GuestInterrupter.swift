@@ -94,6 +94,17 @@ final class GuestInterrupter: @unchecked Sendable {
         }
     }
 
+    /// Fuel left in the running guest's store, read from another thread; nil when no wasm runs.
+    /// Read under the lock `unbindCurrentThread` takes before the store can be released, so the
+    /// counter is alive while `alive` holds. After a kill the counter reads 0: use `fuelAtKill`.
+    func fuelRemaining() -> UInt64? {
+        state.withLock { state -> UInt64? in
+            guard state.alive else { return nil }
+            let value = wasmlet_interrupt_fuel_remaining(block)
+            return value == .max ? nil : value
+        }
+    }
+
     /// Called on the guest thread once the call returned. After this no signal is sent for it.
     func unbindCurrentThread() {
         state.withLock { state in

@@ -40,18 +40,22 @@ struct GuestRun {
     /// Created by the runtime and kept on the instance record, so Stats can read the size of a
     /// running guest's memory while it runs.
     let limiter: MemoryLimiter
+    /// Shared with every guest: the count of guests blocked in host calls.
+    let counters: LiveCounters
+    let hooks: RuntimeHooks
 
     func execute() -> GuestOutcome {
+        let threadStarted = ContinuousClock.now
         GuestInterrupter.unblockOnCurrentThread()
         let cpuAtStart = GuestThread.currentThreadCPUTime()
-        var outcome = run(limiter: limiter)
+        var outcome = run(limiter: limiter, threadStarted: threadStarted)
         outcome.cpuTimeNanoseconds = GuestThread.currentThreadCPUTime() &- cpuAtStart
         outcome.peakMemoryBytes = limiter.peakBytes
         outcome.memoryLimitHit = limiter.limitHit
         return outcome
     }
 
-    private func run(limiter: MemoryLimiter) -> GuestOutcome {
+    private func run(limiter: MemoryLimiter, threadStarted: ContinuousClock.Instant) -> GuestOutcome {
         let stdio: GuestStdio
         do {
             stdio = try GuestStdio(spec: spec.stdio, fifoWait: fifoWait, shouldGiveUp: { interrupter.isKillRequested })
@@ -75,9 +79,10 @@ struct GuestRun {
         let readOnlyFds = Set(spec.preopens.indices.filter { spec.preopens[$0].readOnly }.map { UInt32(3 + $0) })
         let host = WASIHost(
             bridge: bridge, interrupter: interrupter, stdio: stdio, readOnlyPreopenFds: readOnlyFds,
-            args: spec.args, environment: environment)
+            args: spec.args, environment: environment, counters: counters)
 
         let warm: WarmInstance
+        var reused = false
         if let pooled = pool?.acquire(digest: module.digest, stackBytes: stackBytes) {
             // Same check a fresh instantiation makes against the cap.
             guard (try? limiter.limitMemoryGrowth(to: Int(pooled.memoryBytes))) == true else {
@@ -87,6 +92,7 @@ struct GuestRun {
             }
             pooled.store.resourceLimiter = limiter
             warm = pooled
+            reused = true
         } else {
             do {
                 warm = try WarmInstance(module: module, engine: engine, limiter: limiter)
@@ -103,6 +109,9 @@ struct GuestRun {
 
         let budget = spec.limits.fuel ?? Self.unlimitedFuel
         warm.store.fuel = Fuel(remaining: budget)
+        if let entered = hooks.guestEntered {
+            entered(GuestEntry(key: spec.key, instantiateDuration: .now - threadStarted, reusedWarmInstance: reused))
+        }
         var outcome = GuestOutcome(ending: .exited(0), startedAt: Date())
         interrupter.bindCurrentThread(fuelCell: warm.fuelCell)
         do {

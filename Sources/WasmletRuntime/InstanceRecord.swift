@@ -14,6 +14,8 @@ final class InstanceRecord: @unchecked Sendable {
     let memoryCap: UInt64
     let serial: UInt32
     let createdAt = Date()
+    /// Position in creation order within this runtime (per-instance metrics pick the oldest).
+    var creationOrder: UInt64 = 0
     var state: InstanceSnapshot.State = .created
     var startedAt: Date?
     var exit: ExitRecord?

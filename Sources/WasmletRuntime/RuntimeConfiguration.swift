@@ -67,6 +67,15 @@ public struct InstanceUsage: Sendable, Equatable {
     public var memoryCapBytes: UInt64
     /// CPU time of the guest's thread (user + system).
     public var cpuTimeNanoseconds: UInt64
+    /// Fuel burnt so far (metering is always on).
+    public var fuelConsumed: UInt64
+}
+
+/// One instance's usage in ``WasmletRuntime/usageReport(limit:)``.
+public struct InstanceUsageEntry: Sendable, Equatable {
+    public var key: InstanceKey
+    public var state: InstanceSnapshot.State
+    public var usage: InstanceUsage
 }
 
 /// Runtime-wide counters.
@@ -84,6 +93,10 @@ public struct RuntimeStatistics: Sendable {
     public var exitsByReason: [ExitReason: UInt64]
     /// Translated instances waiting to be reused.
     public var warmInstancesIdle: Int
+    /// Linear memory of the running guests now (the sum of their memories' sizes).
+    public var linearMemoryBytes: UInt64
+    /// Running guests waiting inside a blocking WASI call (sleep, stdio on a pipe).
+    public var guestsBlockedInHostCalls: Int
 }
 
 /// What the runtime tells its embedder (the daemon persists these), in order per instance, on

@@ -25,6 +25,7 @@ final class HostSlot {
 final class WASIHost {
     private let stock: [String: WASIHostFunction<Memory>]
     private let interrupter: GuestInterrupter
+    private let counters: LiveCounters
     private let stdioFds: [Int32]
     private let stdioMayBlock: [Bool]
     /// Cleared once the guest closes or renumbers a stdio descriptor, after which the stock
@@ -37,8 +38,9 @@ final class WASIHost {
 
     init(
         bridge: WASIBridgeToHost, interrupter: GuestInterrupter, stdio: borrowing GuestStdio, readOnlyPreopenFds: Set<UInt32>,
-        args: [String], environment: [String: String]
+        args: [String], environment: [String: String], counters: LiveCounters
     ) {
+        self.counters = counters
         self.tableSizes = (
             (UInt64(args.count), args.reduce(0) { $0 + UInt64($1.utf8.count) + 1 }),
             (UInt64(environment.count), environment.reduce(0) { $0 + UInt64($1.key.utf8.count + $1.value.utf8.count) + 2 })
@@ -162,14 +164,20 @@ final class WASIHost {
     // MARK: Kill-aware waits
 
     /// Waits until `fd` is ready for `events` or the guest is killed. EINTR (the kill signal, or
-    /// any other) just re-checks the kill flag and waits again.
+    /// any other) just re-checks the kill flag and waits again. Counted as blocked only when
+    /// the descriptor is not ready at once.
     private func waitReady(_ fd: Int32, events: Int16) throws {
         var entry = pollfd(fd: fd, events: events, revents: 0)
-        while true {
-            try checkKilled()
-            let rc = poll(&entry, 1, 1000)
-            if rc > 0 { return }
-            if rc < 0 && Glibc.errno != EINTR { return }  // let the real call report the error
+        try checkKilled()
+        let first = poll(&entry, 1, 0)
+        if first > 0 || (first < 0 && Glibc.errno != EINTR) { return }
+        try counters.whileBlocked {
+            while true {
+                try checkKilled()
+                let rc = poll(&entry, 1, 1000)
+                if rc > 0 { return }
+                if rc < 0 && Glibc.errno != EINTR { return }  // let the real call report the error
+            }
         }
     }
 
@@ -293,6 +301,16 @@ final class WASIHost {
             return pollfd(fd: stdioFds[Int(subscription.fd)], events: Int16(subscription.tag == 1 ? POLLIN : POLLOUT), revents: 0)
         }
         let deadline = subscriptions.compactMap(\.clockDeadline).min()
+        return try counters.whileBlocked {
+            try waitForSubscriptions(subscriptions, fdSubscriptions, &pollEntries, deadline, access, output, eventCountPointer)
+        }
+    }
+
+    /// poll_oneoff's wait, counted as blocked: until a subscription fires or the guest is killed.
+    private func waitForSubscriptions(
+        _ subscriptions: [Subscription], _ fdSubscriptions: [Int], _ pollEntries: inout [pollfd], _ deadline: UInt64?,
+        _ access: GuestMemoryAccess, _ output: UInt32, _ eventCountPointer: UInt32
+    ) throws -> [Value] {
         while true {
             try checkKilled()
             var timeout: timespec? = nil

@@ -15,10 +15,14 @@ public final class WasmletRuntime: Sendable {
     private let pool: InstancePool
     private let lifecycle = DispatchQueue(label: "wasmlet.lifecycle")
     private let eventHandler: (@Sendable (RuntimeEvent) -> Void)?
+    private let hooks: RuntimeHooks
+    private let counters = LiveCounters()
 
     private struct State: ~Copyable {
         var instances: [InstanceKey: InstanceRecord] = [:]
         var nextSerial: UInt32 = 1
+        /// Instances ever created; never wraps, unlike the serial.
+        var createdCount: UInt64 = 0
         var liveCount = 0
         var reservedBytes: UInt64 = 0
         var fuelConsumedTotal: UInt64 = 0
@@ -28,11 +32,17 @@ public final class WasmletRuntime: Sendable {
     }
     private let state = Mutex(State())
 
-    /// - Parameter eventHandler: called on the lifecycle queue for every create, start, exit
-    ///   and delete, in order; the daemon persists its records from here.
-    public init(configuration: RuntimeConfiguration = RuntimeConfiguration(), eventHandler: (@Sendable (RuntimeEvent) -> Void)? = nil) throws {
+    /// - Parameters:
+    ///   - eventHandler: called on the lifecycle queue for every create, start, exit and delete,
+    ///     in order; the daemon persists its records from here.
+    ///   - hooks: measurements reported from guest threads as they happen (metrics).
+    public init(
+        configuration: RuntimeConfiguration = RuntimeConfiguration(), eventHandler: (@Sendable (RuntimeEvent) -> Void)? = nil,
+        hooks: RuntimeHooks = RuntimeHooks()
+    ) throws {
         self.configuration = configuration
         self.eventHandler = eventHandler
+        self.hooks = hooks
         let pool = InstancePool(maxIdlePerModule: configuration.warmInstancesPerModule)
         self.pool = pool
         // Warm instances of an evicted module would otherwise stay in the pool forever.
@@ -80,6 +90,8 @@ public final class WasmletRuntime: Sendable {
                     "node memory budget exhausted: \(state.reservedBytes) of \(configuration.memoryBudgetBytes) bytes reserved, \(cap) more asked")
             }
             let record = InstanceRecord(spec: spec, module: module, memoryCap: cap, serial: state.nextSerial)
+            record.creationOrder = state.createdCount
+            state.createdCount += 1
             state.nextSerial = state.nextSerial == UInt32.max ? 1 : state.nextSerial + 1
             state.instances[spec.key] = record
             state.liveCount += 1
@@ -107,7 +119,8 @@ public final class WasmletRuntime: Sendable {
         let run = GuestRun(
             module: record.module, spec: record.spec, engine: engine, memoryCap: record.memoryCap,
             interrupter: record.interrupter!, fifoWait: configuration.fifoOpenTimeout,
-            pool: configuration.warmInstancesPerModule > 0 ? pool : nil, stackBytes: stack, limiter: record.limiter!)
+            pool: configuration.warmInstancesPerModule > 0 ? pool : nil, stackBytes: stack, limiter: record.limiter!,
+            counters: counters, hooks: hooks)
         let serial = record.serial
         do {
             try GuestThread.spawn { [self] in
@@ -195,22 +208,81 @@ public final class WasmletRuntime: Sendable {
         return snapshot
     }
 
-    /// What an instance uses now: for a running guest, its linear memory and the CPU time of its
-    /// thread so far; for an exited one, what its exit record says.
+    /// What an instance uses now: for a running guest, its linear memory, the CPU time of its
+    /// thread and the fuel it burnt so far; for an exited one, what its exit record says.
     public func usage(_ key: InstanceKey) throws -> InstanceUsage {
-        let (record, exit, limiter, interrupter) = try state.withLock { state throws in
+        let probe = try state.withLock { state throws in
             guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
-            return (record, record.exit, record.limiter, record.interrupter)
+            return UsageProbe(record)
         }
-        if let exit {
+        return probe.read()
+    }
+
+    /// The usage of up to `limit` instances for per-instance metrics, and how many were left out.
+    ///
+    /// Which ones, when there are more: live instances (created or running) before exited ones,
+    /// and within each group the oldest first (creation order), so the set is stable from one
+    /// call to the next. Cost: one pass over all instances under the lock, a sort outside it,
+    /// and for each running guest one read of its thread's CPU clock.
+    public func usageReport(limit: Int) -> (instances: [InstanceUsageEntry], omitted: Int) {
+        let limit = max(0, limit)
+        let candidates = state.withLock { state -> [(exited: Bool, order: UInt64, record: InstanceRecord)] in
+            var all: [(exited: Bool, order: UInt64, record: InstanceRecord)] = []
+            all.reserveCapacity(state.instances.count)
+            for record in state.instances.values { all.append((record.state == .exited, record.creationOrder, record)) }
+            return all
+        }
+        var chosen = candidates
+        if chosen.count > limit {
+            chosen.sort { ($0.exited ? 1 : 0, $0.order) < ($1.exited ? 1 : 0, $1.order) }
+            chosen.removeLast(chosen.count - limit)
+        }
+        let probes = state.withLock { state -> [UsageProbe] in
+            chosen.compactMap { candidate in
+                // Deleted meanwhile: its series must go now, not at the next scrape.
+                guard state.instances[candidate.record.spec.key] === candidate.record else { return nil }
+                return UsageProbe(candidate.record)
+            }
+        }
+        let entries = probes.map { InstanceUsageEntry(key: $0.key, state: $0.state, usage: $0.read()) }
+        return (entries, candidates.count - entries.count)
+    }
+
+    /// What `usage` needs of a record, taken under the lock; read outside it.
+    private struct UsageProbe {
+        let key: InstanceKey
+        let state: InstanceSnapshot.State
+        let exit: ExitRecord?
+        let limiter: MemoryLimiter?
+        let interrupter: GuestInterrupter?
+        let memoryCap: UInt64
+        let fuelBudget: UInt64
+
+        init(_ record: InstanceRecord) {
+            key = record.spec.key
+            state = record.state
+            exit = record.exit
+            limiter = record.limiter
+            interrupter = record.interrupter
+            memoryCap = record.memoryCap
+            fuelBudget = record.spec.limits.fuel ?? GuestRun.unlimitedFuel
+        }
+
+        func read() -> InstanceUsage {
+            if let exit {
+                return InstanceUsage(
+                    memoryBytes: exit.peakMemoryBytes, peakMemoryBytes: exit.peakMemoryBytes, memoryCapBytes: memoryCap,
+                    cpuTimeNanoseconds: exit.cpuTimeNanoseconds, fuelConsumed: exit.fuelConsumed)
+            }
+            let memory = limiter?.peakBytes ?? 0
+            var fuel: UInt64 = 0
+            if let interrupter, let remaining = interrupter.fuelAtKill ?? interrupter.fuelRemaining() {
+                fuel = fuelBudget >= remaining ? fuelBudget - remaining : 0
+            }
             return InstanceUsage(
-                memoryBytes: exit.peakMemoryBytes, peakMemoryBytes: exit.peakMemoryBytes,
-                memoryCapBytes: record.memoryCap, cpuTimeNanoseconds: exit.cpuTimeNanoseconds)
+                memoryBytes: memory, peakMemoryBytes: memory, memoryCapBytes: memoryCap,
+                cpuTimeNanoseconds: interrupter?.threadCPUTime() ?? 0, fuelConsumed: fuel)
         }
-        let memory = limiter?.peakBytes ?? 0
-        return InstanceUsage(
-            memoryBytes: memory, peakMemoryBytes: memory, memoryCapBytes: record.memoryCap,
-            cpuTimeNanoseconds: interrupter?.threadCPUTime() ?? 0)
     }
 
     public func inspect(_ key: InstanceKey) throws -> InstanceSnapshot {
@@ -238,10 +310,13 @@ public final class WasmletRuntime: Sendable {
             var created = 0
             var running = 0
             var exited = 0
+            var linearMemory: UInt64 = 0
             for record in state.instances.values {
                 switch record.state {
                 case .created: created += 1
-                case .running: running += 1
+                case .running:
+                    running += 1
+                    linearMemory &+= record.limiter?.peakBytes ?? 0
                 case .exited: exited += 1
                 }
             }
@@ -250,7 +325,8 @@ public final class WasmletRuntime: Sendable {
                 memoryBudgetBytes: configuration.memoryBudgetBytes, moduleCacheEntries: cache.entries,
                 moduleCacheBytes: cache.bytes, moduleCacheHits: cache.hits, moduleCacheMisses: cache.misses,
                 fuelConsumedTotal: state.fuelConsumedTotal, exitsByReason: state.exitsByReason,
-                warmInstancesIdle: warm)
+                warmInstancesIdle: warm, linearMemoryBytes: linearMemory,
+                guestsBlockedInHostCalls: counters.blockedInHostCalls)
         }
     }
 

@@ -39,6 +39,10 @@ uint64_t wasmlet_interrupt_fuel_at_kill(const wasmlet_guest_control *block);
 /// Whether a kill was requested for this block (host functions poll this between waits).
 int wasmlet_interrupt_kill_requested(const wasmlet_guest_control *block);
 
+/// The store's fuel counter as another thread sees it now (a racy but word-sized read), or
+/// UINT64_MAX while no wasm runs. The caller must know the store is alive (see GuestInterrupter).
+uint64_t wasmlet_interrupt_fuel_remaining(const wasmlet_guest_control *block);
+
 /// Points the block at a store's fuel counter (NULL when leaving wasm).
 void wasmlet_interrupt_set_fuel_cell(wasmlet_guest_control *block, uint64_t *cell);
 
