@@ -13,6 +13,10 @@ import TOMLKit
 /// shutdown_grace = 10        # seconds
 /// status_interval = 5        # seconds
 ///
+/// [metrics]
+/// per_instance = false       # series per instance (namespace, id): memory, fuel, CPU time
+/// per_instance_limit = 500   # at most this many instances get them
+///
 /// [limits]
 /// max_instances = 10000
 /// memory_budget = "8GiB"     # or a number of bytes
@@ -32,6 +36,8 @@ struct ConfigurationFile: Equatable {
     var maxInstances: Int?
     var memoryBudget: UInt64?
     var defaultMemory: UInt64?
+    var metricsPerInstance: Bool?
+    var metricsPerInstanceLimit: Int?
 
     static func load(path: String) throws(ConfigurationError) -> ConfigurationFile {
         let text: String
@@ -58,7 +64,7 @@ struct ConfigurationFile: Equatable {
         var file = ConfigurationFile()
         let topLevel: Set<String> = [
             "socket", "state_dir", "group", "metrics_address", "log_level", "shutdown_grace", "status_interval",
-            "limits",
+            "limits", "metrics",
         ]
         try reader.rejectUnknown(table, allowed: topLevel, prefix: "")
         file.socket = try reader.string(table, "socket")
@@ -83,6 +89,15 @@ struct ConfigurationFile: Equatable {
             file.memoryBudget = try reader.size(limits, "memory_budget", prefix: "limits.")
             file.defaultMemory = try reader.size(limits, "default_memory", prefix: "limits.")
         }
+        if let metrics = table["metrics"] {
+            guard let metrics = metrics.table else { throw .file(path: path, "key metrics: expected a table ([metrics])") }
+            try reader.rejectUnknown(metrics, allowed: ["per_instance", "per_instance_limit"], prefix: "metrics.")
+            file.metricsPerInstance = try reader.bool(metrics, "per_instance", prefix: "metrics.")
+            if let value = try reader.integer(metrics, "per_instance_limit", prefix: "metrics.") {
+                guard value >= 0 else { throw .file(path: path, "key metrics.per_instance_limit: must be at least 0") }
+                file.metricsPerInstanceLimit = value
+            }
+        }
         return file
     }
 
@@ -98,6 +113,8 @@ struct ConfigurationFile: Equatable {
         if let maxInstances { configuration.maxInstances = maxInstances }
         if let memoryBudget { configuration.memoryBudgetBytes = memoryBudget }
         if let defaultMemory { configuration.defaultMemoryCapBytes = defaultMemory }
+        if let metricsPerInstance { configuration.metricsPerInstance = metricsPerInstance }
+        if let metricsPerInstanceLimit { configuration.metricsPerInstanceLimit = metricsPerInstanceLimit }
     }
 
     /// Typed access that names the key on every mistake.
@@ -116,6 +133,12 @@ struct ConfigurationFile: Equatable {
             guard let value = table[key] else { return nil }
             guard let string = value.string else { throw mismatch(prefix + key, "a string", value) }
             return string
+        }
+
+        func bool(_ table: TOMLTable, _ key: String, prefix: String = "") throws(ConfigurationError) -> Bool? {
+            guard let value = table[key] else { return nil }
+            guard let bool = value.bool else { throw mismatch(prefix + key, "true or false", value) }
+            return bool
         }
 
         func integer(_ table: TOMLTable, _ key: String, prefix: String = "") throws(ConfigurationError) -> Int? {

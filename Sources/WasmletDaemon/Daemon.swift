@@ -48,7 +48,7 @@ public struct Daemon {
         let notifier = SystemdNotifier()
         let activatedSockets = try APISocket.takeActivated(logger: logger)
         let activated = activatedSockets.api
-        let daemonMetrics = DaemonMetrics()
+        let daemonMetrics = DaemonMetrics(settings: configuration.metricsSettings)
 
         let store: InstanceStore
         let recovery: InstanceStore.Recovery
@@ -82,7 +82,7 @@ public struct Daemon {
         let recorder = RuntimeEventRecorder(store: store, directory: directory, logger: logger)
         let runtime = try WasmletRuntime(
             configuration: Self.runtimeConfiguration(configuration.runtimeConfiguration),
-            eventHandler: { recorder.handle($0); daemonMetrics.handle($0) })
+            eventHandler: { recorder.handle($0); daemonMetrics.handle($0) }, hooks: daemonMetrics.runtimeHooks)
         daemonMetrics.attach(runtime)
         let service = RuntimeService(
             runtime: runtime, store: store, directory: directory, logger: logger, observer: daemonMetrics)
@@ -192,6 +192,7 @@ public struct Daemon {
         if next.stateDirectory != current.stateDirectory { needsRestart.append("state_dir") }
         if next.group != current.group { needsRestart.append("group") }
         if next.runtimeConfiguration != current.runtimeConfiguration { needsRestart.append("limits") }
+        if next.metricsSettings != current.metricsSettings { needsRestart.append("metrics") }
         if !needsRestart.isEmpty {
             logger.warning("changed settings take effect after a restart: \(needsRestart.joined(separator: ", "))")
         }

@@ -11,8 +11,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The socket's group (mode 0660 root:group) and the group whose members may call; nil: root
     /// and the daemon's own user only.
     public var group: String?
-    /// Stored for the observability issue; nothing listens on it yet.
+    /// Where /metrics, /healthz and /readyz are served (nil: the loopback default).
     public var metricsAddress: String?
+    /// Per-instance metric series (`[metrics] per_instance`), and at most how many instances
+    /// get them (`per_instance_limit`).
+    public var metricsPerInstance = false
+    public var metricsPerInstanceLimit = 500
     public var logLevel: Logger.Level
     public var shutdownGrace: Duration
     public var statusInterval: Duration
@@ -65,6 +69,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
         return configuration
     }
 
+    /// The metrics settings this configuration implies.
+    var metricsSettings: MetricsSettings {
+        MetricsSettings(perInstance: metricsPerInstance, perInstanceLimit: metricsPerInstanceLimit)
+    }
+
     /// The runtime settings this configuration implies.
     public var runtimeConfiguration: RuntimeSettings {
         RuntimeSettings(
@@ -76,6 +85,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if let value = options.stateDir { stateDirectory = value }
         if let value = options.group { group = value.isEmpty ? nil : value }
         if let value = options.metricsAddress { metricsAddress = value }
+        if let value = options.metricsPerInstance { metricsPerInstance = value }
+        if let value = options.metricsPerInstanceLimit {
+            guard value >= 0 else { throw .flag("--metrics-per-instance-limit", "must be at least 0") }
+            metricsPerInstanceLimit = value
+        }
         if let value = options.logLevel {
             guard let level = Logger.Level(rawValue: value.lowercased()) else {
                 throw .flag("--log-level", "unknown level \"\(value)\"; use one of \(Self.levelNames)")

@@ -8,26 +8,47 @@ import WasmletTTRPC
 protocol RequestObserver: Sendable {
     func request(method: String, code: TTRPCStatusCode, duration: Duration)
     func killRequested(_ key: InstanceKey)
+    /// A Create or Start (of either API) is being served: from before its module load to after
+    /// its record is written.
+    func admissionBegan(_ method: String)
+    func admissionEnded(_ method: String)
 }
 
-/// Feeds `WasmletMetrics` from the daemon: runtime events (starts, exits), API requests, and
-/// at scrape time the runtime's statistics. Also holds the readiness flag for `/readyz`.
+/// The `[metrics]` settings the daemon's metrics depend on.
+struct MetricsSettings: Sendable, Equatable {
+    /// Series per instance (labels namespace and id): linear memory, memory cap, fuel, CPU time.
+    var perInstance = false
+    /// At most this many instances get series; the rest are counted in
+    /// `wasmlet_instance_series_omitted` (see `WasmletRuntime.usageReport` for which are kept).
+    var perInstanceLimit = 500
+}
+
+/// Feeds `WasmletMetrics` from the daemon: runtime events (starts, exits), guest-thread hooks
+/// (instantiation time), API requests, and at scrape time the runtime's statistics. Also holds
+/// the readiness flag for `/readyz`.
 final class DaemonMetrics: RequestObserver {
     let metrics: WasmletMetrics
     private let pendingKills = Mutex<[InstanceKey: ContinuousClock.Instant]>([:])
     private let accepting = Atomic<Bool>(false)
+    private let box: RuntimeBox
 
-    init() {
-        let box = RuntimeBox()
+    init(settings: MetricsSettings = MetricsSettings()) {
+        let box = RuntimeBox(settings: settings)
         metrics = WasmletMetrics(
             states: ["created", "running", "exited"], exitReasons: ExitReason.allCases.map(\.rawValue),
             collect: { box.numbers() })
-        _box = box
+        self.box = box
     }
 
-    private let _box: RuntimeBox
+    func attach(_ runtime: WasmletRuntime) { box.set(runtime) }
 
-    func attach(_ runtime: WasmletRuntime) { _box.set(runtime) }
+    /// For `WasmletRuntime.init`: the instantiation time measured on each guest's thread.
+    var runtimeHooks: RuntimeHooks {
+        let metrics = self.metrics
+        return RuntimeHooks(guestEntered: { entry in
+            metrics.recordInstantiate(seconds: Self.seconds(entry.instantiateDuration))
+        })
+    }
 
     /// Ready once recovered and serving; `draining` turns it off again.
     func setAccepting(_ value: Bool) { accepting.store(value, ordering: .sequentiallyConsistent) }
@@ -50,14 +71,19 @@ final class DaemonMetrics: RequestObserver {
                 let latency = ContinuousClock.now - requested
                 metrics.recordKillLatency(seconds: Self.seconds(latency))
             }
-        case .created, .deleted:
+        case .deleted(let key):
+            // A kill of an instance that exited on its own never gets its latency.
+            pendingKills.withLock { _ = $0.removeValue(forKey: key) }
+        case .created:
             break
         }
     }
 
+    func admissionBegan(_ method: String) { metrics.admissionBegan(method: method) }
+    func admissionEnded(_ method: String) { metrics.admissionEnded(method: method) }
+
     func request(method: String, code: TTRPCStatusCode, duration: Duration) {
         metrics.recordRequest(method: method, code: code.name, seconds: Self.seconds(duration))
-        if method == "Start", code == .ok { metrics.recordInstantiate(seconds: Self.seconds(duration)) }
     }
 
     func killRequested(_ key: InstanceKey) {
@@ -74,16 +100,33 @@ final class DaemonMetrics: RequestObserver {
 
 private final class RuntimeBox: Sendable {
     private let holder = Mutex<WasmletRuntime?>(nil)
+    private let settings: MetricsSettings
+
+    init(settings: MetricsSettings) { self.settings = settings }
+
     func set(_ runtime: WasmletRuntime) { holder.withLock { $0 = runtime } }
 
     func numbers() -> RuntimeNumbers {
         guard let runtime = holder.withLock({ $0 }) else { return RuntimeNumbers() }
         let s = runtime.statistics()
-        return RuntimeNumbers(
+        var numbers = RuntimeNumbers(
             instancesByState: ["created": s.created, "running": s.running, "exited": s.exited],
             memoryReservedBytes: s.memoryReservedBytes, memoryBudgetBytes: s.memoryBudgetBytes,
             moduleCacheEntries: s.moduleCacheEntries, moduleCacheBytes: s.moduleCacheBytes,
             moduleCacheHits: s.moduleCacheHits, moduleCacheMisses: s.moduleCacheMisses,
-            fuelConsumedTotal: s.fuelConsumedTotal, warmInstancesIdle: s.warmInstancesIdle)
+            fuelConsumedTotal: s.fuelConsumedTotal, warmInstancesIdle: s.warmInstancesIdle,
+            linearMemoryBytes: s.linearMemoryBytes, guestsBlockedInHostCalls: s.guestsBlockedInHostCalls)
+        if settings.perInstance {
+            let report = runtime.usageReport(limit: settings.perInstanceLimit)
+            numbers.perInstance = report.instances.map { entry in
+                InstanceNumbers(
+                    namespace: entry.key.namespace, id: entry.key.id,
+                    linearMemoryBytes: entry.state == .running ? entry.usage.memoryBytes : 0,
+                    memoryCapBytes: entry.usage.memoryCapBytes, fuelConsumed: entry.usage.fuelConsumed,
+                    cpuSeconds: Double(entry.usage.cpuTimeNanoseconds) / 1e9)
+            }
+            numbers.perInstanceOmitted = report.omitted
+        }
+        return numbers
     }
 }

@@ -24,6 +24,17 @@ public struct DaemonOptions: ParsableArguments, Sendable {
         help: ArgumentHelp("Address of the HTTP endpoint for /metrics, /healthz and /readyz (default 127.0.0.1:9464).", valueName: "host:port"))
     public var metricsAddress: String?
 
+    @Flag(
+        name: .customLong("metrics-per-instance"), inversion: .prefixedNo,
+        help: ArgumentHelp("Export metric series per instance (labels namespace, id): memory, fuel, CPU time (default off)."))
+    public var metricsPerInstance: Bool?
+
+    @Option(
+        name: .customLong("metrics-per-instance-limit"),
+        help: ArgumentHelp(
+            "Most instances with per-instance series; live ones first, oldest first (default 500).", valueName: "n"))
+    public var metricsPerInstanceLimit: Int?
+
     @Option(
         name: .customLong("log-level"),
         help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))

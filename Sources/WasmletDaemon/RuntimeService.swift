@@ -79,6 +79,8 @@ public final class RuntimeService: Sendable {
     // MARK: Methods
 
     func create(_ request: Wasmlet_V1_CreateRequest) throws -> Wasmlet_V1_CreateResponse {
+        observer?.admissionBegan("Create")
+        defer { observer?.admissionEnded("Create") }
         try refuseWhileDraining()
         let key = MessageMapping.key(namespace: request.namespace, id: request.id)
         if directory.recovered(key) != nil {
@@ -119,6 +121,8 @@ public final class RuntimeService: Sendable {
     }
 
     func start(_ request: Wasmlet_V1_StartRequest) throws -> Wasmlet_V1_StartResponse {
+        observer?.admissionBegan("Start")
+        defer { observer?.admissionEnded("Start") }
         try refuseWhileDraining()
         let key = MessageMapping.key(namespace: request.namespace, id: request.id)
         if directory.recovered(key) != nil {

@@ -13,12 +13,24 @@ public struct RuntimeNumbers: Sendable {
     public var moduleCacheMisses: UInt64
     public var fuelConsumedTotal: UInt64
     public var warmInstancesIdle: Int
+    /// Linear memory of the running guests now.
+    public var linearMemoryBytes: UInt64
+    public var guestsBlockedInHostCalls: Int
+    /// The per-instance series (nil: switched off) and how many instances the limit left out.
+    public var perInstance: [InstanceNumbers]?
+    public var perInstanceOmitted: Int
 
     public init(
         instancesByState: [String: Int] = [:], memoryReservedBytes: UInt64 = 0, memoryBudgetBytes: UInt64 = 0,
         moduleCacheEntries: Int = 0, moduleCacheBytes: Int = 0, moduleCacheHits: UInt64 = 0,
-        moduleCacheMisses: UInt64 = 0, fuelConsumedTotal: UInt64 = 0, warmInstancesIdle: Int = 0
+        moduleCacheMisses: UInt64 = 0, fuelConsumedTotal: UInt64 = 0, warmInstancesIdle: Int = 0,
+        linearMemoryBytes: UInt64 = 0, guestsBlockedInHostCalls: Int = 0, perInstance: [InstanceNumbers]? = nil,
+        perInstanceOmitted: Int = 0
     ) {
+        self.linearMemoryBytes = linearMemoryBytes
+        self.guestsBlockedInHostCalls = guestsBlockedInHostCalls
+        self.perInstance = perInstance
+        self.perInstanceOmitted = perInstanceOmitted
         self.instancesByState = instancesByState
         self.memoryReservedBytes = memoryReservedBytes
         self.memoryBudgetBytes = memoryBudgetBytes
@@ -71,6 +83,9 @@ public final class WasmletMetrics: Sendable {
     private let cacheHits: CumulativeCounter
     private let cacheMisses: CumulativeCounter
     private let guestsRunning: Gauge
+    private let guestsBlocked: Gauge
+    private let linearMemory: Gauge
+    private let admission: [String: Gauge]
     private let warmIdle: Gauge
     private let apiRequests = Mutex<[String: Counter]>([:])
     private let apiLatency = Mutex<[String: ValueHistogram]>([:])
@@ -78,6 +93,12 @@ public final class WasmletMetrics: Sendable {
 
     static let durationBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
     static let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    /// A reused instance is ready in about 0.1 ms, a fresh one in about 1 ms.
+    static let instantiateBuckets: [Double] = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
+    ]
+    /// The requests the admission gauge counts.
+    public static let admissionMethods = ["Create", "Start"]
 
     /// - Parameters:
     ///   - states: every instance state, so each has a series from the start.
@@ -111,8 +132,11 @@ public final class WasmletMetrics: Sendable {
             descriptor: d("instance_run_duration", "seconds", "Time from start to exit of instances that ran."),
             buckets: Self.durationBuckets)
         instantiateDuration = registry.makeValueHistogram(
-            descriptor: d("instance_instantiate_duration", "seconds", "Time from a start request to the guest's entry point running (start call latency)."),
-            buckets: Self.latencyBuckets)
+            descriptor: d(
+                "instance_instantiate_duration", "seconds",
+                "Time from a guest thread's start to its entry point (_start) being called: WASI setup plus instantiation, or the reset of a reused instance."
+            ),
+            buckets: Self.instantiateBuckets)
         killLatency = registry.makeValueHistogram(
             descriptor: d("kill_latency", "seconds", "Time from a kill request to the instance's exit."),
             buckets: Self.latencyBuckets)
@@ -125,6 +149,22 @@ public final class WasmletMetrics: Sendable {
         cacheHits = CumulativeCounter(registry.makeCounter(descriptor: d("module_cache_hits", "total", "Module cache lookups that found the module.")))
         cacheMisses = CumulativeCounter(registry.makeCounter(descriptor: d("module_cache_misses", "total", "Module cache lookups that had to load the module.")))
         guestsRunning = registry.makeGauge(descriptor: d("guests_running", "", "Guests currently running."))
+        guestsBlocked = registry.makeGauge(
+            descriptor: d(
+                "guests_blocked_in_host_calls", "",
+                "Running guests waiting inside a blocking WASI call (poll_oneoff sleep, read or write on pipe-like stdio)."))
+        linearMemory = registry.makeGauge(
+            descriptor: d("linear_memory_in_use", "bytes", "Linear memory of the running guests (the sum of their memory sizes)."))
+        var admission: [String: Gauge] = [:]
+        for method in Self.admissionMethods {
+            admission[method] = registry.makeGauge(
+                descriptor: d(
+                    "admission_requests_in_flight", "",
+                    "Create and Start requests being served. Admission has no queue (a request is admitted or refused at once), so this is the admission backlog: requests loading a module or writing a record."
+                ),
+                labels: [("method", method)])
+        }
+        self.admission = admission
         warmIdle = registry.makeGauge(descriptor: d("warm_instances_idle", "", "Translated instances waiting to be reused."))
         process = ProcessMetrics(registry: registry)
     }
@@ -140,6 +180,11 @@ public final class WasmletMetrics: Sendable {
     }
 
     public func recordInstantiate(seconds: Double) { instantiateDuration.record(max(0, seconds)) }
+
+    /// A Create or Start request began (`admissionEnded` when it is answered); other methods
+    /// are ignored.
+    public func admissionBegan(method: String) { admission[method]?.increment() }
+    public func admissionEnded(method: String) { admission[method]?.decrement() }
 
     public func recordKillLatency(seconds: Double) { killLatency.record(max(0, seconds)) }
 
@@ -185,7 +230,13 @@ public final class WasmletMetrics: Sendable {
         cacheHits.update(total: Double(numbers.moduleCacheHits))
         cacheMisses.update(total: Double(numbers.moduleCacheMisses))
         warmIdle.set(Double(numbers.warmInstancesIdle))
+        linearMemory.set(Double(numbers.linearMemoryBytes))
+        guestsBlocked.set(Double(numbers.guestsBlockedInHostCalls))
         process.update()
-        return registry.emitToBuffer()
+        var buffer = registry.emitToBuffer()
+        if let instances = numbers.perInstance {
+            PerInstanceSeries.render(instances, omitted: numbers.perInstanceOmitted, into: &buffer)
+        }
+        return buffer
     }
 }
