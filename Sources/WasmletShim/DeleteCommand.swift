@@ -32,8 +32,11 @@ public enum DeleteCommand {
         case .success(let responses) where responses.first?.isOK == true:
             output = responses.first?.payload ?? []
         case .success(let responses):
+            // NOT_FOUND is the normal case after a regular Delete: nothing left to clean up.
             let response = responses.first ?? .error(StatusCode.internal, "no answer")
-            warn("wasmletd refused Delete \(arguments.id): code \(response.code): \(response.message)")
+            if response.code != StatusCode.notFound {
+                warn("wasmletd refused Delete \(arguments.id): code \(response.code): \(response.message)")
+            }
             output = TaskResponses.delete(pid: 0, exit: .lost())
         case .failure(let failure):
             warn("wasmletd: \(failure)")

@@ -1,6 +1,9 @@
 // `containerd-shim-wasmlet-v1 ... start`: find or create the ttrpc server for this task's group,
 // print its address, exit 0. containerd waits for this process and reads its stdout, so the
 // serving shim is forked off with stdout pointed elsewhere, and the parent exits at once.
+//
+// containerd 1.6 reads stdout and stderr COMBINED (CombinedOutput) and dials whatever it got:
+// on success, this process must write nothing but the address, not even a debug line.
 
 #if canImport(Glibc)
 import Glibc
@@ -8,7 +11,6 @@ import Glibc
 
 public enum StartCommand {
     public static func run(_ arguments: ShimArguments) -> Int32 {
-        let log = ShimLog(debugEnabled: arguments.debug)
         guard let bundle = FileIO.currentDirectory() else {
             return fail("cannot determine the bundle directory (getcwd: \(SystemError.last))")
         }
@@ -25,7 +27,6 @@ public enum StartCommand {
         }
         // The group's shim may already be serving (pod grouping): reuse it.
         if probeExisting(path) {
-            log.debug("start \(arguments.id): group \(group) already served at \(path)")
             return announce(path)
         }
         let listener: Int32
@@ -56,7 +57,8 @@ public enum StartCommand {
         let context = ShimContext(
             pid: getpid(), namespace: namespace, group: group,
             ttrpcAddress: ShimContext.environment("TTRPC_ADDRESS") ?? "",
-            daemonSocketPath: ShimContext.daemonSocketFromEnvironment(), socketPath: path, log: log)
+            daemonSocketPath: ShimContext.daemonSocketFromEnvironment(), socketPath: path,
+            log: ShimLog(debugEnabled: arguments.debug))
         let status = ShimServer(context: context, listener: listener).run()
         exit(status)
     }

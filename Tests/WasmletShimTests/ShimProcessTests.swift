@@ -17,6 +17,8 @@ typealias API = ContainerdTaskAPI
     private func startShim(_ harness: ShimHarness, id: String) async throws -> String {
         let result = try await harness.start(id: id)
         #expect(result.status == 0, "start failed: \(result.stderr)")
+        // containerd reads stdout and stderr combined: a success must print the address only.
+        #expect(result.stderr.isEmpty)
         #expect(result.elapsed < .seconds(1), "start took \(result.elapsed)")
         let address = result.text.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(address == "unix://" + harness.expectedSocket(group: harness.sandboxID ?? id))
