@@ -7,8 +7,9 @@ import Glibc
 #endif
 
 public enum DeleteCommand {
-    /// Budget for the daemon's answer: it kills the guest and waits briefly before answering.
-    static let daemonTimeoutMilliseconds: Int64 = 2000
+    /// Budget for the daemon's answer: it kills the guest and waits for it (at most 3 s, longer
+    /// than the daemon's 2 s kill escalation) before answering, so allow a little more.
+    static let daemonTimeoutMilliseconds: Int64 = 4000
 
     public static func run(_ arguments: ShimArguments) -> Int32 {
         let bundle = arguments.bundle.isEmpty ? (FileIO.currentDirectory() ?? ".") : arguments.bundle

@@ -246,7 +246,8 @@ final class ContainerdTaskService: Sendable {
         if identity.isCleanup, current.state != .exited {
             // `shim delete` after a lost shim: end the guest, whatever it is doing.
             try? runtime.kill(key, signal: SIGKILL)
-            _ = try? await withDeadline(.seconds(5)) { [runtime] in try await runtime.wait(key) }
+            // 3 s: past the runtime's 2 s kill escalation, within the shim's 4 s budget.
+            _ = try? await withDeadline(.seconds(3)) { [runtime] in try await runtime.wait(key) }
             current = try instance(key)
         }
         if current.state == .running {
