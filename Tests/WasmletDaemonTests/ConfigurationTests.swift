@@ -51,6 +51,9 @@ import Testing
         ("log_level = \"loud\"", "key log_level: unknown level"),
         ("[limits]\nmemory_budget = \"lots\"", "key limits.memory_budget"),
         ("group = \"no-such-group-xyz\"", "group \"no-such-group-xyz\" does not exist"),
+        ("[metrics]\nper_instances = true", "unknown key metrics.per_instances"),
+        ("[metrics]\nper_instance = 1", "key metrics.per_instance: expected true or false"),
+        ("[metrics]\nper_instance_limit = -1", "key metrics.per_instance_limit: must be at least 0"),
     ])
     func badFilesNameTheProblem(text: String, expected: String) throws {
         let directory = try TemporaryDirectory()
@@ -64,8 +67,25 @@ import Testing
         }
     }
 
+    @Test func perInstanceMetricsFromFileAndFlags() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/m.toml"
+        try "[metrics]\nper_instance = true\nper_instance_limit = 7\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let fromFile = try DaemonConfiguration.resolve(options: DaemonOptions.parse(["--config", path]), uid: 0, environment: [:])
+        #expect(fromFile.metricsSettings == MetricsSettings(perInstance: true, perInstanceLimit: 7))
+        let overridden = try DaemonConfiguration.resolve(
+            options: DaemonOptions.parse(["--config", path, "--no-metrics-per-instance", "--metrics-per-instance-limit", "3"]),
+            uid: 0, environment: [:])
+        #expect(overridden.metricsSettings == MetricsSettings(perInstance: false, perInstanceLimit: 3))
+        let defaults = try DaemonConfiguration.resolve(options: DaemonOptions.parse([]), uid: 0, environment: [:])
+        #expect(defaults.metricsSettings == MetricsSettings(perInstance: false, perInstanceLimit: 500))
+    }
+
     @Test func badFlagsAreRefused() throws {
-        for arguments in [["--log-level", "loud"], ["--memory-budget", "huge"], ["--socket", "relative.sock"]] {
+        for arguments in [
+            ["--log-level", "loud"], ["--memory-budget", "huge"], ["--socket", "relative.sock"],
+            ["--metrics-per-instance-limit=-2"],
+        ] {
             let options = try DaemonOptions.parse(arguments)
             #expect(throws: ConfigurationError.self) { _ = try DaemonConfiguration.resolve(options: options, uid: 0, environment: [:]) }
         }

@@ -99,63 +99,8 @@ extension DaemonEndToEndTests {
             _ = try await client.call(WasmletRuntimeAPI.create, request)
         }
 
-        @Test func scrapeLintsCleanAfterSeveralExitReasons() async throws {
-            let directory = try TemporaryDirectory()
-            let port = try freePort()
-            let daemon = try DaemonProcess(directory: directory, arguments: ["--metrics-address", "127.0.0.1:\(port)"])
-            defer { daemon.stop() }
-            #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
-            #expect(try get(port: port, "/healthz").status == 200)
-
-            let client = try await daemon.client()
-            try await create(client, "hello", module: "hello")
-            _ = try await client.start("hello")
-            #expect(try await client.wait("hello").reason == .exited)
-            try await create(client, "hog", module: "cpuhog", fuel: 100_000)
-            _ = try await client.start("hog")
-            #expect(try await client.wait("hog").reason == .outOfFuel)
-            try await create(client, "late", module: "sleeper", timeoutMs: 100)
-            _ = try await client.start("late")
-            #expect(try await client.wait("late").reason == .deadlineExceeded)
-            try await create(client, "victim", module: "sleeper")
-            _ = try await client.start("victim")
-            try await client.kill("victim")
-            #expect(try await client.wait("victim").reason == .killed)
-            _ = await statusCode { _ = try await client.inspect("missing") }
-            try await create(client, "running", module: "sleeper")
-            _ = try await client.start("running")
-            await client.close()
-
-            let scrape = try get(port: port, "/metrics")
-            #expect(scrape.status == 200)
-            #expect(scrape.text.contains("Content-Type: text/plain; version=0.0.4"))
-            let metrics = body(of: scrape.text)
-            for line in [
-                "wasmlet_instance_exits_total{reason=\"exited\"} 1", "wasmlet_instance_exits_total{reason=\"out_of_fuel\"} 1",
-                "wasmlet_instance_exits_total{reason=\"deadline_exceeded\"} 1", "wasmlet_instance_exits_total{reason=\"killed\"} 1",
-                "wasmlet_instance_starts_total 5", "wasmlet_instances{state=\"running\"} 1", "wasmlet_guests_running 1",
-                "wasmlet_api_requests_total{method=\"Inspect\",code=\"NOT_FOUND\"} 1",
-            ] {
-                #expect(metrics.contains(line), "missing \(line)")
-            }
-            for name in [
-                "wasmlet_instance_run_duration_seconds_bucket", "wasmlet_api_request_duration_seconds_bucket",
-                "wasmlet_kill_latency_seconds_count", "wasmlet_fuel_consumed_total", "wasmlet_memory_caps_reserved_bytes",
-                "wasmlet_memory_budget_bytes", "wasmlet_module_cache_hits_total", "wasmlet_module_cache_misses_total",
-                "wasmlet_module_cache_entries", "wasmlet_module_cache_size_bytes", "process_resident_memory_bytes",
-                "process_cpu_seconds_total", "process_open_fds", "process_threads", "process_start_time_seconds",
-            ] {
-                #expect(metrics.contains("\n" + name), "missing \(name)")
-            }
-            // Every metric family has HELP.
-            let families = Set(metrics.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] })
-            let helped = Set(metrics.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.map { $0.split(separator: " ")[2] })
-            #expect(families == helped)
-
-            let lint = try run("/usr/bin/promtool", ["check", "metrics"], stdin: metrics)
-            #expect(lint.status == 0, "promtool: \(lint.output)")
-            #expect(lint.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "promtool findings: \(lint.output)")
-        }
+        // The promtool check of a scrape after every exit reason, with per-instance series on,
+        // is `Observability.everyExitReasonAndPerInstanceSeriesLintClean` (ObservabilityTests.swift).
 
         @Test func badRequestsGet4xxAndTheDaemonKeepsServing() async throws {
             let directory = try TemporaryDirectory()

@@ -1,0 +1,75 @@
+import Dispatch
+import Foundation
+import Glibc
+import NIOCore
+import NIOPosix
+import Testing
+@testable import WasmletDaemon
+import WasmletMetrics
+import WasmletRuntime
+
+/// The status line's code of `GET path` on 127.0.0.1:port (0 when nothing answered).
+private func httpStatus(port: Int, _ path: String) -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+    guard connected else { return 0 }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    guard poll(&poller, 1, 5_000) == 1 else { return 0 }
+    var buffer = [UInt8](repeating: 0, count: 512)
+    let count = recv(fd, &buffer, buffer.count, 0)
+    guard count > 12 else { return 0 }
+    return Int(String(decoding: buffer[9..<12], as: UTF8.self)) ?? 0
+}
+
+/// `/healthz` follows the progress probe the systemd watchdog uses: a wedged event loop turns
+/// it 503 at the next tick, and it recovers once the heartbeat gets through.
+@Suite struct HealthEndpointTests {
+    @Test func healthzTurns503WhileAnEventLoopIsWedgedAndRecovers() async throws {
+        let runtime = try WasmletRuntime()
+        let wedgeable = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let probe = ProgressProbe(runtime: runtime, group: wedgeable)
+        let server = try await MetricsServer.bind(
+            address: "127.0.0.1:0",
+            endpoints: MetricsServer.Endpoints(metrics: { [] }, healthy: { probe.isHealthy }, ready: { true }))
+        let port = try #require(server.localAddress?.port)
+
+        #expect(probe.isMakingProgress(), "the first tick has nothing to judge")
+        #expect(await Self.eventually { probe.isMakingProgress() }, "an idle daemon makes progress")
+        #expect(httpStatus(port: port, "/healthz") == 200)
+
+        // Wedge the loop once the last heartbeat is back: the heartbeat launched by the next
+        // tick cannot hop onto it.
+        try await Task.sleep(for: .milliseconds(300))
+        let release = DispatchSemaphore(value: 0)
+        wedgeable.next().execute { release.wait() }
+        #expect(probe.isMakingProgress())
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(!probe.isMakingProgress(), "the heartbeat did not come back")
+        #expect(httpStatus(port: port, "/healthz") == 503)
+        #expect(httpStatus(port: port, "/healthz") == 503, "reading /healthz does not tick the probe")
+
+        release.signal()
+        #expect(await Self.eventually { probe.isMakingProgress() })
+        #expect(httpStatus(port: port, "/healthz") == 200)
+        await server.shutdown()
+        try await wedgeable.shutdownGracefully()
+    }
+
+    static func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+        let end = ContinuousClock.now + timeout
+        while ContinuousClock.now < end {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return condition()
+    }
+}
