@@ -29,7 +29,7 @@ public enum ImageArchive {
         do {
             tar = try TarReader(bytes)
         } catch let error as TarError {
-            throw ImageError.tar(error)
+            throw ImageError.invalidArchive("not a tar archive (\(error))")
         }
         guard let layoutBytes = tar.contents(of: "oci-layout") else {
             throw ImageError.invalidArchive("no oci-layout file (a Docker-format archive from an old `docker save`?)")

@@ -12,8 +12,7 @@ import Darwin
 /// Platforms an image can declare.
 public enum ImagePlatform {
     /// `wasip1/wasm`: what the image really is. containerd 1.6 imports it only with
-    /// `ctr image import --all-platforms` (or `--platform wasip1/wasm`) and runs it only with
-    /// `ctr run --platform wasip1/wasm`; the CRI plugin of containerd 1.6 does not unpack it.
+    /// `ctr image import --all-platforms` (plain import: "image might be filtered out").
     public static let wasi = OCI.Platform(architecture: "wasm", os: "wasip1")
 
     /// `linux/<this machine's architecture>`: what containerd and the kubelet accept without

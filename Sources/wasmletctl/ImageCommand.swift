@@ -24,9 +24,8 @@ struct ImageBuildCommand: ParsableCommand {
             --platform linux (the default) declares linux/<this machine's architecture>, so \
             containerd and Kubernetes take the image like any other: `ctr image import FILE`. \
             --platform wasi declares wasip1/wasm, which containerd 1.6 imports only with \
-            `ctr image import --all-platforms FILE` and runs with `ctr run --platform wasip1/wasm`, \
-            and which its CRI plugin (Kubernetes) does not run. Either way the manifest carries \
-            the annotation module.wasm.image/variant=compat-smart.
+            `ctr image import --all-platforms FILE`; use the linux style for Kubernetes. Either \
+            way the manifest carries the annotation module.wasm.image/variant=compat-smart.
 
             The output is deterministic: every time in it is --created (default: \
             $SOURCE_DATE_EPOCH, else 1970-01-01T00:00:00Z), so the same inputs give the same \
@@ -148,7 +147,7 @@ struct ImageInspectCommand: ParsableCommand {
             }
             writeStdout(text)
         } catch let error as ImageError {
-            printError(error.description)
+            printError("\(archive): \(error.description)")
             throw ExitCode.failure
         }
     }
