@@ -19,6 +19,18 @@ if [ -x scripts/verify-units.sh ]; then
     scripts/verify-units.sh
 fi
 
+echo "== deploy files"
+for f in deploy/install.sh deploy/containerd/check-config.sh scripts/build-example-images.sh; do bash -n "$f"; done
+if command -v shellcheck >/dev/null; then
+    shellcheck deploy/install.sh deploy/containerd/check-config.sh scripts/build-example-images.sh
+fi
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+python3 -c 'import sys, yaml; [list(yaml.safe_load_all(open(f))) for f in sys.argv[1:]]' \
+    deploy/kubernetes/*.yaml deploy/kubernetes/examples/*.yaml
+python3 -c 'import json, sys; json.load(open(sys.argv[1]))' deploy/grafana/wasmlet-dashboard.json
+scripts/ensure-packages.sh containerd >/dev/null
+deploy/containerd/check-config.sh
+
 echo "== swift build"
 swift build --build-tests
 
