@@ -25,9 +25,11 @@ struct RuntimeEventRecorder: Sendable {
     private func persist(_ snapshot: InstanceSnapshot) {
         let record = PersistedInstance(
             snapshot: snapshot, modulePath: directory.modulePath(for: snapshot.key, serial: snapshot.serial))
-        do {
-            try store.persist(record)
-        } catch {
+        // Queued, not waited for: the lifecycle queue must not stall on the disk (a Wait is
+        // answered from it). The store keeps the order, and ShutdownDrain waits for the exits.
+        let logger = logger
+        store.persist(record, waitForNewer: false) { error in
+            guard let error else { return }
             // No request to fail here; the next write of this instance retries, and recovery
             // reports a record stuck in "running" as daemon_restarted rather than losing it.
             logger.error(

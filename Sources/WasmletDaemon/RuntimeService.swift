@@ -62,14 +62,14 @@ public final class RuntimeService: Sendable {
                 }
             }
         }
-        add(WasmletRuntimeAPI.create) { try $0.create($2) }
-        add(WasmletRuntimeAPI.start) { try $0.start($2) }
+        add(WasmletRuntimeAPI.create) { try await $0.createDurably($2) }
+        add(WasmletRuntimeAPI.start) { try await $0.startDurably($2) }
         add(WasmletRuntimeAPI.wait) { try await $0.wait($2) }
         add(WasmletRuntimeAPI.kill) { service, _, request in
             service.observer?.killRequested(MessageMapping.key(namespace: request.namespace, id: request.id))
             return try service.kill(request)
         }
-        add(WasmletRuntimeAPI.delete) { try $0.delete($2) }
+        add(WasmletRuntimeAPI.delete) { try await $0.deleteDurably($2) }
         add(WasmletRuntimeAPI.inspect) { try $0.inspect($2) }
         add(WasmletRuntimeAPI.list) { $0.list($2) }
         add(WasmletRuntimeAPI.stats) { $0.stats($2) }
@@ -78,9 +78,55 @@ public final class RuntimeService: Sendable {
 
     // MARK: Methods
 
+    /// Creates an instance; returns once its record is durable (blocks the calling thread
+    /// meanwhile: from async code prefer `create(_:completion:)` or `createDurably(_:)`).
     func create(_ request: Wasmlet_V1_CreateRequest) throws -> Wasmlet_V1_CreateResponse {
+        try Self.blocking { create(request, completion: $0) }
+    }
+
+    /// `create` that suspends instead of blocking while its record is written.
+    func createDurably(_ request: Wasmlet_V1_CreateRequest) async throws -> Wasmlet_V1_CreateResponse {
+        try await withCheckedThrowingContinuation { continuation in create(request) { continuation.resume(with: $0) } }
+    }
+
+    /// `create` in two halves: everything up to handing the record to the store runs on the
+    /// calling thread; `completion` runs on the store's writer thread once the record is durable
+    /// (or could not be made so, and the creation was undone). Keep `completion` short.
+    func create(
+        _ request: Wasmlet_V1_CreateRequest,
+        completion: @escaping @Sendable (Result<Wasmlet_V1_CreateResponse, any Error>) -> Void
+    ) {
         observer?.admissionBegan("Create")
-        defer { observer?.admissionEnded("Create") }
+        let record: PersistedInstance
+        let digest: String
+        do {
+            (record, digest) = try createInRuntime(request)
+        } catch {
+            observer?.admissionEnded("Create")
+            completion(.failure(error))
+            return
+        }
+        let key = record.key
+        store.persist(record) { [self] error in
+            observer?.admissionEnded("Create")
+            if let error {
+                // Undo: an instance whose record is not on disk would be forgotten by a restart.
+                _ = try? runtime.delete(key)
+                directory.removeModulePath(for: key, serial: record.serial)
+                logger.error("cannot record a created instance; creation undone", metadata: Self.metadata(key, error))
+                completion(.failure(TTRPCError.internal("create \(key): cannot record the instance durably: \(error)")))
+                return
+            }
+            createdCount.add(1, ordering: .relaxed)
+            logger.debug("instance created", metadata: ["namespace": "\(key.namespace)", "id": "\(key.id)", "module": "\(digest)"])
+            var response = Wasmlet_V1_CreateResponse()
+            response.instance = instance(record)
+            completion(.success(response))
+        }
+    }
+
+    /// Create up to the record: the module, the runtime instance.
+    private func createInRuntime(_ request: Wasmlet_V1_CreateRequest) throws -> (PersistedInstance, String) {
         try refuseWhileDraining()
         let key = MessageMapping.key(namespace: request.namespace, id: request.id)
         if directory.recovered(key) != nil {
@@ -103,46 +149,58 @@ public final class RuntimeService: Sendable {
         let spec = try MessageMapping.spec(request, key: key, digest: module.digest)
         let snapshot = try runtime.create(spec)
         directory.setModulePath(modulePath, for: key, serial: snapshot.serial)
-        let record = PersistedInstance(snapshot: snapshot, modulePath: modulePath)
-        do {
-            try store.persist(record)
-        } catch {
-            // Undo: an instance whose record is not on disk would be forgotten by a restart.
-            _ = try? runtime.delete(key)
-            directory.removeModulePath(for: key, serial: snapshot.serial)
-            logger.error("cannot record a created instance; creation undone", metadata: Self.metadata(key, error))
-            throw TTRPCError.internal("create \(key): cannot record the instance durably: \(error)")
-        }
-        createdCount.add(1, ordering: .relaxed)
-        logger.debug("instance created", metadata: ["namespace": "\(key.namespace)", "id": "\(key.id)", "module": "\(module.digest)"])
-        var response = Wasmlet_V1_CreateResponse()
-        response.instance = instance(record)
-        return response
+        return (PersistedInstance(snapshot: snapshot, modulePath: modulePath), module.digest)
     }
 
+    /// Starts an instance; returns once its record is durable (blocks the calling thread
+    /// meanwhile: from async code prefer `start(_:completion:)` or `startDurably(_:)`).
     func start(_ request: Wasmlet_V1_StartRequest) throws -> Wasmlet_V1_StartResponse {
+        try Self.blocking { start(request, completion: $0) }
+    }
+
+    /// `start` that suspends instead of blocking while its record is written.
+    func startDurably(_ request: Wasmlet_V1_StartRequest) async throws -> Wasmlet_V1_StartResponse {
+        try await withCheckedThrowingContinuation { continuation in start(request) { continuation.resume(with: $0) } }
+    }
+
+    /// `start` in two halves, as `create(_:completion:)`. A guest that ends before its running
+    /// record is written has its exit record written instead (one write, and the Start call
+    /// answers once that is durable).
+    func start(
+        _ request: Wasmlet_V1_StartRequest,
+        completion: @escaping @Sendable (Result<Wasmlet_V1_StartResponse, any Error>) -> Void
+    ) {
         observer?.admissionBegan("Start")
-        defer { observer?.admissionEnded("Start") }
-        try refuseWhileDraining()
-        let key = MessageMapping.key(namespace: request.namespace, id: request.id)
-        if directory.recovered(key) != nil {
-            throw RuntimeError(.failedPrecondition, "instance \(key) has exited (daemon restarted); it cannot be started")
-        }
-        try runtime.start(key)
-        let snapshot = try runtime.inspect(key)
-        let record = PersistedInstance(snapshot: snapshot, modulePath: directory.modulePath(for: key, serial: snapshot.serial))
+        let record: PersistedInstance
         do {
-            try store.persist(record)
+            try refuseWhileDraining()
+            let key = MessageMapping.key(namespace: request.namespace, id: request.id)
+            if directory.recovered(key) != nil {
+                throw RuntimeError(.failedPrecondition, "instance \(key) has exited (daemon restarted); it cannot be started")
+            }
+            try runtime.start(key)
+            let snapshot = try runtime.inspect(key)
+            record = PersistedInstance(snapshot: snapshot, modulePath: directory.modulePath(for: key, serial: snapshot.serial))
         } catch {
-            // A running guest without a record would vanish from the books on a restart; stop it.
-            try? runtime.kill(key)
-            logger.error("cannot record a started instance; killed it", metadata: Self.metadata(key, error))
-            throw TTRPCError.internal("start \(key): cannot record the instance durably, so it was killed: \(error)")
+            observer?.admissionEnded("Start")
+            completion(.failure(error))
+            return
         }
-        logger.debug("instance started", metadata: ["namespace": "\(key.namespace)", "id": "\(key.id)"])
-        var response = Wasmlet_V1_StartResponse()
-        response.instance = instance(record)
-        return response
+        let key = record.key
+        store.persist(record) { [self] error in
+            observer?.admissionEnded("Start")
+            if let error {
+                // A running guest without a record would vanish from the books on a restart; stop it.
+                try? runtime.kill(key)
+                logger.error("cannot record a started instance; killed it", metadata: Self.metadata(key, error))
+                completion(.failure(TTRPCError.internal("start \(key): cannot record the instance durably, so it was killed: \(error)")))
+                return
+            }
+            logger.debug("instance started", metadata: ["namespace": "\(key.namespace)", "id": "\(key.id)"])
+            var response = Wasmlet_V1_StartResponse()
+            response.instance = instance(record)
+            completion(.success(response))
+        }
     }
 
     func wait(_ request: Wasmlet_V1_WaitRequest) async throws -> Wasmlet_V1_WaitResponse {
@@ -167,31 +225,61 @@ public final class RuntimeService: Sendable {
         return Wasmlet_V1_KillResponse()
     }
 
+    /// Deletes an instance; returns once the removal of its record is durable (blocks the
+    /// calling thread meanwhile: from async code prefer `delete(_:completion:)` or `deleteDurably(_:)`).
     func delete(_ request: Wasmlet_V1_DeleteRequest) throws -> Wasmlet_V1_DeleteResponse {
+        try Self.blocking { delete(request, completion: $0) }
+    }
+
+    /// `delete` that suspends instead of blocking while the removal is written.
+    func deleteDurably(_ request: Wasmlet_V1_DeleteRequest) async throws -> Wasmlet_V1_DeleteResponse {
+        try await withCheckedThrowingContinuation { continuation in delete(request) { continuation.resume(with: $0) } }
+    }
+
+    /// `delete` in two halves, as `create(_:completion:)`.
+    func delete(
+        _ request: Wasmlet_V1_DeleteRequest,
+        completion: @escaping @Sendable (Result<Wasmlet_V1_DeleteResponse, any Error>) -> Void
+    ) {
         let key = MessageMapping.key(namespace: request.namespace, id: request.id)
         var response = Wasmlet_V1_DeleteResponse()
         if let recovered = directory.recovered(key) {
-            do {
-                try store.remove(key, serial: 0)
-            } catch {
-                throw TTRPCError.internal("delete \(key): cannot remove the record: \(error)")
-            }
-            _ = directory.removeRecovered(key)
             if let exit = recovered.exit { response.exit = MessageMapping.exit(exit) }
-        } else {
-            let snapshot = try runtime.delete(key)
-            directory.removeModulePath(for: key, serial: snapshot.serial)
-            do {
-                try store.remove(key, serial: snapshot.serial)
-            } catch {
-                logger.error("cannot remove the record of a deleted instance", metadata: Self.metadata(key, error))
-                throw TTRPCError.internal(
-                    "delete \(key): the instance is gone but its record could not be removed (it will reappear after a restart): \(error)")
+            let answer = response
+            store.remove(key, serial: 0) { [self] error in
+                if let error {
+                    completion(.failure(TTRPCError.internal("delete \(key): cannot remove the record: \(error)")))
+                    return
+                }
+                _ = directory.removeRecovered(key)
+                deletedCount.add(1, ordering: .relaxed)
+                completion(.success(answer))
             }
-            if let exit = snapshot.exit { response.exit = MessageMapping.exit(exit) }
+            return
         }
-        deletedCount.add(1, ordering: .relaxed)
-        return response
+        let snapshot: InstanceSnapshot
+        do {
+            snapshot = try runtime.delete(key)
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        directory.removeModulePath(for: key, serial: snapshot.serial)
+        if let exit = snapshot.exit { response.exit = MessageMapping.exit(exit) }
+        let answer = response
+        store.remove(key, serial: snapshot.serial) { [self] error in
+            if let error {
+                logger.error("cannot remove the record of a deleted instance", metadata: Self.metadata(key, error))
+                completion(
+                    .failure(
+                        TTRPCError.internal(
+                            "delete \(key): the instance is gone but its record could not be removed (it will reappear after a restart): \(error)"
+                        )))
+                return
+            }
+            deletedCount.add(1, ordering: .relaxed)
+            completion(.success(answer))
+        }
     }
 
     func inspect(_ request: Wasmlet_V1_InspectRequest) throws -> Wasmlet_V1_InspectResponse {
@@ -298,6 +386,20 @@ public final class RuntimeService: Sendable {
         func finish(_ result: Result<ExitRecord, any Error>) {
             continuation.withLock { $0.take() }?.resume(with: result)
         }
+    }
+
+    /// Runs a completion-style method and waits for its result on the calling thread.
+    private static func blocking<Response: Sendable>(
+        _ body: (@escaping @Sendable (Result<Response, any Error>) -> Void) -> Void
+    ) throws -> Response {
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<Response, any Error>?>(nil)
+        body { outcome in
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        done.wait()
+        return try result.withLock { $0! }.get()
     }
 
     static func metadata(_ key: InstanceKey, _ error: any Error) -> Logger.Metadata {

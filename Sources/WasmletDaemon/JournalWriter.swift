@@ -1,0 +1,490 @@
+import Foundation
+import Glibc
+import Logging
+
+/// The writer thread and the checkpoint thread behind `InstanceStore` (group commit; see there
+/// for the design and `JournalFile` for the format).
+///
+/// Threads and state:
+/// - callers `submit` operations under `queue`;
+/// - the writer thread takes all queued operations at once and handles them as one batch under
+///   `processing` (which `recoveryCommit` also takes, before the API is served), then calls
+///   their completions, outside both locks;
+/// - the checkpoint thread fsyncs what retired generations touched, then deletes them.
+///
+/// Record files lag the journal a little: a batch's removals are applied (unlinked) before its
+/// callers are told, but its records are written to their files afterwards, when the writer has
+/// nothing queued, or once they are `fileLag` old. An instance created and deleted within that
+/// time (a short guest under load) never costs a file write. The invariant that keeps this
+/// safe: every durable operation is either applied to its file, or is the latest operation for
+/// its file in the current generation (a new generation starts with the unapplied ones).
+final class JournalWriter: @unchecked Sendable {
+    struct Operation {
+        /// `barrier` writes nothing and completes with its batch; `flush` also waits until every
+        /// record file is up to date.
+        enum Action { case put, remove, barrier, flush }
+        var action: Action
+        /// The record file, and its directory (`instances/<namespace>`).
+        var path: String = ""
+        var directory: String = ""
+        /// The frame body: the record's JSON (also the file's contents) or the removed key's JSON.
+        var body: [UInt8] = []
+        /// Called on the writer thread once the batch holding this operation is durable (nil) or
+        /// failed. It must not wait for the store (the writer would wait for itself).
+        var completion: (@Sendable ((any Error)?) -> Void)?
+    }
+
+    /// The generation being appended to.
+    private struct Generation {
+        let number: UInt64
+        let path: String
+        let fd: Int32
+        var offset = 0
+        var allocated = 0
+        var sequence: UInt64 = 0
+        /// What a checkpoint must fsync before this generation may go.
+        var files: Set<String> = []
+        var directories: Set<String> = []
+    }
+
+    /// A generation no longer appended to, waiting for its checkpoint.
+    private struct Retired {
+        var path: String
+        var files: Set<String>
+        var directories: Set<String>
+    }
+
+    private let stateDirectory: String
+    private let instancesDirectory: String
+    private let rotationBytes: Int
+    /// The journal is zero-filled this far ahead of its frames.
+    private let chunkBytes = 1 << 20
+    private let logger: Logger
+
+    // Under `queue`.
+    private let queue = NSCondition()
+    private var pending: [Operation] = []
+    private var sleeping = false
+
+    // Under `processing` (the writer thread, or recovery before it has anything to do).
+    private let processing = NSLock()
+    private var current: Generation?
+    private var nextGeneration: UInt64
+    /// Generations given up (rotated, or broken by a failed write) whose checkpoint may start
+    /// once a newer generation is durable with the unapplied operations in it.
+    private var retiring: [Retired] = []
+    /// Durable operations not yet applied to their files: path -> the latest one.
+    private var unapplied: [String: Unapplied] = [:]
+    /// Paths in the order they became unapplied (entries whose `since` no longer matches are
+    /// left over from an earlier round and skipped).
+    private var unappliedOrder: [(path: String, since: ContinuousClock.Instant)] = []
+    private var unappliedHead = 0
+    private var knownDirectories: Set<String> = []
+    /// Set while file updates fail, for logging the failure and the recovery once.
+    private var failingFiles = false
+
+    private struct Unapplied {
+        var operation: Operation
+        var since: ContinuousClock.Instant
+        /// When applying it last failed; retried a second later.
+        var failedAt: ContinuousClock.Instant?
+    }
+
+    /// How long a record may wait for its file while the writer is busy.
+    private let fileLag: Duration = .milliseconds(100)
+
+    // Under `checkpoints`.
+    private let checkpoints = NSCondition()
+    private var checkpointQueue: [Retired] = []
+    private var checkpointThreadStarted = false
+
+    init(stateDirectory: String, instancesDirectory: String, rotationBytes: Int, logger: Logger) throws {
+        self.stateDirectory = stateDirectory
+        self.instancesDirectory = instancesDirectory
+        self.rotationBytes = rotationBytes
+        self.logger = logger
+        nextGeneration = 1
+        nextGeneration = (existingGenerations().last?.generation ?? 0) + 1
+        Thread { [self] in
+            Thread.current.name = "wasmlet-journal"
+            runWriter()
+        }.start()
+    }
+
+    /// The journal files in the state directory, oldest generation first.
+    func existingGenerations() -> [(generation: UInt64, path: String)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: stateDirectory)) ?? []
+        return names.compactMap { name in
+            JournalFile.generation(ofFileName: name).map { ($0, stateDirectory + "/" + name) }
+        }.sorted { $0.generation < $1.generation }
+    }
+
+    /// Queues an operation for the next batch.
+    func submit(_ operation: Operation) {
+        queue.lock()
+        pending.append(operation)
+        let wake = sleeping
+        queue.unlock()
+        if wake { queue.signal() }
+    }
+
+    // MARK: The writer thread
+
+    private func runWriter() {
+        var batch: [Operation] = []
+        while true {
+            queue.lock()
+            while pending.isEmpty {
+                sleeping = true
+                queue.wait()
+                sleeping = false
+            }
+            swap(&batch, &pending)
+            queue.unlock()
+            process(batch)
+            batch.removeAll(keepingCapacity: true)
+        }
+    }
+
+    private func process(_ batch: [Operation]) {
+        processing.lock()
+        // Within a batch the last operation on a file is the one that counts.
+        var last: [String: Int] = [:]
+        var flush = false
+        for (index, operation) in batch.enumerated() {
+            switch operation.action {
+            case .put, .remove: last[operation.path] = index
+            case .barrier: break
+            case .flush: flush = true
+            }
+        }
+        let writes = last.values.sorted().map { batch[$0] }
+        var failure: (any Error)?
+        if !writes.isEmpty {
+            do {
+                try commit(writes)
+                let now = ContinuousClock.now
+                for operation in writes {
+                    var kept = operation
+                    kept.completion = nil
+                    if operation.action == .remove {
+                        // A Delete's answer means the file is gone.
+                        unapplied[operation.path] = nil
+                        apply(kept, at: now)
+                    } else if unapplied[operation.path] != nil {
+                        unapplied[operation.path]!.operation = kept
+                    } else {
+                        unapplied[operation.path] = Unapplied(operation: kept, since: now)
+                        unappliedOrder.append((operation.path, now))
+                    }
+                }
+            } catch {
+                failure = error
+            }
+        }
+        if flush { applyFiles(all: true) }
+        processing.unlock()
+
+        for operation in batch { operation.completion?(failure) }
+
+        processing.lock()
+        applyFiles()
+        if failure == nil, (current?.offset ?? 0) >= rotationBytes, checkpointsIdle() { rotate() }
+        processing.unlock()
+    }
+
+    /// Applies the unapplied operations that waited `fileLag`, and all of them while nothing is
+    /// queued (stopping as soon as something is), or all of them with `all`.
+    private func applyFiles(all: Bool = false) {
+        let now = ContinuousClock.now
+        // Entries appended meanwhile (failures to retry later) wait for the next round.
+        let end = unappliedOrder.count
+        while unappliedHead < end {
+            let (path, since) = unappliedOrder[unappliedHead]
+            guard let entry = unapplied[path], entry.since == since else {
+                unappliedHead += 1
+                continue
+            }
+            if !all, now - since < fileLag, !queueIsEmpty() { break }
+            if let failedAt = entry.failedAt, now - failedAt < .seconds(1) {
+                guard all else { break }
+                unappliedHead += 1
+                unappliedOrder.append((path, since))
+                continue
+            }
+            unappliedHead += 1
+            unapplied[path] = nil
+            apply(entry.operation, at: since)
+        }
+        if unappliedHead > 1024, unappliedHead * 2 > unappliedOrder.count {
+            unappliedOrder.removeFirst(unappliedHead)
+            unappliedHead = 0
+        }
+    }
+
+    private func queueIsEmpty() -> Bool {
+        queue.lock()
+        defer { queue.unlock() }
+        return pending.isEmpty
+    }
+
+    /// Appends `writes` to the current generation (starting one if needed) and makes them
+    /// durable. On failure the generation is given up: nothing is appended after a write whose
+    /// outcome is unknown.
+    private func commit(_ writes: [Operation]) throws {
+        if current == nil { try openGeneration() }
+        var generation = current!
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(writes.reduce(0) { $0 + $1.body.count + JournalFile.frameHeaderBytes + 1 })
+        for operation in writes {
+            JournalFile.appendFrame(
+                kind: operation.action == .put ? .put : .remove, body: operation.body, sequence: generation.sequence,
+                to: &buffer)
+            generation.sequence += 1
+        }
+        do {
+            try append(buffer, to: &generation)
+        } catch {
+            abandonCurrent()
+            throw error
+        }
+        current = generation
+    }
+
+    /// A new generation: header, the unapplied operations, zero fill; durable with its directory
+    /// entry. Then the generations given up before it can be checkpointed.
+    private func openGeneration() throws {
+        let number = nextGeneration
+        nextGeneration += 1
+        let path = stateDirectory + "/" + JournalFile.fileName(generation: number)
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw InstanceStore.failure("cannot create journal \(path)") }
+        var generation = Generation(number: number, path: path, fd: fd)
+        var buffer: [UInt8] = []
+        JournalFile.appendFrame(kind: .header, body: JournalFile.headerBody(generation: number), sequence: 0, to: &buffer)
+        generation.sequence = 1
+        for (_, entry) in unapplied.sorted(by: { $0.key < $1.key }) {
+            JournalFile.appendFrame(
+                kind: entry.operation.action == .put ? .put : .remove, body: entry.operation.body,
+                sequence: generation.sequence, to: &buffer)
+            generation.sequence += 1
+        }
+        do {
+            try append(buffer, to: &generation)
+            try InstanceStore.syncDirectory(stateDirectory)
+        } catch {
+            close(fd)
+            unlink(path)
+            throw error
+        }
+        current = generation
+        let superseded = retiring
+        retiring.removeAll()
+        for retired in superseded { queueCheckpoint(retired) }
+    }
+
+    private func append(_ frames: [UInt8], to generation: inout Generation) throws {
+        var bytes = frames
+        let end = generation.offset + frames.count
+        var allocated = generation.allocated
+        if end > allocated {
+            allocated = (end / chunkBytes + 1) * chunkBytes
+            bytes.append(contentsOf: repeatElement(0, count: allocated - end))
+        }
+        try bytes.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let written = pwrite(generation.fd, raw.baseAddress! + done, raw.count - done, off_t(generation.offset + done))
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw InstanceStore.failure("cannot write journal \(generation.path)")
+                }
+                done += written
+            }
+        }
+        guard fdatasync(generation.fd) == 0 else { throw InstanceStore.failure("cannot fdatasync journal \(generation.path)") }
+        generation.offset = end
+        generation.allocated = allocated
+    }
+
+    private func abandonCurrent() {
+        guard let generation = current else { return }
+        close(generation.fd)
+        retiring.append(Retired(path: generation.path, files: generation.files, directories: generation.directories))
+        current = nil
+    }
+
+    private func rotate() {
+        abandonCurrent()
+        do {
+            try openGeneration()
+        } catch {
+            // The next batch tries again (and fails its callers if it cannot either).
+            logger.warning("cannot start a new journal generation: \(error)")
+        }
+    }
+
+    // MARK: Record files
+
+    /// Brings a record file in line with a durable operation: temp file and rename for a put,
+    /// unlink for a removal. No fsync: the journal holds the record until a checkpoint has
+    /// fsync'd the file. A failure keeps the operation unapplied (retried a second later).
+    private func apply(_ operation: Operation, at since: ContinuousClock.Instant) {
+        current?.files.insert(operation.path)
+        current?.directories.insert(operation.directory)
+        do {
+            switch operation.action {
+            case .put: try writeFile(operation)
+            case .remove:
+                if unlink(operation.path) != 0, errno != ENOENT {
+                    throw InstanceStore.failure("cannot remove \(operation.path)")
+                }
+            case .barrier, .flush: return
+            }
+            if failingFiles, unapplied.values.allSatisfy({ $0.failedAt == nil }) {
+                failingFiles = false
+                logger.notice("instance record files are up to date again")
+            }
+        } catch {
+            if !failingFiles {
+                failingFiles = true
+                logger.error(
+                    "cannot update an instance record file; its record is in the journal, retrying",
+                    metadata: ["path": "\(operation.path)", "error": "\(error)"])
+            }
+            knownDirectories.remove(operation.directory)
+            if unapplied[operation.path] == nil {
+                unapplied[operation.path] = Unapplied(operation: operation, since: since, failedAt: ContinuousClock.now)
+                unappliedOrder.append((operation.path, since))
+            }
+        }
+    }
+
+    private func writeFile(_ operation: Operation) throws {
+        if !knownDirectories.contains(operation.directory) {
+            if mkdir(operation.directory, 0o700) == 0 {
+                // A new namespace directory: its entry in instances/ needs a checkpoint too.
+                current?.directories.insert(instancesDirectory)
+            } else if errno != EEXIST {
+                throw InstanceStore.failure("cannot create directory \(operation.directory)")
+            }
+            knownDirectories.insert(operation.directory)
+        }
+        let name = operation.path.utf8.dropFirst(operation.directory.utf8.count + 1)
+        let temporary = operation.directory + "/.tmp-" + String(Substring(name))
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw InstanceStore.failure("cannot create \(temporary)") }
+        var ok = false
+        defer {
+            if !ok { unlink(temporary) }
+        }
+        do {
+            defer { close(fd) }
+            try operation.body.withUnsafeBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    let written = write(fd, raw.baseAddress! + done, raw.count - done)
+                    if written < 0 {
+                        if errno == EINTR { continue }
+                        throw InstanceStore.failure("cannot write \(temporary)")
+                    }
+                    done += written
+                }
+            }
+        }
+        guard rename(temporary, operation.path) == 0 else {
+            throw InstanceStore.failure("cannot rename \(temporary) to \(operation.path)")
+        }
+        ok = true
+    }
+
+    // MARK: Recovery
+
+    /// Recovery's writes: `rewrites` go to a new generation like any batch, then the journals
+    /// they supersede are deleted (`setAside` ones renamed to `*.corrupt` instead).
+    func recoveryCommit(_ rewrites: [Operation], superseding old: [String], setAside: [String]) throws {
+        processing.lock()
+        defer { processing.unlock() }
+        if !rewrites.isEmpty {
+            try commit(rewrites)
+            let now = ContinuousClock.now
+            for operation in rewrites { apply(operation, at: now) }
+        }
+        for path in old {
+            if setAside.contains(path) {
+                rename(path, path + ".corrupt")
+            } else if unlink(path) != 0, errno != ENOENT {
+                throw InstanceStore.failure("cannot remove the replayed journal \(path)")
+            }
+        }
+        if !old.isEmpty { try InstanceStore.syncDirectory(stateDirectory) }
+    }
+
+    // MARK: Checkpoints
+
+    private func checkpointsIdle() -> Bool {
+        checkpoints.lock()
+        defer { checkpoints.unlock() }
+        return checkpointQueue.isEmpty
+    }
+
+    private func queueCheckpoint(_ retired: Retired) {
+        checkpoints.lock()
+        checkpointQueue.append(retired)
+        let start = !checkpointThreadStarted
+        checkpointThreadStarted = true
+        checkpoints.unlock()
+        checkpoints.signal()
+        if start {
+            Thread { [self] in
+                Thread.current.name = "wasmlet-ckpoint"
+                runCheckpoints()
+            }.start()
+        }
+    }
+
+    private func runCheckpoints() {
+        while true {
+            checkpoints.lock()
+            while checkpointQueue.isEmpty { checkpoints.wait() }
+            let next = checkpointQueue[0]
+            checkpoints.unlock()
+            do {
+                try checkpoint(next)
+                checkpoints.lock()
+                checkpointQueue.removeFirst()
+                checkpoints.unlock()
+            } catch {
+                logger.error("journal checkpoint failed; retrying in 1 s", metadata: ["journal": "\(next.path)", "error": "\(error)"])
+                sleep(1)
+            }
+        }
+    }
+
+    /// Makes the record files (and their directory entries) a retired generation wrote durable,
+    /// then deletes it: from then on the files alone hold what it held.
+    private func checkpoint(_ retired: Retired) throws {
+        for file in retired.files.sorted() {
+            let fd = open(file, O_RDONLY | O_CLOEXEC)
+            if fd < 0 {
+                if errno == ENOENT { continue }  // removed since; its removal is a directory change
+                throw InstanceStore.failure("cannot open \(file)")
+            }
+            defer { close(fd) }
+            guard fsync(fd) == 0 else { throw InstanceStore.failure("cannot fsync \(file)") }
+        }
+        for directory in retired.directories.sorted() {
+            let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd < 0 {
+                if errno == ENOENT { continue }
+                throw InstanceStore.failure("cannot open directory \(directory)")
+            }
+            defer { close(fd) }
+            guard fsync(fd) == 0 else { throw InstanceStore.failure("cannot fsync directory \(directory)") }
+        }
+        if unlink(retired.path) != 0, errno != ENOENT {
+            throw InstanceStore.failure("cannot remove journal \(retired.path)")
+        }
+        try InstanceStore.syncDirectory(stateDirectory)
+    }
+}
