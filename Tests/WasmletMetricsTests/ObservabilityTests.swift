@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import WasmletAPI
+@testable import WasmletMetrics
 
 /// The body of an HTTP/1.1 response, with chunked transfer coding undone (Prometheus's API
 /// answers chunked once a body is large).
@@ -443,5 +444,41 @@ extension DaemonEndToEndTests {
             // The journal got the entries instead of stderr (no duplicates in the journal).
             #expect(!daemon.log.contains("instance exited"), "stderr: \(daemon.log)")
         }
+    }
+}
+
+/// The per-instance families' text, without a daemon.
+@Suite struct PerInstanceSeriesTests {
+    @Test func labelsAreEscapedAndNumbersWrittenExactly() throws {
+        let instances = [
+            InstanceNumbers(
+                namespace: "we\"ird\\ns", id: "line\nbreak", linearMemoryBytes: 131_072, memoryCapBytes: 1 << 20,
+                fuelConsumed: 18_446_744_073_709_551_615, cpuSeconds: 0.000345678),
+            InstanceNumbers(namespace: "a", id: "b", linearMemoryBytes: 0, memoryCapBytes: 7, fuelConsumed: 0, cpuSeconds: 12.5),
+        ]
+        let metrics = WasmletMetrics(states: ["running"], exitReasons: ["exited"]) {
+            RuntimeNumbers(perInstance: instances, perInstanceOmitted: 3)
+        }
+        let text = String(decoding: metrics.scrape(), as: UTF8.self)
+        let label = "{namespace=\"we\\\"ird\\\\ns\",id=\"line\\nbreak\"}"
+        #expect(text.contains("wasmlet_instance_linear_memory_bytes\(label) 131072\n"))
+        #expect(text.contains("wasmlet_instance_memory_cap_bytes\(label) 1048576\n"))
+        #expect(text.contains("wasmlet_instance_fuel_consumed_total\(label) 18446744073709551615\n"))
+        #expect(text.contains("wasmlet_instance_cpu_seconds_total\(label) 0.000345678\n"))
+        #expect(text.contains("wasmlet_instance_cpu_seconds_total{namespace=\"a\",id=\"b\"} 12.5\n"))
+        #expect(text.contains("wasmlet_instance_linear_memory_bytes{namespace=\"a\",id=\"b\"} 0\n"))
+        #expect(text.contains("\nwasmlet_instance_series_omitted 3\n"))
+        let lint = try run("/usr/bin/promtool", ["check", "metrics"], stdin: text)
+        #expect(lint.status == 0 && lint.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "promtool: \(lint.output)")
+
+        let off = WasmletMetrics(states: ["running"], exitReasons: ["exited"]) { RuntimeNumbers() }
+        #expect(!String(decoding: off.scrape(), as: UTF8.self).contains("wasmlet_instance_series_omitted"), "off: no per-instance families")
+    }
+
+    @Test(arguments: [(0.0, "0"), (1.0, "1"), (0.5, "0.5"), (2.000000001, "2.000000001"), (1e-9, "0.000000001"), (123.25, "123.25")])
+    func secondsAreFixedPoint(value: Double, text: String) {
+        var buffer: [UInt8] = []
+        PerInstanceSeries.appendSeconds(value, into: &buffer)
+        #expect(String(decoding: buffer, as: UTF8.self) == text)
     }
 }
