@@ -14,7 +14,7 @@ struct WasmletBench: AsyncParsableCommand {
     @Option(help: "Directory with the built example guests (scripts/build-examples.sh).")
     var examples = "examples/build"
 
-    @Option(help: "Comma-separated groups to run: start,density,kill,fuel,fairness,compute,spawn,api (default: all).")
+    @Option(help: "Comma-separated groups to run: start,density,kill,fuel,fairness,compute,spawn,api,metrics (default: all).")
     var only: String?
 
     @Option(help: "Concurrent sleeping instances for the density figure.")
@@ -38,7 +38,7 @@ struct WasmletBench: AsyncParsableCommand {
         limit.rlim_cur = limit.rlim_max
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 
-        let groups = Set((only ?? "start,density,kill,fuel,fairness,compute,spawn,api").split(separator: ",").map(String.init))
+        let groups = Set((only ?? "start,density,kill,fuel,fairness,compute,spawn,api,metrics").split(separator: ",").map(String.init))
         let report = Report()
         var configuration = RuntimeConfiguration()
         configuration.maxInstances = max(configuration.maxInstances, density + 100)
@@ -61,6 +61,15 @@ struct WasmletBench: AsyncParsableCommand {
             try await DaemonBenchmark(
                 wasmletd: wasmletd ?? "\(products)/wasmletd", wasmletctl: wasmletctl ?? "\(products)/wasmletctl",
                 hello: hello, runs: runs, instances: density
+            ).run(report)
+        }
+
+        if groups.contains("metrics") {
+            let products = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent().path
+            try await MetricsBenchmark(
+                wasmletd: wasmletd ?? "\(products)/wasmletd",
+                hello: URL(fileURLWithPath: guests.path("hello")).standardizedFileURL.path,
+                sleeper: URL(fileURLWithPath: guests.path("sleeper")).standardizedFileURL.path, instances: density
             ).run(report)
         }
 
