@@ -81,6 +81,14 @@ import Testing
         #expect(defaults.metricsSettings == MetricsSettings(perInstance: false, perInstanceLimit: 500))
     }
 
+    @Test func theExampleFileParses() throws {
+        let file = try ConfigurationFile.load(path: repositoryRoot + "/deploy/wasmletd.toml")
+        #expect(file.metricsAddress == "127.0.0.1:9464")
+        #expect(file.metricsPerInstance == false)
+        #expect(file.metricsPerInstanceLimit == 500)
+        #expect(file.maxInstances == 10_000)
+    }
+
     @Test func badFlagsAreRefused() throws {
         for arguments in [
             ["--log-level", "loud"], ["--memory-budget", "huge"], ["--socket", "relative.sock"],

@@ -390,8 +390,11 @@ extension DaemonEndToEndTests {
             _ = try await client.start("activated")
             _ = try await client.wait("activated")
             await client.close()
-            let metrics = body(of: try get(port: port, "/metrics").text)
-            #expect(sampleValue(metrics, "wasmlet_instance_exits_total{reason=\"exited\"}") == 1)
+            // The exit reaches the metrics from the runtime's event queue, just after Wait returns.
+            #expect(await eventually {
+                let metrics = body(of: (try? get(port: port, "/metrics").text) ?? "")
+                return sampleValue(metrics, "wasmlet_instance_exits_total{reason=\"exited\"}") == 1
+            })
             #expect(try get(port: port, "/healthz").status == 200)
         }
 
