@@ -3,12 +3,13 @@ import NIOCore
 import SwiftProtobuf
 
 /// The per-connection half of `TTRPCServer`: decodes `ttrpc.Request`s, runs each call's handler in
-/// its own `Task`, and writes one `ttrpc.Response` per request on the request's stream id, in
-/// whatever order the calls finish.
+/// its own `Task` (or, for inline handlers, right here on the event loop), and writes one
+/// `ttrpc.Response` per request on the request's stream id, in whatever order the calls finish.
 ///
 /// Threading: every method of this class runs on the connection's event loop (NIO calls the
-/// `ChannelInboundHandler` methods there; handler tasks hop back with `EventLoop.execute` before
-/// touching it). The handlers themselves run on Swift's global concurrent executor.
+/// `ChannelInboundHandler` methods there; handler tasks and inline responders called from other
+/// threads hop back with `EventLoop.execute` before touching it). Task handlers run on Swift's
+/// global concurrent executor.
 ///
 /// Behaviour:
 /// - unknown service or method: UNIMPLEMENTED;
@@ -18,8 +19,9 @@ import SwiftProtobuf
 ///   connection is closed (other connections are unaffected);
 /// - an even stream id, or one already in flight: INVALID_ARGUMENT;
 /// - a refused peer (see `TTRPCServer.Configuration.authorizer`): every request PERMISSION_DENIED;
-/// - `timeout_nano` > 0: when it elapses the handler's task is cancelled and DEADLINE_EXCEEDED sent;
-/// - connection closed: the in-flight handler tasks are cancelled;
+/// - `timeout_nano` > 0: when it elapses the handler's task is cancelled (an inline handler's cancel
+///   closure called) and DEADLINE_EXCEEDED sent;
+/// - connection closed: the in-flight handler tasks are cancelled (inline: their cancel closures);
 /// - `Drain` event (server shutdown): new requests get UNAVAILABLE, and the connection is closed
 ///   once the calls in flight have been answered.
 final class TTRPCServerHandler: ChannelInboundHandler {
@@ -32,7 +34,9 @@ final class TTRPCServerHandler: ChannelInboundHandler {
     private struct Call {
         let service: String
         let method: String
-        let task: Task<Void, Never>
+        /// Stops the handler's work when the call is abandoned: cancels its task, or runs what an
+        /// inline handler returned.
+        var cancel: (@Sendable () -> Void)?
         var timer: Scheduled<Void>?
     }
 
@@ -139,7 +143,7 @@ final class TTRPCServerHandler: ChannelInboundHandler {
             return
         }
 
-        let handler: TTRPCHandler
+        let handler: TTRPCServiceRegistry.Handler
         switch registry.lookup(service: request.service, method: request.method) {
         case .unknownService:
             respond(stream: stream, status: Ttrpc_Status(.unimplemented, "service \(request.service) is not implemented"))
@@ -165,22 +169,40 @@ final class TTRPCServerHandler: ChannelInboundHandler {
         let eventLoop = context.eventLoop
         let this = NIOLoopBound(self, eventLoop: eventLoop)
 
-        let task = Task {
-            let result: Result<[UInt8], any Error>
-            do {
-                result = .success(try await handler(callContext, payload))
-            } catch {
-                result = .failure(error)
-            }
-            eventLoop.execute { this.value.finish(stream: stream, result: result) }
-        }
-        var call = Call(service: request.service, method: request.method, task: task, timer: nil)
+        var call = Call(service: request.service, method: request.method, cancel: nil, timer: nil)
         if let timeout {
             call.timer = eventLoop.scheduleTask(in: .nanoseconds(timeout)) {
                 this.value.expire(stream: stream, after: timeout)
             }
         }
-        calls[stream] = call
+        switch handler {
+        case .task(let handler):
+            let task = Task {
+                let result: Result<[UInt8], any Error>
+                do {
+                    result = .success(try await handler(callContext, payload))
+                } catch {
+                    result = .failure(error)
+                }
+                eventLoop.execute { this.value.finish(stream: stream, result: result) }
+            }
+            call.cancel = { task.cancel() }
+            calls[stream] = call
+        case .inline(let handler):
+            // In the table before the handler runs: it may answer right away.
+            calls[stream] = call
+            let respond = TTRPCResponder { make in
+                if eventLoop.inEventLoop {
+                    this.value.finish(stream: stream, result: make())
+                } else {
+                    eventLoop.execute { this.value.finish(stream: stream, result: make()) }
+                }
+            }
+            if let cancel = handler(callContext, payload, respond) {
+                // Still waiting for its answer: keep the way to stop it.
+                calls[stream]?.cancel = cancel
+            }
+        }
     }
 
     /// A handler task finished (on the event loop). Dropped if the call already timed out or the
@@ -207,7 +229,7 @@ final class TTRPCServerHandler: ChannelInboundHandler {
     /// The call's `timeout_nano` elapsed before its handler finished.
     private func expire(stream: UInt32, after nanos: Int64) {
         guard let call = calls.removeValue(forKey: stream) else { return }
-        call.task.cancel()
+        call.cancel?()
         respond(
             stream: stream,
             status: Ttrpc_Status(
@@ -258,7 +280,7 @@ final class TTRPCServerHandler: ChannelInboundHandler {
         calls.removeAll()
         for call in pending.values {
             call.timer?.cancel()
-            call.task.cancel()
+            call.cancel?()
         }
     }
 }
