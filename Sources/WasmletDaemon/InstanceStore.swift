@@ -63,6 +63,40 @@ final class InstanceStore: Sendable {
         var stage: Stage
         /// The newest stage of this serial known to be on disk.
         var durable: Stage?
+        /// How the write of `stage` ended, or the callers waiting for it.
+        var outcome: Outcome
+    }
+
+    /// The outcome of one queued write, for callers whose own write was superseded by it.
+    private final class Outcome: Sendable {
+        private let state = Mutex<(done: Bool, error: (any Error)?, waiters: [@Sendable ((any Error)?) -> Void])>(
+            (false, nil, []))
+
+        static var succeeded: Outcome {
+            let outcome = Outcome()
+            outcome.resolve(nil)
+            return outcome
+        }
+
+        /// Calls `completion` with the outcome, now or when it is known.
+        func wait(_ completion: @escaping @Sendable ((any Error)?) -> Void) {
+            let known = state.withLock { state -> (any Error)?? in
+                if state.done { return .some(state.error) }
+                state.waiters.append(completion)
+                return .none
+            }
+            if case .some(let error) = known { completion(error) }
+        }
+
+        func resolve(_ error: (any Error)?) {
+            let waiters = state.withLock { state in
+                state.done = true
+                state.error = error
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter(error) }
+        }
     }
 
     /// `<state-dir>/instances`.
@@ -205,7 +239,9 @@ final class InstanceStore: Sendable {
             }
             current.serial = 0
             let key = current.key
-            stripe(for: key).entries.withLock { $0[key] = Entry(serial: 0, stage: .exited, durable: .exited) }
+            stripe(for: key).entries.withLock {
+                $0[key] = Entry(serial: 0, stage: .exited, durable: .exited, outcome: .succeeded)
+            }
             recovery.instances.append(current)
         }
         for (_, entry) in replayed.sorted(by: { $0.key < $1.key }) {
@@ -234,9 +270,11 @@ final class InstanceStore: Sendable {
     /// the same key) is already written or queued, and calls `completion` (on the writer thread;
     /// keep it short) once the record is durable, or with the error that kept it from being so.
     ///
-    /// When a newer state was queued first, `waitForNewer` decides: true waits until that state
-    /// is durable too (a request must not answer before what it reports is on disk), false
-    /// completes at once (the event recorder has nothing to wait for).
+    /// When an equal or newer state of the same instance was queued first (the runtime's event
+    /// can beat the request that caused it), `waitForNewer` decides: true completes with the
+    /// outcome of that write (a request must not answer before what it reports is on disk, nor
+    /// succeed if that write failed), false completes at once (the event recorder waits for
+    /// nothing).
     func persist(
         _ record: PersistedInstance, waitForNewer: Bool = true,
         completion: @escaping @Sendable ((any Error)?) -> Void
@@ -244,22 +282,30 @@ final class InstanceStore: Sendable {
         let key = record.key
         let serial = record.serial
         let stage = Stage(record.state)
+        let outcome = Outcome()
         var operation = operation(put: record)
         operation.completion = { [self] error in
             settle(key, serial: serial, stage: stage, failed: error != nil)
+            outcome.resolve(error)
             completion(error)
         }
-        let queued = stripe(for: key).entries.withLock { entries -> Bool in
+        let superseding = stripe(for: key).entries.withLock { entries -> Outcome? in
             if let entry = entries[key] {
-                if entry.serial > serial { return false }
-                if entry.serial == serial, entry.stage >= stage { return false }
+                // A newer instance owns the key: this one's record is gone for good.
+                if entry.serial > serial { return .succeeded }
+                if entry.serial == serial, entry.stage >= stage { return entry.outcome }
             }
             let durable = entries[key].flatMap { $0.serial == serial ? $0.durable : nil }
-            entries[key] = Entry(serial: serial, stage: stage, durable: durable)
+            entries[key] = Entry(serial: serial, stage: stage, durable: durable, outcome: outcome)
             writer.submit(operation)
-            return true
+            return nil
         }
-        if !queued { skipped(waitForNewer: waitForNewer, completion: completion) }
+        guard let superseding else { return }
+        if waitForNewer {
+            superseding.wait(completion)
+        } else {
+            completion(nil)
+        }
     }
 
     /// Persists `record`, returning once it is durable. Blocks the calling thread.
@@ -275,15 +321,17 @@ final class InstanceStore: Sendable {
     /// Removes the record of instance `serial` (0 for a recovered one) and remembers the deletion
     /// so a late event for it does not bring the file back. `completion` as for `persist`.
     func remove(_ key: InstanceKey, serial: UInt32, completion: @escaping @Sendable ((any Error)?) -> Void) {
+        let outcome = Outcome()
         var operation = operation(remove: key)
         operation.completion = { [self] error in
             settle(key, serial: serial, stage: .deleted, failed: error != nil)
+            outcome.resolve(error)
             completion(error)
         }
         let queued = stripe(for: key).entries.withLock { entries -> Bool in
             if let entry = entries[key], entry.serial > serial { return false }
             let durable = entries[key].flatMap { $0.serial == serial ? $0.durable : nil }
-            entries[key] = Entry(serial: serial, stage: .deleted, durable: durable)
+            entries[key] = Entry(serial: serial, stage: .deleted, durable: durable, outcome: outcome)
             writer.submit(operation)
             return true
         }
@@ -347,16 +395,6 @@ final class InstanceStore: Sendable {
         let done = DispatchSemaphore(value: 0)
         writer.submit(JournalWriter.Operation(action: .flush, completion: { _ in done.signal() }))
         done.wait()
-    }
-
-    private func skipped(waitForNewer: Bool, completion: @escaping @Sendable ((any Error)?) -> Void) {
-        // The newer state was queued before this call returned from the lock, so a barrier
-        // queued now completes no earlier than it.
-        if waitForNewer {
-            writer.submit(JournalWriter.Operation(action: .barrier, completion: completion))
-        } else {
-            completion(nil)
-        }
     }
 
     /// The writer finished the batch holding a write of (key, serial, stage).

@@ -57,7 +57,8 @@ extension DaemonEndToEndTests {
             let deleted = try await client.delete("hello-1")
             #expect(deleted.exit.code == 0)
             let recordFile = daemon.stateDirectory + "/instances/test/sleeper-1.json"
-            #expect(FileManager.default.fileExists(atPath: recordFile))
+            // Record files follow the journal (the durable copy) within milliseconds.
+            #expect(await eventually { FileManager.default.fileExists(atPath: recordFile) })
             _ = try await client.delete("sleeper-1")
             #expect(!FileManager.default.fileExists(atPath: recordFile))
             #expect(try await client.stats().instancesDeleted == 2)
