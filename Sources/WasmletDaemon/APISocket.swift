@@ -51,17 +51,14 @@ enum APISocket {
         try makeParentDirectory(of: path)
         var serverConfiguration = serverConfiguration
         serverConfiguration.socketMode = 0o660
-        let server = try await TTRPCServer.bind(
-            unixSocketPath: path, registry: registry, configuration: serverConfiguration)
-        if let group = configuration.group, let gid = GroupLookup.gid(named: group) {
-            // root:group when we are root; a non-root daemon keeps itself as owner (it may
-            // only hand the file to a group it belongs to).
-            let owner: uid_t = getuid() == 0 ? 0 : uid_t.max
-            if chown(path, owner, gid) != 0 {
-                let reason = String(cString: strerror(errno))
-                await server.shutdown(gracePeriod: .zero)
-                throw DaemonError.startup("cannot give \(path) to group \(group): \(reason)")
-            }
+        // root:group when we are root; a non-root daemon keeps itself as owner (it may only hand
+        // the file to a group it belongs to). Set before the socket appears at its path.
+        serverConfiguration.socketGroup = configuration.group.flatMap { GroupLookup.gid(named: $0) }
+        let server: TTRPCServer
+        do {
+            server = try await TTRPCServer.bind(unixSocketPath: path, registry: registry, configuration: serverConfiguration)
+        } catch let error as TTRPCError {
+            throw DaemonError.startup(error.message + (configuration.group.map { " (socket group \($0))" } ?? ""))
         }
         logger.info("serving the API on \(path)", metadata: ["group": "\(configuration.group ?? "-")"])
         return server

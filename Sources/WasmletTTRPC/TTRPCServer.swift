@@ -27,8 +27,10 @@ public final class TTRPCServer: Sendable {
         /// connected but every request is answered PERMISSION_DENIED. If the credentials cannot be
         /// read, the peer is refused. nil: everyone who can open the socket is served.
         public var authorizer: (@Sendable (PeerCredentials) -> Bool)?
-        /// Mode for the socket file after `bind` (e.g. 0o660); nil keeps the umask's.
+        /// Mode for the socket file (e.g. 0o660); nil keeps the umask's.
         public var socketMode: mode_t?
+        /// Group for the socket file (owner: root when we are root, else unchanged); nil keeps it.
+        public var socketGroup: gid_t?
         /// Told about connections closed for protocol violations (malformed frames), with the
         /// peer's credentials. Called on the connection's event loop.
         public var onProtocolError: (@Sendable (PeerCredentials?, any Error) -> Void)?
@@ -77,20 +79,35 @@ public final class TTRPCServer: Sendable {
     ) async throws -> TTRPCServer {
         let path = UnixSocketPath.normalize(address)
         try UnixSocketPath.prepareForBind(path)
+        // With a mode or group to set, bind at a staging name and rename into place once they
+        // are set: a client that can connect at `path` never finds the umask's looser mode, and
+        // a client that waits for the socket to accept knows its permissions are final.
+        let restricts = configuration.socketMode != nil || configuration.socketGroup != nil
+        let staging = restricts && path.utf8.count + 4 <= UnixSocketPath.maxPathBytes ? path + ".new" : path
+        if staging != path { unlink(staging) }
         let connections = ConnectionTracker()
         let listener: any Channel
         do {
             listener = try await makeBootstrap(
                 group: group, registry: registry, configuration: configuration, connections: connections
-            ).bind(unixDomainSocketPath: path).get()
+            ).bind(unixDomainSocketPath: staging).get()
         } catch {
             throw TTRPCError.unavailable("cannot listen on unix socket \(path): \(error)")
         }
-        if let mode = configuration.socketMode, chmod(path, mode) != 0 {
+        func fail(_ what: String) async throws -> Never {
             let reason = UnixSocketPath.describe(errno: errno)
             try? await listener.close()
-            unlink(path)
-            throw TTRPCError.unavailable("cannot set mode \(String(mode, radix: 8)) on \(path): \(reason)")
+            unlink(staging)
+            throw TTRPCError.unavailable("cannot \(what) \(path): \(reason)")
+        }
+        if let mode = configuration.socketMode, chmod(staging, mode) != 0 {
+            try await fail("set mode \(String(mode, radix: 8)) on")
+        }
+        if let gid = configuration.socketGroup, chown(staging, getuid() == 0 ? 0 : uid_t.max, gid) != 0 {
+            try await fail("give group \(gid) to")
+        }
+        if staging != path, rename(staging, path) != 0 {
+            try await fail("move the socket into place at")
         }
         return TTRPCServer(socketPath: path, listener: listener, connections: connections)
     }

@@ -34,7 +34,8 @@ final class Shared<Value: Sendable>: Sendable {
 }
 
 /// Polls `condition` every millisecond until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+/// The timeout is a hang guard, generous because other suites run in parallel on 2 cores.
+func eventually(timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if condition() { return true }
