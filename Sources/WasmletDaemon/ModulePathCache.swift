@@ -38,6 +38,14 @@ final class ModulePathCache: Sendable {
         return module
     }
 
+    /// Whether `load(path:runtime:)` would return at once, without reading the file.
+    func isLoaded(path: String, runtime: WasmletRuntime) -> Bool {
+        guard path.hasPrefix("/"), let identity = Self.identity(of: path),
+            let (known, digest) = digests.withLock({ $0[path] }), known == identity
+        else { return false }
+        return runtime.module(digest: digest) != nil
+    }
+
     private static func identity(of path: String) -> FileIdentity? {
         var info = stat()
         guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }

@@ -43,6 +43,12 @@ public final class RuntimeService: Sendable {
     var isDraining: Bool { draining.load(ordering: .sequentiallyConsistent) }
 
     /// Every method of the service, ready for a `TTRPCServer`.
+    ///
+    /// Most methods run inline on the connection's event loop (`TTRPCInlineHandler`): they
+    /// answer at once (Inspect, Kill, Stats, Version, a Wait for an instance that has exited)
+    /// or hand the record to the store and answer from its writer thread (Create, Start,
+    /// Delete), which saves two thread hops per call. What can take long runs in a task: List,
+    /// a Wait that has to wait, and a Create whose module file is not loaded yet.
     func register(in registry: inout TTRPCServiceRegistry) {
         func add<Request, Response>(
             _ method: RPCMethod<Request, Response>,
@@ -62,18 +68,87 @@ public final class RuntimeService: Sendable {
                 }
             }
         }
-        add(WasmletRuntimeAPI.create) { try await $0.createDurably($2) }
-        add(WasmletRuntimeAPI.start) { try await $0.startDurably($2) }
-        add(WasmletRuntimeAPI.wait) { try await $0.wait($2) }
-        add(WasmletRuntimeAPI.kill) { service, _, request in
-            service.observer?.killRequested(MessageMapping.key(namespace: request.namespace, id: request.id))
-            return try service.kill(request)
+        typealias Respond<Response> = @Sendable (Result<Response, any Error>) -> Void
+        func addInline<Request, Response>(
+            _ method: RPCMethod<Request, Response>,
+            _ body: @escaping @Sendable (RuntimeService, Request, @escaping Respond<Response>) -> (@Sendable () -> Void)?
+        ) {
+            registry.registerInline(
+                service: method.service, method: method.method, request: Request.self, response: Response.self
+            ) { [self] _, request, respond in
+                let began = ContinuousClock.now
+                return body(self, request) { [observer] result in
+                    switch result {
+                    case .success:
+                        observer?.request(method: method.method, code: .ok, duration: ContinuousClock.now - began)
+                        respond(result)
+                    case .failure(let error):
+                        let mapped = ErrorMapping.ttrpc(error)
+                        observer?.request(method: method.method, code: mapped.code, duration: ContinuousClock.now - began)
+                        respond(.failure(mapped))
+                    }
+                }
+            }
         }
-        add(WasmletRuntimeAPI.delete) { try await $0.deleteDurably($2) }
-        add(WasmletRuntimeAPI.inspect) { try $0.inspect($2) }
+        addInline(WasmletRuntimeAPI.create) { service, request, respond in
+            guard service.canCreateWithoutLoading(request) else {
+                // Reading and validating a module file does not belong on an event loop.
+                let task = Task { service.create(request, completion: respond) }
+                return { task.cancel() }
+            }
+            service.create(request, completion: respond)
+            return nil
+        }
+        addInline(WasmletRuntimeAPI.start) { service, request, respond in
+            service.start(request, completion: respond)
+            return nil
+        }
+        addInline(WasmletRuntimeAPI.wait) { service, request, respond in
+            do {
+                if let response = try service.waitWithoutWaiting(request) {
+                    respond(.success(response))
+                    return nil
+                }
+            } catch {
+                respond(.failure(error))
+                return nil
+            }
+            let task = Task {
+                do { respond(.success(try await service.wait(request))) } catch { respond(.failure(error)) }
+            }
+            return { task.cancel() }
+        }
+        addInline(WasmletRuntimeAPI.kill) { service, request, respond in
+            service.observer?.killRequested(MessageMapping.key(namespace: request.namespace, id: request.id))
+            respond(Result { try service.kill(request) })
+            return nil
+        }
+        addInline(WasmletRuntimeAPI.delete) { service, request, respond in
+            service.delete(request, completion: respond)
+            return nil
+        }
+        addInline(WasmletRuntimeAPI.inspect) { service, request, respond in
+            respond(Result { try service.inspect(request) })
+            return nil
+        }
         add(WasmletRuntimeAPI.list) { $0.list($2) }
-        add(WasmletRuntimeAPI.stats) { $0.stats($2) }
-        add(WasmletRuntimeAPI.version) { _, _, _ in Self.version() }
+        addInline(WasmletRuntimeAPI.stats) { service, request, respond in
+            respond(.success(service.stats(request)))
+            return nil
+        }
+        addInline(WasmletRuntimeAPI.version) { _, _, respond in
+            respond(.success(Self.version()))
+            return nil
+        }
+    }
+
+    /// Whether a Create can run without reading a module file: by digest, or by a path whose
+    /// module is cached.
+    private func canCreateWithoutLoading(_ request: Wasmlet_V1_CreateRequest) -> Bool {
+        switch request.module {
+        case .path(let path)?: modules.isLoaded(path: path, runtime: runtime)
+        case .digest?, nil: true
+        }
     }
 
     // MARK: Methods
@@ -210,7 +285,22 @@ public final class RuntimeService: Sendable {
             response.exit = MessageMapping.exit(exit)
             return response
         }
-        response.exit = MessageMapping.exit(try await cancellableWait(key))
+        // Cancelling the calling task (deadline passed, connection closed) ends the wait.
+        response.exit = MessageMapping.exit(try await runtime.wait(key))
+        return response
+    }
+
+    /// Wait's answer if it needs no waiting: the instance has exited (or the error, e.g. NOT_FOUND);
+    /// nil while it has not.
+    func waitWithoutWaiting(_ request: Wasmlet_V1_WaitRequest) throws -> Wasmlet_V1_WaitResponse? {
+        let key = MessageMapping.key(namespace: request.namespace, id: request.id)
+        var response = Wasmlet_V1_WaitResponse()
+        if let recovered = directory.recovered(key), let exit = recovered.exit {
+            response.exit = MessageMapping.exit(exit)
+            return response
+        }
+        guard let exit = try runtime.inspect(key).exit else { return nil }
+        response.exit = MessageMapping.exit(exit)
         return response
     }
 
@@ -354,38 +444,6 @@ public final class RuntimeService: Sendable {
 
     private func instance(_ record: PersistedInstance) -> Wasmlet_V1_Instance {
         MessageMapping.instance(record, defaultStackBytes: runtime.configuration.defaultStackBytes)
-    }
-
-    /// `runtime.wait` cannot be cancelled, but a Wait call must end when its deadline passes or
-    /// its connection closes (the ttrpc server cancels the handler's task). So the runtime wait
-    /// runs in a child task and this returns on whichever comes first: the exit, or the
-    /// cancellation. The abandoned child finishes when the instance exits.
-    private func cancellableWait(_ key: InstanceKey) async throws -> ExitRecord {
-        let runtime = self.runtime
-        let slot = OneShot()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                slot.set(continuation)
-                if Task.isCancelled {
-                    slot.finish(.failure(CancellationError()))
-                    return
-                }
-                Task {
-                    do { slot.finish(.success(try await runtime.wait(key))) } catch { slot.finish(.failure(error)) }
-                }
-            }
-        } onCancel: {
-            slot.finish(.failure(CancellationError()))
-        }
-    }
-
-    /// A continuation resumed by whichever of two racers comes first.
-    private final class OneShot: Sendable {
-        private let continuation = Mutex<CheckedContinuation<ExitRecord, any Error>?>(nil)
-        func set(_ value: CheckedContinuation<ExitRecord, any Error>) { continuation.withLock { $0 = value } }
-        func finish(_ result: Result<ExitRecord, any Error>) {
-            continuation.withLock { $0.take() }?.resume(with: result)
-        }
     }
 
     /// Runs a completion-style method and waits for its result on the calling thread.
