@@ -8,10 +8,14 @@ import WasmletTTRPC
 /// `wasmlet.v1.Runtime` over a `WasmletRuntime`: decodes requests into runtime calls, keeps the
 /// durable records in step, and answers with containerd's status codes.
 ///
-/// Durability rule: a request that changes an instance (Create, Start, Delete) returns only
-/// after its record is on disk; if the record cannot be written the request fails INTERNAL and
-/// is undone where possible, so a client is never told "done" about something a restart would
-/// forget. Exits are recorded from the runtime's event callback (see `RuntimeEventRecorder`).
+/// Durability rule: a request that changes what a restart would report (Create, Delete)
+/// returns only after its record is on disk; if the record cannot be written the request fails
+/// INTERNAL and is undone where possible, so a client is never told "done" about something a
+/// restart would forget. Start is the exception by design: its running record is queued with
+/// the next batch but not waited for, because a restart reports an instance whose last record
+/// on disk is "created" exactly as one whose last record is "running" (exited, 137,
+/// daemon_restarted); a crash in that window loses only the start time. Exits are recorded
+/// from the runtime's event callback (see `RuntimeEventRecorder`).
 public final class RuntimeService: Sendable {
     let runtime: WasmletRuntime
     let store: InstanceStore
@@ -45,8 +49,8 @@ public final class RuntimeService: Sendable {
     /// Every method of the service, ready for a `TTRPCServer`.
     ///
     /// Most methods run inline on the connection's event loop (`TTRPCInlineHandler`): they
-    /// answer at once (Inspect, Kill, Stats, Version, a Wait for an instance that has exited)
-    /// or hand the record to the store and answer from its writer thread (Create, Start,
+    /// answer at once (Start, Inspect, Kill, Stats, Version, a Wait for an instance that has
+    /// exited) or hand the record to the store and answer from its writer thread (Create,
     /// Delete), which saves two thread hops per call. What can take long runs in a task: List,
     /// a Wait that has to wait, and a Create whose module file is not loaded yet.
     func register(in registry: inout TTRPCServiceRegistry) {
@@ -227,25 +231,24 @@ public final class RuntimeService: Sendable {
         return (PersistedInstance(snapshot: snapshot, modulePath: modulePath), module.digest)
     }
 
-    /// Starts an instance; returns once its record is durable (blocks the calling thread
-    /// meanwhile: from async code prefer `start(_:completion:)` or `startDurably(_:)`).
+    /// Starts an instance. Its running record is queued, not waited for (see the type's
+    /// durability rule), so this does not block.
     func start(_ request: Wasmlet_V1_StartRequest) throws -> Wasmlet_V1_StartResponse {
         try Self.blocking { start(request, completion: $0) }
     }
 
-    /// `start` that suspends instead of blocking while its record is written.
+    /// `start` for async callers (it never waits for the disk).
     func startDurably(_ request: Wasmlet_V1_StartRequest) async throws -> Wasmlet_V1_StartResponse {
         try await withCheckedThrowingContinuation { continuation in start(request) { continuation.resume(with: $0) } }
     }
 
-    /// `start` in two halves, as `create(_:completion:)`. A guest that ends before its running
-    /// record is written has its exit record written instead (one write, and the Start call
-    /// answers once that is durable).
+    /// `start` with the shape of `create(_:completion:)`; `completion` runs before this returns.
     func start(
         _ request: Wasmlet_V1_StartRequest,
         completion: @escaping @Sendable (Result<Wasmlet_V1_StartResponse, any Error>) -> Void
     ) {
         observer?.admissionBegan("Start")
+        defer { observer?.admissionEnded("Start") }
         let record: PersistedInstance
         do {
             try refuseWhileDraining()
@@ -257,25 +260,22 @@ public final class RuntimeService: Sendable {
             let snapshot = try runtime.inspect(key)
             record = PersistedInstance(snapshot: snapshot, modulePath: directory.modulePath(for: key, serial: snapshot.serial))
         } catch {
-            observer?.admissionEnded("Start")
             completion(.failure(error))
             return
         }
+        // A guest that ends before the batch is written has its exit record written instead.
         let key = record.key
-        store.persist(record) { [self] error in
-            observer?.admissionEnded("Start")
-            if let error {
-                // A running guest without a record would vanish from the books on a restart; stop it.
-                try? runtime.kill(key)
-                logger.error("cannot record a started instance; killed it", metadata: Self.metadata(key, error))
-                completion(.failure(TTRPCError.internal("start \(key): cannot record the instance durably, so it was killed: \(error)")))
-                return
-            }
-            logger.debug("instance started", metadata: ["namespace": "\(key.namespace)", "id": "\(key.id)"])
-            var response = Wasmlet_V1_StartResponse()
-            response.instance = instance(record)
-            completion(.success(response))
+        let logger = logger
+        store.persist(record, waitForNewer: false) { error in
+            guard let error else { return }
+            // The created record stays on disk: a restart reports the instance daemon_restarted,
+            // as it would from this one. The exit is written (or fails) on its own.
+            logger.error("cannot record a started instance", metadata: Self.metadata(key, error))
         }
+        logger.debug("instance started", metadata: ["namespace": "\(key.namespace)", "id": "\(key.id)"])
+        var response = Wasmlet_V1_StartResponse()
+        response.instance = instance(record)
+        completion(.success(response))
     }
 
     func wait(_ request: Wasmlet_V1_WaitRequest) async throws -> Wasmlet_V1_WaitResponse {
