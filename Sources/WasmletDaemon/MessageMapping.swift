@@ -88,25 +88,46 @@ enum MessageMapping {
 
     /// One instance as the API reports it, live or recovered; limits with defaults filled in.
     static func instance(_ record: PersistedInstance, defaultStackBytes: UInt64) -> Wasmlet_V1_Instance {
+        instance(
+            namespace: record.namespace, id: record.id, labels: record.labels, moduleDigest: record.moduleDigest,
+            modulePath: record.modulePath, state: record.state, createdAt: record.createdAt, startedAt: record.startedAt,
+            limits: record.limits, memoryCapBytes: record.memoryCapBytes, exit: record.exit, serial: record.serial,
+            defaultStackBytes: defaultStackBytes)
+    }
+
+    /// The same for a live instance, without building its `PersistedInstance` first (List).
+    static func instance(_ snapshot: InstanceSnapshot, modulePath: String?, defaultStackBytes: UInt64) -> Wasmlet_V1_Instance {
+        instance(
+            namespace: snapshot.key.namespace, id: snapshot.key.id, labels: snapshot.labels,
+            moduleDigest: snapshot.moduleDigest, modulePath: modulePath, state: snapshot.state, createdAt: snapshot.createdAt,
+            startedAt: snapshot.startedAt, limits: snapshot.limits, memoryCapBytes: snapshot.memoryCapBytes,
+            exit: snapshot.exit, serial: snapshot.serial, defaultStackBytes: defaultStackBytes)
+    }
+
+    private static func instance(
+        namespace: String, id: String, labels: [String: String], moduleDigest: String, modulePath: String?,
+        state: InstanceSnapshot.State, createdAt: Date, startedAt: Date?, limits recordLimits: InstanceLimits,
+        memoryCapBytes: UInt64, exit recordExit: ExitRecord?, serial: UInt32, defaultStackBytes: UInt64
+    ) -> Wasmlet_V1_Instance {
         var message = Wasmlet_V1_Instance()
-        message.namespace = record.namespace
-        message.id = record.id
-        message.labels = record.labels
-        message.moduleDigest = record.moduleDigest
-        message.modulePath = record.modulePath ?? ""
-        message.state = state(record.state)
-        message.createdAt = timestamp(record.createdAt)
-        if let startedAt = record.startedAt { message.startedAt = timestamp(startedAt) }
+        message.namespace = namespace
+        message.id = id
+        message.labels = labels
+        message.moduleDigest = moduleDigest
+        message.modulePath = modulePath ?? ""
+        message.state = Self.state(state)
+        message.createdAt = timestamp(createdAt)
+        if let startedAt { message.startedAt = timestamp(startedAt) }
         var limits = Wasmlet_V1_Limits()
-        limits.memoryBytes = record.memoryCapBytes
-        limits.fuel = record.limits.fuel ?? 0
-        limits.timeoutMs = record.limits.timeoutMilliseconds ?? 0
-        limits.stackBytes = record.limits.stackBytes ?? defaultStackBytes
+        limits.memoryBytes = memoryCapBytes
+        limits.fuel = recordLimits.fuel ?? 0
+        limits.timeoutMs = recordLimits.timeoutMilliseconds ?? 0
+        limits.stackBytes = recordLimits.stackBytes ?? defaultStackBytes
         message.limits = limits
-        if let recordExit = record.exit { message.exit = Self.exit(recordExit) }
+        if let recordExit { message.exit = Self.exit(recordExit) }
         // The serial of a recovered instance is gone with the process that issued it; report a
         // stable non-zero stand-in so pid-like consumers never see 0.
-        message.serial = record.serial == 0 ? UInt32.max : record.serial
+        message.serial = serial == 0 ? UInt32.max : serial
         return message
     }
 }

@@ -135,7 +135,29 @@ public final class RuntimeService: Sendable {
             respond(Result { try service.inspect(request) })
             return nil
         }
-        add(WasmletRuntimeAPI.list) { $0.list($2) }
+        // List in a task, and serialized instance by instance: SwiftProtobuf works out the size of
+        // every nested message again at each level of nesting, which made the ListResponse of
+        // 10,000 instances cost twice what its instances cost on their own.
+        let list = WasmletRuntimeAPI.list
+        registry.register(service: list.service, method: list.method) { [self] _, payload in
+            let began = ContinuousClock.now
+            do {
+                let request: Wasmlet_V1_ListRequest
+                do {
+                    request = try Wasmlet_V1_ListRequest(serializedBytes: payload)
+                } catch {
+                    throw TTRPCError.invalidArgument(
+                        "\(list.service)/\(list.method): request is not a valid \(Wasmlet_V1_ListRequest.protoMessageName): \(error)")
+                }
+                let bytes = try Self.listResponseBytes(self.list(request).instances)
+                observer?.request(method: list.method, code: .ok, duration: ContinuousClock.now - began)
+                return bytes
+            } catch {
+                let mapped = ErrorMapping.ttrpc(error)
+                observer?.request(method: list.method, code: mapped.code, duration: ContinuousClock.now - began)
+                throw mapped
+            }
+        }
         addInline(WasmletRuntimeAPI.stats) { service, request, respond in
             respond(.success(service.stats(request)))
             return nil
@@ -144,6 +166,24 @@ public final class RuntimeService: Sendable {
             respond(.success(Self.version()))
             return nil
         }
+    }
+
+    /// The wire form of `ListResponse { repeated Instance instances = 1; }`.
+    static func listResponseBytes(_ instances: [Wasmlet_V1_Instance]) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(instances.count * 192)
+        for instance in instances {
+            let encoded: [UInt8] = try instance.serializedBytes()
+            bytes.append(0x0A)  // field 1, length-delimited
+            var length = encoded.count
+            while length >= 0x80 {
+                bytes.append(UInt8(truncatingIfNeeded: length) | 0x80)
+                length >>= 7
+            }
+            bytes.append(UInt8(length))
+            bytes.append(contentsOf: encoded)
+        }
+        return bytes
     }
 
     /// Whether a Create can run without reading a module file: by digest, or by a path whose
@@ -382,15 +422,22 @@ public final class RuntimeService: Sendable {
     func list(_ request: Wasmlet_V1_ListRequest) -> Wasmlet_V1_ListResponse {
         let namespace = request.namespace.isEmpty ? nil : request.namespace
         let selector = request.labelSelector
-        var records = runtime.list(namespace: namespace, labels: selector).map {
-            PersistedInstance(snapshot: $0, modulePath: directory.modulePath(for: $0.key, serial: $0.serial))
+        let stack = runtime.configuration.defaultStackBytes
+        // The runtime's list is sorted; messages are built straight from its snapshots, and
+        // only merged and sorted again (cheap: a message is one reference) with recovered ones.
+        var instances = runtime.list(namespace: namespace, labels: selector).map {
+            MessageMapping.instance(
+                $0, modulePath: directory.modulePath(for: $0.key, serial: $0.serial), defaultStackBytes: stack)
         }
-        records += directory.allRecovered().filter { record in
+        let recovered = directory.allRecovered().filter { record in
             (namespace == nil || record.namespace == namespace) && selector.allSatisfy { record.labels[$0.key] == $0.value }
         }
-        records.sort { ($0.namespace, $0.id) < ($1.namespace, $1.id) }
+        if !recovered.isEmpty {
+            instances += recovered.map { MessageMapping.instance($0, defaultStackBytes: stack) }
+            instances.sort { ($0.namespace, $0.id) < ($1.namespace, $1.id) }
+        }
         var response = Wasmlet_V1_ListResponse()
-        response.instances = records.map(instance)
+        response.instances = instances
         return response
     }
 

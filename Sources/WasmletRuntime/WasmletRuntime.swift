@@ -294,13 +294,21 @@ public final class WasmletRuntime: Sendable {
 
     /// Instances in `namespace` (all namespaces when nil) whose labels include every pair given.
     public func list(namespace: String? = nil, labels: [String: String] = [:]) -> [InstanceSnapshot] {
-        state.withLock { state in
-            state.instances.values.lazy
-                .filter { namespace == nil || $0.spec.key.namespace == namespace }
-                .filter { record in labels.allSatisfy { record.spec.labels[$0.key] == $0.value } }
-                .map(\.snapshot)
-                .sorted { ($0.key.namespace, $0.key.id) < ($1.key.namespace, $1.key.id) }
+        // Sorted outside the lock: with thousands of instances the sort takes milliseconds, and
+        // every create, start and inspect waits for this lock.
+        let snapshots = state.withLock { state in
+            Array(
+                state.instances.values.lazy
+                    .filter { namespace == nil || $0.spec.key.namespace == namespace }
+                    .filter { record in labels.allSatisfy { record.spec.labels[$0.key] == $0.value } }
+                    .map(\.snapshot))
         }
+        // Sorting (key, index) pairs: comparing through `snapshots[i]` would copy (and retain
+        // every field of) a whole snapshot per comparison.
+        let order = snapshots.enumerated().map { ($1.key, $0) }.sorted {
+            ($0.0.namespace, $0.0.id) < ($1.0.namespace, $1.0.id)
+        }
+        return order.map { snapshots[$0.1] }
     }
 
     public func statistics() -> RuntimeStatistics {
