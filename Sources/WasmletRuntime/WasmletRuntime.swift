@@ -294,21 +294,20 @@ public final class WasmletRuntime: Sendable {
 
     /// Instances in `namespace` (all namespaces when nil) whose labels include every pair given.
     public func list(namespace: String? = nil, labels: [String: String] = [:]) -> [InstanceSnapshot] {
-        // Sorted outside the lock: with thousands of instances the sort takes milliseconds, and
-        // every create, start and inspect waits for this lock.
-        let snapshots = state.withLock { state in
-            Array(
-                state.instances.values.lazy
-                    .filter { namespace == nil || $0.spec.key.namespace == namespace }
-                    .filter { record in labels.allSatisfy { record.spec.labels[$0.key] == $0.value } }
-                    .map(\.snapshot))
+        // Which records under the lock, their order outside it (a record's key never changes:
+        // with thousands of instances the sort takes milliseconds, and every create, start and
+        // inspect waits for this lock), their snapshots under it again. Sorting (key, record)
+        // pairs, not snapshots: each snapshot copy retains a score of strings and arrays.
+        let matching = state.withLock { state in
+            state.instances.values.compactMap { record -> (InstanceKey, InstanceRecord)? in
+                guard namespace == nil || record.spec.key.namespace == namespace,
+                    labels.allSatisfy({ record.spec.labels[$0.key] == $0.value })
+                else { return nil }
+                return (record.spec.key, record)
+            }
         }
-        // Sorting (key, index) pairs: comparing through `snapshots[i]` would copy (and retain
-        // every field of) a whole snapshot per comparison.
-        let order = snapshots.enumerated().map { ($1.key, $0) }.sorted {
-            ($0.0.namespace, $0.0.id) < ($1.0.namespace, $1.0.id)
-        }
-        return order.map { snapshots[$0.1] }
+        let sorted = matching.sorted { ($0.0.namespace, $0.0.id) < ($1.0.namespace, $1.0.id) }
+        return state.withLock { _ in sorted.map { $0.1.snapshot } }
     }
 
     public func statistics() -> RuntimeStatistics {
