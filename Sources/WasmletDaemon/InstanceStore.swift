@@ -25,6 +25,10 @@ import WasmletRuntime
 /// not fail the caller (the journal has the record); the writer retries it, and carries its
 /// record into every new journal generation until the file is right.
 ///
+/// Writes nobody waits for (the runtime's events, Start's running record) are queued in the
+/// background: they do not start a batch of their own but go with the next one a caller waits
+/// for, or after 10 ms, so a create/start/run/delete costs two flushes, not four.
+///
 /// Checkpoints: when a generation passes `rotationBytes` the writer starts a new one and a
 /// checkpoint thread fsyncs the per-instance files and directories the old one touched, then
 /// deletes it. Recovery therefore reads the per-instance files and replays the journals left on
@@ -275,8 +279,12 @@ final class InstanceStore: Sendable {
     /// outcome of that write (a request must not answer before what it reports is on disk, nor
     /// succeed if that write failed), false completes at once (the event recorder waits for
     /// nothing).
+    ///
+    /// `background` (for writes nobody waits for, which must not cost a flush of their own):
+    /// the record goes with the next batch someone waits for, or within
+    /// `JournalWriter.backgroundDelay` (10 ms).
     func persist(
-        _ record: PersistedInstance, waitForNewer: Bool = true,
+        _ record: PersistedInstance, waitForNewer: Bool = true, background: Bool = false,
         completion: @escaping @Sendable ((any Error)?) -> Void
     ) {
         let key = record.key
@@ -297,12 +305,14 @@ final class InstanceStore: Sendable {
             }
             let durable = entries[key].flatMap { $0.serial == serial ? $0.durable : nil }
             entries[key] = Entry(serial: serial, stage: stage, durable: durable, outcome: outcome)
-            writer.submit(operation)
+            writer.submit(operation, background: background)
             return nil
         }
         guard let superseding else { return }
         if waitForNewer {
             superseding.wait(completion)
+            // The write this one waits for may have been queued in the background.
+            writer.hurry()
         } else {
             completion(nil)
         }

@@ -65,6 +65,12 @@ final class JournalWriter: @unchecked Sendable {
     private let queue = NSCondition()
     private var pending: [Operation] = []
     private var sleeping = false
+    /// An operation someone waits for is queued.
+    private var urgent = false
+    /// When the oldest queued background operation was queued.
+    private var backgroundSince: Date?
+    /// How long background operations may wait for company.
+    static let backgroundDelay: TimeInterval = 0.010
 
     // Under `processing` (the writer thread, or recovery before it has anything to do).
     private let processing = NSLock()
@@ -122,10 +128,31 @@ final class JournalWriter: @unchecked Sendable {
     }
 
     /// Queues an operation for the next batch.
-    func submit(_ operation: Operation) {
+    /// Queues an operation for the next batch. A `background` one (nobody waits for it: the
+    /// runtime's events, Start's record) does not start a batch of its own at once: it goes with
+    /// the next operation someone waits for, or after `backgroundDelay`.
+    func submit(_ operation: Operation, background: Bool = false) {
         queue.lock()
         pending.append(operation)
-        let wake = sleeping
+        var wake = sleeping
+        if background {
+            if backgroundSince == nil {
+                backgroundSince = Date()
+            } else {
+                wake = false  // already timed
+            }
+        } else {
+            urgent = true
+        }
+        queue.unlock()
+        if wake { queue.signal() }
+    }
+
+    /// Someone now waits for an operation queued in the background: write it soon.
+    func hurry() {
+        queue.lock()
+        let wake = sleeping && !pending.isEmpty && !urgent
+        if !pending.isEmpty { urgent = true }
         queue.unlock()
         if wake { queue.signal() }
     }
@@ -137,28 +164,42 @@ final class JournalWriter: @unchecked Sendable {
         while true {
             let filesToWrite = hasUnappliedFiles()
             queue.lock()
-            if pending.isEmpty, filesToWrite {
-                // Idle with record files to write: first give new work `idleDelay` to arrive, so
-                // a client's next request does not wait behind file writes.
-                sleeping = true
-                _ = queue.wait(until: Date(timeIntervalSinceNow: Self.idleDelay))
-                sleeping = false
-                if pending.isEmpty {
-                    queue.unlock()
-                    processing.lock()
-                    applyFiles(.whileIdle)
-                    processing.unlock()
-                    continue
+            var writeFiles = false
+            while !urgent {
+                if let since = backgroundSince {
+                    let due = since.addingTimeInterval(Self.backgroundDelay)
+                    if Date() >= due { break }
+                    sleeping = true
+                    _ = queue.wait(until: due)
+                    sleeping = false
+                } else if filesToWrite {
+                    // Idle with record files to write: first give new work `idleDelay` to arrive,
+                    // so a client's next request does not wait behind file writes.
+                    sleeping = true
+                    let woken = queue.wait(until: Date(timeIntervalSinceNow: Self.idleDelay))
+                    sleeping = false
+                    if !woken, pending.isEmpty {
+                        writeFiles = true
+                        break
+                    }
+                } else {
+                    sleeping = true
+                    queue.wait()
+                    sleeping = false
                 }
             }
-            while pending.isEmpty {
-                sleeping = true
-                queue.wait()
-                sleeping = false
+            if writeFiles {
+                queue.unlock()
+                processing.lock()
+                applyFiles(.whileIdle)
+                processing.unlock()
+                continue
             }
             swap(&batch, &pending)
+            urgent = false
+            backgroundSince = nil
             queue.unlock()
-            process(batch)
+            if !batch.isEmpty { process(batch) }
             batch.removeAll(keepingCapacity: true)
         }
     }

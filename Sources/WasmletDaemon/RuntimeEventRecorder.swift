@@ -26,9 +26,10 @@ struct RuntimeEventRecorder: Sendable {
         let record = PersistedInstance(
             snapshot: snapshot, modulePath: directory.modulePath(for: snapshot.key, serial: snapshot.serial))
         // Queued, not waited for: the lifecycle queue must not stall on the disk (a Wait is
-        // answered from it). The store keeps the order, and ShutdownDrain waits for the exits.
+        // answered from it). In the background: it goes with the next flush a request waits
+        // for, or within 10 ms. The store keeps the order, and ShutdownDrain waits for the exits.
         let logger = logger
-        store.persist(record, waitForNewer: false) { error in
+        store.persist(record, waitForNewer: false, background: true) { error in
             guard let error else { return }
             // No request to fail here; the next write of this instance retries, and recovery
             // reports a record stuck in "running" as daemon_restarted rather than losing it.

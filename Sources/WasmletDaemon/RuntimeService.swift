@@ -306,7 +306,7 @@ public final class RuntimeService: Sendable {
         // A guest that ends before the batch is written has its exit record written instead.
         let key = record.key
         let logger = logger
-        store.persist(record, waitForNewer: false) { error in
+        store.persist(record, waitForNewer: false, background: true) { error in
             guard let error else { return }
             // The created record stays on disk: a restart reports the instance daemon_restarted,
             // as it would from this one. The exit is written (or fails) on its own.
