@@ -25,41 +25,35 @@ struct ProcessResult {
 }
 
 /// Runs `executable` to completion with stdout/stderr in files (a pipe would keep the test
-/// waiting for EOF if the shim's detached child kept it).
+/// waiting for EOF if the shim's detached child kept it), as a ChildProcess (posix_spawn and
+/// waitpid; see there why not Foundation's Process). `status` is the exit code, or minus the
+/// signal number. `timeout` is a hang guard (the machine is shared and may be loaded), not a
+/// speed check: reaching it records an issue and kills the process.
 func runProcess(
     _ executable: String, _ arguments: [String], environment: [String: String], directory: String,
-    timeout: Duration = .seconds(20)
+    timeout: Duration = .seconds(60)
 ) async throws -> ProcessResult {
     let base = NSTemporaryDirectory() + "wshim-\(UUID().uuidString)"
-    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
-    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
     defer {
-        try? FileManager.default.removeItem(atPath: base + ".out")
-        try? FileManager.default.removeItem(atPath: base + ".err")
+        unlink(base + ".out")
+        unlink(base + ".err")
     }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.environment = environment
-    process.currentDirectoryURL = URL(fileURLWithPath: directory)
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = FileHandle(forWritingAtPath: base + ".out")
-    process.standardError = FileHandle(forWritingAtPath: base + ".err")
     let clock = ContinuousClock()
     let started = clock.now
-    try process.run()
-    let deadline = started + timeout
-    while process.isRunning && clock.now < deadline {
-        try? await Task.sleep(for: .milliseconds(2))
-    }
-    if process.isRunning {
-        Issue.record("\(executable) \(arguments) did not exit within \(timeout)")
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+    let child = try ChildProcess(
+        executable, arguments, environment: environment, directory: directory,
+        stdout: base + ".out", stderr: base + ".err")
+    let termination: ChildProcess.Termination
+    // Polled every 2 ms at most: `elapsed` is what measureStartLatencyAndIdleMemory reports.
+    if let ended = await child.wait(timeout: timeout, maxInterval: .milliseconds(2)) {
+        termination = ended
+    } else {
+        Issue.record("\(executable) \(arguments) did not exit within \(timeout) (hang guard); killing it")
+        termination = child.killAndReap()
     }
     let elapsed = clock.now - started
     return ProcessResult(
-        status: process.terminationStatus,
+        status: termination.status,
         stdout: FileManager.default.contents(atPath: base + ".out") ?? Data(),
         stderr: String(decoding: FileManager.default.contents(atPath: base + ".err") ?? Data(), as: UTF8.self),
         elapsed: elapsed)
@@ -74,7 +68,9 @@ func processIsAlive(_ pid: Int32) -> Bool {
     return state != "Z" && state != "X"
 }
 
-func waitUntil(timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+/// Polls `condition` until it holds; the default timeout is a generous hang guard (the tests run
+/// in parallel on a loaded 2-core machine), not a speed check.
+func waitUntil(timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if condition() { return true }
@@ -140,8 +136,8 @@ final class ShimHarness: @unchecked Sendable {
     }
 
     /// The socket path `start` should print for `group`.
-    func expectedSocket(group: String) -> String {
-        socketDirectory + "/" + sha256Hex(containerdAddress + "/" + namespace + "/" + group)
+    func expectedSocket(group: String) async throws -> String {
+        socketDirectory + "/" + (try await sha256Hex(containerdAddress + "/" + namespace + "/" + group))
     }
 
     /// Serving shims of this harness (found by the unique namespace in their command line).
@@ -176,19 +172,15 @@ enum RootfsUnmount {
     static func detach(_ path: String) -> Int32 { umount2(path, Int32(MNT_DETACH)) }
 }
 
-func sha256Hex(_ text: String) -> String {
+func sha256Hex(_ text: String) async throws -> String {
     // Independent of the shim's SHA-256: ask coreutils.
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-    let input = Pipe(), output = Pipe()
-    process.standardInput = input
-    process.standardOutput = output
-    guard (try? process.run()) != nil else { return "" }
-    input.fileHandleForWriting.write(Data(text.utf8))
-    try? input.fileHandleForWriting.close()
-    let result = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return String(result.prefix(64))
+    let input = NSTemporaryDirectory() + "wshim-\(UUID().uuidString).in"
+    try text.write(toFile: input, atomically: false, encoding: .utf8)
+    defer { unlink(input) }
+    let result = try await runProcess(
+        "/usr/bin/sha256sum", [input], environment: ["LC_ALL": "C"], directory: "/")
+    guard result.status == 0 else { throw ChildProcess.SpawnError(description: "sha256sum failed: \(result.stderr)") }
+    return String(result.text.prefix(64))
 }
 
 /// Task-service calls from the test, playing containerd.

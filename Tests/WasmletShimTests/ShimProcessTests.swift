@@ -19,11 +19,10 @@ typealias API = ContainerdTaskAPI
         #expect(result.status == 0, "start failed: \(result.stderr)")
         // containerd reads stdout and stderr combined: a success must print the address only.
         #expect(result.stderr.isEmpty)
-        // A hang guard, not a speed check (the machine is shared and noisy): start's speed is
-        // measured by measureStartLatencyAndIdleMemory and reported in BENCHMARKS.md.
-        #expect(result.elapsed < .seconds(20), "start took \(result.elapsed)")
+        // No speed check here (the machine is shared and noisy): runProcess has a hang guard, and
+        // start's speed is measured by measureStartLatencyAndIdleMemory and reported in BENCHMARKS.md.
         let address = result.text.trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(address == "unix://" + harness.expectedSocket(group: harness.sandboxID ?? id))
+        #expect(address == "unix://" + (try await harness.expectedSocket(group: harness.sandboxID ?? id)))
         return address
     }
 
@@ -218,7 +217,7 @@ typealias API = ContainerdTaskAPI
             #expect(processIsAlive(Int32(shimPID)))
             _ = try await client.call(API.shutdown, .with { $0.id = "t1" })
             #expect(await waitUntil { !processIsAlive(Int32(shimPID)) })
-            #expect(!FileManager.default.fileExists(atPath: h.expectedSocket(group: "t1")))
+            #expect(!FileManager.default.fileExists(atPath: try await h.expectedSocket(group: "t1")))
         }
     }
 
@@ -267,7 +266,7 @@ typealias API = ContainerdTaskAPI
         try await ShimHarness().run { h in
             // A socket file nobody listens on, where the group's shim would be.
             try FileManager.default.createDirectory(atPath: h.socketDirectory, withIntermediateDirectories: true)
-            let stale = h.expectedSocket(group: "t1")
+            let stale = try await h.expectedSocket(group: "t1")
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_un()
             address.sun_family = sa_family_t(AF_UNIX)
@@ -281,8 +280,7 @@ typealias API = ContainerdTaskAPI
             #expect(bound == 0 && FileManager.default.fileExists(atPath: stale))
 
             let result = try await h.delete(id: "t1")
-            #expect(result.status == 0)
-            #expect(result.elapsed < .seconds(20), "delete hung")
+            #expect(result.status == 0)  // a hung delete is caught by runProcess's hang guard
             let response = try Containerd_Task_V2_DeleteResponse(serializedBytes: result.stdout)
             #expect(response.exitStatus == 137)
             #expect(abs(response.exitedAt.seconds - Int64(Date().timeIntervalSince1970)) < 30)
