@@ -69,7 +69,8 @@ enum Fixtures {
     }
 
     /// Polls until `condition` holds or `timeout` passes (for states reached asynchronously).
-    static func eventually(timeout: Duration = .seconds(5), _ condition: () throws -> Bool) async rethrows -> Bool {
+    /// The default is a generous hang guard: tests run in parallel on a loaded 2-core machine.
+    static func eventually(timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async rethrows -> Bool {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while clock.now < deadline {
