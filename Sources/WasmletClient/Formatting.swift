@@ -115,24 +115,32 @@ public enum InstanceFormatting {
 
     /// RFC 3339 UTC with milliseconds, e.g. "2025-01-02T03:04:05.678Z".
     public static func timestamp(_ value: Google_Protobuf_Timestamp) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(24)
+        appendTimestamp(value, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `timestamp(_:)` appended as UTF-8, without a String per call (a list has thousands).
+    static func appendTimestamp(_ value: Google_Protobuf_Timestamp, to out: inout [UInt8]) {
         var seconds = time_t(value.seconds)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        var out: [UInt8] = []
-        out.reserveCapacity(24)
-        func pad(_ number: Int32, _ width: Int, then separator: UInt8?) {
-            var digits: [UInt8] = []
+        func pad(_ number: Int32, _ width: Int, then separator: UInt8) {
             var rest = number
-            let negative = rest < 0
-            if negative { rest = -rest }
-            repeat {
-                digits.append(0x30 + UInt8(rest % 10))
-                rest /= 10
-            } while rest > 0
-            if negative { out.append(0x2D) }
-            if digits.count < width { out.append(contentsOf: repeatElement(0x30, count: width - digits.count)) }
-            out.append(contentsOf: digits.reversed())
-            if let separator { out.append(separator) }
+            if rest < 0 {
+                out.append(0x2D)
+                rest = -rest
+            }
+            var digits = 1
+            var scale: Int32 = 10
+            while digits < 10, rest >= scale {
+                digits += 1
+                scale = scale > Int32.max / 10 ? Int32.max : scale * 10
+            }
+            if digits < width { out.append(contentsOf: repeatElement(0x30, count: width - digits)) }
+            JSONWriter.appendDecimal(UInt64(rest), to: &out)
+            out.append(separator)
         }
         pad(parts.tm_year + 1900, 4, then: 0x2D)
         pad(parts.tm_mon + 1, 2, then: 0x2D)
@@ -141,58 +149,81 @@ public enum InstanceFormatting {
         pad(parts.tm_min, 2, then: 0x3A)
         pad(parts.tm_sec, 2, then: 0x2E)
         pad(value.nanos / 1_000_000, 3, then: 0x5A)
-        return String(decoding: out, as: UTF8.self)
     }
 
-    private static func optionalTimestamp(_ present: Bool, _ value: Google_Protobuf_Timestamp) -> JSONValue {
-        present ? .string(timestamp(value)) : .null
+    private static func writeTimestamp(_ present: Bool, _ value: Google_Protobuf_Timestamp, to writer: inout JSONWriter) {
+        guard present else { return writer.null() }
+        writer.unescapedString { appendTimestamp(value, to: &$0) }
     }
 
     /// The exit record as JSON, keys in a fixed order.
-    public static func json(_ exit: Wasmlet_V1_ExitRecord) -> JSONValue {
-        .object([
-            ("code", .int(Int64(exit.code))),
-            ("reason", .string(reasonName(exit.reason))),
-            ("message", .string(exit.message)),
-            ("signal", .uint(UInt64(exit.signal))),
-            ("startedAt", optionalTimestamp(exit.hasStartedAt, exit.startedAt)),
-            ("exitedAt", optionalTimestamp(exit.hasExitedAt, exit.exitedAt)),
-            ("fuelConsumed", .uint(exit.fuelConsumed)),
-            ("cpuTimeNs", .uint(exit.cpuTimeNs)),
-            ("peakMemoryBytes", .uint(exit.peakMemoryBytes)),
-            ("memoryLimitHit", .bool(exit.memoryLimitHit)),
-        ])
+    public static func write(_ exit: Wasmlet_V1_ExitRecord, to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("code"); writer.int(Int64(exit.code))
+        writer.key("reason"); writer.string(reasonName(exit.reason))
+        writer.key("message"); writer.string(exit.message)
+        writer.key("signal"); writer.uint(UInt64(exit.signal))
+        writer.key("startedAt"); writeTimestamp(exit.hasStartedAt, exit.startedAt, to: &writer)
+        writer.key("exitedAt"); writeTimestamp(exit.hasExitedAt, exit.exitedAt, to: &writer)
+        writer.key("fuelConsumed"); writer.uint(exit.fuelConsumed)
+        writer.key("cpuTimeNs"); writer.uint(exit.cpuTimeNs)
+        writer.key("peakMemoryBytes"); writer.uint(exit.peakMemoryBytes)
+        writer.key("memoryLimitHit"); writer.bool(exit.memoryLimitHit)
+        writer.endObject()
     }
 
     /// The instance as JSON, keys in a fixed order (labels sorted by key); absent times and
     /// an absent exit record are null.
-    public static func json(_ instance: Wasmlet_V1_Instance) -> JSONValue {
-        let labels = instance.labels.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) }
+    public static func write(_ instance: Wasmlet_V1_Instance, to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("namespace"); writer.string(instance.namespace)
+        writer.key("id"); writer.string(instance.id)
+        writer.key("state"); writer.string(stateName(instance.state))
+        writer.key("serial"); writer.uint(UInt64(instance.serial))
+        writer.key("labels")
+        writer.beginObject()
+        for (key, value) in instance.labels.sorted(by: { $0.key < $1.key }) {
+            writer.key(key); writer.string(value)
+        }
+        writer.endObject()
+        writer.key("moduleDigest"); writer.string(instance.moduleDigest)
+        writer.key("modulePath"); writer.string(instance.modulePath)
+        writer.key("createdAt"); writeTimestamp(instance.hasCreatedAt, instance.createdAt, to: &writer)
+        writer.key("startedAt"); writeTimestamp(instance.hasStartedAt, instance.startedAt, to: &writer)
         let limits = instance.limits
-        return .object([
-            ("namespace", .string(instance.namespace)),
-            ("id", .string(instance.id)),
-            ("state", .string(stateName(instance.state))),
-            ("serial", .uint(UInt64(instance.serial))),
-            ("labels", .object(labels)),
-            ("moduleDigest", .string(instance.moduleDigest)),
-            ("modulePath", .string(instance.modulePath)),
-            ("createdAt", optionalTimestamp(instance.hasCreatedAt, instance.createdAt)),
-            ("startedAt", optionalTimestamp(instance.hasStartedAt, instance.startedAt)),
-            ("limits", .object([
-                ("memoryBytes", .uint(limits.memoryBytes)),
-                ("fuel", .uint(limits.fuel)),
-                ("timeoutMs", .uint(limits.timeoutMs)),
-                ("stackBytes", .uint(limits.stackBytes)),
-            ])),
-            ("exit", instance.hasExit ? json(instance.exit) : .null),
-        ])
+        writer.key("limits")
+        writer.beginObject()
+        writer.key("memoryBytes"); writer.uint(limits.memoryBytes)
+        writer.key("fuel"); writer.uint(limits.fuel)
+        writer.key("timeoutMs"); writer.uint(limits.timeoutMs)
+        writer.key("stackBytes"); writer.uint(limits.stackBytes)
+        writer.endObject()
+        writer.key("exit")
+        if instance.hasExit { write(instance.exit, to: &writer) } else { writer.null() }
+        writer.endObject()
     }
 
-    /// `wasmletctl list -o json`: {"instances": [...]}, sorted like the table.
-    public static func json(_ instances: [Wasmlet_V1_Instance]) -> JSONValue {
-        let sorted = sortedByKey(instances)
-        return .object([("instances", .array(sorted.map { json($0) }))])
+    /// `wasmletctl inspect`: the instance, pretty-printed, no trailing newline.
+    public static func json(_ instance: Wasmlet_V1_Instance, pretty: Bool = true) -> String {
+        var writer = JSONWriter(pretty: pretty)
+        write(instance, to: &writer)
+        return String(decoding: writer.bytes, as: UTF8.self)
+    }
+
+    /// `wasmletctl list -o json`: {"instances": [...]}, sorted like the table, as UTF-8 bytes
+    /// (a String of a 10,000-instance document would only cost copies); no trailing newline.
+    public static func json(_ instances: [Wasmlet_V1_Instance], pretty: Bool = true) -> [UInt8] {
+        var writer = JSONWriter(pretty: pretty, capacity: 64 + instances.count * (pretty ? 560 : 400))
+        writer.beginObject()
+        writer.key("instances")
+        writer.beginArray()
+        for instance in sortedByKey(instances) {
+            writer.element()
+            write(instance, to: &writer)
+        }
+        writer.endArray()
+        writer.endObject()
+        return writer.bytes
     }
 
     /// The daemon's counters, in a fixed order (name, value).

@@ -29,10 +29,9 @@ struct ListCommand: AsyncParsableCommand {
         case .table:
             writeStdout(InstanceFormatting.table(instances, now: Int64(Date().timeIntervalSince1970)))
         case .json:
-            // As bytes: a String of a 10,000-instance document costs copies for nothing.
-            var bytes = InstanceFormatting.json(instances).renderedUTF8()
+            var bytes = InstanceFormatting.json(instances)
             bytes.append(0x0A)
-            FileHandle.standardOutput.write(Data(bytes))
+            writeStdout(bytes: bytes)
         }
     }
 }
@@ -53,7 +52,7 @@ struct InspectCommand: AsyncParsableCommand {
         let instance = try await withDaemon(global) { client in
             try await client.inspect(namespace: namespace, id: id)
         }
-        writeStdout(InstanceFormatting.json(instance).rendered() + "\n")
+        writeStdout(InstanceFormatting.json(instance) + "\n")
     }
 }
 

@@ -43,7 +43,25 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 
 /// Writes `text` to stdout unbuffered-in-one-go.
 func writeStdout(_ text: String) {
-    FileHandle.standardOutput.write(Data(text.utf8))
+    writeStdout(bytes: Array(text.utf8))
+}
+
+/// Writes all of `bytes` to standard output straight from the array (a 10,000-instance JSON
+/// list is megabytes: no copy into Data). Stops quietly if the reader went away.
+func writeStdout(bytes: [UInt8]) {
+    bytes.withUnsafeBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let written = write(1, buffer.baseAddress! + offset, buffer.count - offset)
+            if written > 0 {
+                offset += written
+            } else if written < 0, errno == EINTR {
+                continue
+            } else {
+                return
+            }
+        }
+    }
 }
 
 /// Prints "wasmletctl: message" on stderr.
