@@ -21,6 +21,7 @@ public final class RuntimeService: Sendable {
     let store: InstanceStore
     let directory: InstanceDirectory
     private let modules = ModulePathCache()
+    private let listEncoder = ListResponseEncoder()
     private let logger: Logger
     private let draining = Atomic<Bool>(false)
     private let createdCount = Atomic<UInt64>(0)
@@ -135,9 +136,8 @@ public final class RuntimeService: Sendable {
             respond(Result { try service.inspect(request) })
             return nil
         }
-        // List in a task, and serialized instance by instance: SwiftProtobuf works out the size of
-        // every nested message again at each level of nesting, which made the ListResponse of
-        // 10,000 instances cost twice what its instances cost on their own.
+        // List in a task (a large one takes milliseconds), answered from encoded instances that
+        // are kept between calls (see ListResponseEncoder).
         let list = WasmletRuntimeAPI.list
         registry.register(service: list.service, method: list.method) { [self] _, payload in
             let began = ContinuousClock.now
@@ -149,7 +149,9 @@ public final class RuntimeService: Sendable {
                     throw TTRPCError.invalidArgument(
                         "\(list.service)/\(list.method): request is not a valid \(Wasmlet_V1_ListRequest.protoMessageName): \(error)")
                 }
-                let bytes = try Self.listResponseBytes(self.list(request).instances)
+                let bytes = try listEncoder.responseBytes(
+                    runtime: runtime, directory: directory, namespace: request.namespace.isEmpty ? nil : request.namespace,
+                    selector: request.labelSelector, defaultStackBytes: runtime.configuration.defaultStackBytes)
                 observer?.request(method: list.method, code: .ok, duration: ContinuousClock.now - began)
                 return bytes
             } catch {
@@ -166,24 +168,6 @@ public final class RuntimeService: Sendable {
             respond(.success(Self.version()))
             return nil
         }
-    }
-
-    /// The wire form of `ListResponse { repeated Instance instances = 1; }`.
-    static func listResponseBytes(_ instances: [Wasmlet_V1_Instance]) throws -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(instances.count * 192)
-        for instance in instances {
-            let encoded: [UInt8] = try instance.serializedBytes()
-            bytes.append(0x0A)  // field 1, length-delimited
-            var length = encoded.count
-            while length >= 0x80 {
-                bytes.append(UInt8(truncatingIfNeeded: length) | 0x80)
-                length >>= 7
-            }
-            bytes.append(UInt8(length))
-            bytes.append(contentsOf: encoded)
-        }
-        return bytes
     }
 
     /// Whether a Create can run without reading a module file: by digest, or by a path whose
@@ -395,6 +379,7 @@ public final class RuntimeService: Sendable {
             return
         }
         directory.removeModulePath(for: key, serial: snapshot.serial)
+        listEncoder.forget(key)
         if let exit = snapshot.exit { response.exit = MessageMapping.exit(exit) }
         let answer = response
         store.remove(key, serial: snapshot.serial) { [self] error in
@@ -416,28 +401,6 @@ public final class RuntimeService: Sendable {
         let key = MessageMapping.key(namespace: request.namespace, id: request.id)
         var response = Wasmlet_V1_InspectResponse()
         response.instance = try instance(for: key)
-        return response
-    }
-
-    func list(_ request: Wasmlet_V1_ListRequest) -> Wasmlet_V1_ListResponse {
-        let namespace = request.namespace.isEmpty ? nil : request.namespace
-        let selector = request.labelSelector
-        let stack = runtime.configuration.defaultStackBytes
-        // The runtime's list is sorted; messages are built straight from its snapshots, and
-        // only merged and sorted again (cheap: a message is one reference) with recovered ones.
-        var instances = runtime.list(namespace: namespace, labels: selector).map {
-            MessageMapping.instance(
-                $0, modulePath: directory.modulePath(for: $0.key, serial: $0.serial), defaultStackBytes: stack)
-        }
-        let recovered = directory.allRecovered().filter { record in
-            (namespace == nil || record.namespace == namespace) && selector.allSatisfy { record.labels[$0.key] == $0.value }
-        }
-        if !recovered.isEmpty {
-            instances += recovered.map { MessageMapping.instance($0, defaultStackBytes: stack) }
-            instances.sort { ($0.namespace, $0.id) < ($1.namespace, $1.id) }
-        }
-        var response = Wasmlet_V1_ListResponse()
-        response.instances = instances
         return response
     }
 

@@ -59,6 +59,15 @@ public struct InstanceSnapshot: Sendable {
     public var spec: InstanceSpec
 }
 
+/// One instance of ``WasmletRuntime/list(namespace:labels:known:)``.
+public struct ListedInstance: Sendable {
+    public var key: InstanceKey
+    public var serial: UInt32
+    public var state: InstanceSnapshot.State
+    /// Nil when the caller said it knows this (serial, state) already.
+    public var snapshot: InstanceSnapshot?
+}
+
 /// What one instance uses (``WasmletRuntime/usage(_:)``).
 public struct InstanceUsage: Sendable, Equatable {
     /// Linear memory now (wasm memory only grows, so also the peak so far).

@@ -294,6 +294,17 @@ public final class WasmletRuntime: Sendable {
 
     /// Instances in `namespace` (all namespaces when nil) whose labels include every pair given.
     public func list(namespace: String? = nil, labels: [String: String] = [:]) -> [InstanceSnapshot] {
+        list(namespace: namespace, labels: labels) { _, _, _ in false }.compactMap(\.snapshot)
+    }
+
+    /// The matching instances in key order, with a snapshot only of those for which `known`
+    /// (called in that order, under the runtime's lock: keep it quick, and do not call into the
+    /// runtime from it) returns false. For callers that keep a rendering of each instance: an
+    /// instance's (serial, state) fixes everything a snapshot shows but its usage.
+    public func list(
+        namespace: String? = nil, labels: [String: String] = [:],
+        known: (InstanceKey, _ serial: UInt32, InstanceSnapshot.State) -> Bool
+    ) -> [ListedInstance] {
         // Which records under the lock, their order outside it (a record's key never changes:
         // with thousands of instances the sort takes milliseconds, and every create, start and
         // inspect waits for this lock), their snapshots under it again. Sorting (key, record)
@@ -307,7 +318,12 @@ public final class WasmletRuntime: Sendable {
             }
         }
         let sorted = matching.sorted { ($0.0.namespace, $0.0.id) < ($1.0.namespace, $1.0.id) }
-        return state.withLock { _ in sorted.map { $0.1.snapshot } }
+        return state.withLock { _ in
+            sorted.map { key, record in
+                let skip = known(key, record.serial, record.state)
+                return ListedInstance(key: key, serial: record.serial, state: record.state, snapshot: skip ? nil : record.snapshot)
+            }
+        }
     }
 
     public func statistics() -> RuntimeStatistics {

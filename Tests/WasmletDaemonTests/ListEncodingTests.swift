@@ -19,7 +19,7 @@ import WasmletAPI
         }
         for slice in [instances[0..<0], instances[0..<1], instances[...]] {
             let expected: [UInt8] = try Wasmlet_V1_ListResponse.with { $0.instances = Array(slice) }.serializedBytes()
-            let bytes = try RuntimeService.listResponseBytes(Array(slice))
+            let bytes = try ListResponseEncoder.responseBytes(of: Array(slice))
             #expect(bytes == expected)
             #expect(try Wasmlet_V1_ListResponse(serializedBytes: bytes).instances == Array(slice))
         }
