@@ -7,11 +7,11 @@ import Glibc
 #endif
 
 /// A real `wasmletd` (built by SwiftPM next to this test binary) on a temporary socket and
-/// state directory, stopped with SIGTERM.
+/// state directory, a ChildProcess (posix_spawn and waitpid; see there why not Process).
 final class RealDaemon: @unchecked Sendable {
     let directory: String
     let socketPath: String
-    let process = Process()
+    let child: ChildProcess
     let logPath: String
 
     init() async throws {
@@ -24,38 +24,28 @@ final class RealDaemon: @unchecked Sendable {
         for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
             env[name] = nil
         }
-        process.environment = env
-        process.executableURL = URL(fileURLWithPath: wasmletdPath)
-        process.arguments = ["--socket", socketPath, "--state-dir", directory + "/state", "--shutdown-grace", "1"]
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let logHandle = FileHandle(forWritingAtPath: logPath)
-        process.standardOutput = logHandle
-        process.standardError = logHandle
-        try process.run()
+        child = try ChildProcess(
+            wasmletdPath, ["--socket", socketPath, "--state-dir", directory + "/state", "--shutdown-grace", "1"],
+            environment: env, stdout: logPath, stderr: nil)
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
-            guard process.isRunning else { throw CLIError("wasmletd exited before serving:\n\(log())") }
+            if let ended = child.poll() { throw CLIError("wasmletd \(ended) before serving:\n\(log())") }
             if let client = try? await WasmletClient.connect(socketPath: socketPath) {
                 await client.close()
                 return
             }
             try await Task.sleep(for: .milliseconds(50))
         }
+        stop()
         throw CLIError("wasmletd did not serve \(socketPath) in time:\n\(log())")
     }
 
     func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// SIGKILL, reap and remove the directory: brief, so fine from `defer` (a graceful stop
+    /// would hold a thread for the shutdown grace). Nothing checks how the daemon ends here.
     func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            let deadline = ContinuousClock.now + .seconds(20)
-            while process.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
-        }
+        child.killAndReap()
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

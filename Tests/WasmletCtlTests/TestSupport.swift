@@ -32,9 +32,10 @@ struct CommandResult {
     var stderr: String
 }
 
-/// A started child process whose stdout/stderr go to temporary files.
+/// A started child process whose stdout/stderr go to temporary files: a ChildProcess
+/// (posix_spawn and waitpid; see there why not Foundation's Process).
 final class Child: @unchecked Sendable {
-    let process = Process()
+    let child: ChildProcess
     private let outPath: String
     private let errPath: String
 
@@ -43,39 +44,31 @@ final class Child: @unchecked Sendable {
         let base = NSTemporaryDirectory() + "wctl-\(UUID().uuidString)"
         outPath = base + ".out"
         errPath = base + ".err"
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        process.standardOutput = FileHandle(forWritingAtPath: outPath)
-        process.standardError = FileHandle(forWritingAtPath: errPath)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        child = try ChildProcess(
+            executable, arguments, environment: environment ?? ProcessInfo.processInfo.environment,
+            directory: currentDirectory, stdout: outPath, stderr: errPath)
     }
+
+    deinit { child.killAndReap() }
 
     var stdout: String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "" }
 
-    /// Waits up to `timeout` for exit (then kills it and records an issue).
+    /// Waits up to `timeout` for exit (then kills it and records an issue). `status` is the
+    /// exit code, or minus the signal number.
     func finish(timeout: Duration = .seconds(30)) async -> CommandResult {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
+        var ended = await child.wait(timeout: timeout)
+        if ended == nil {
+            Issue.record("\((child.executable as NSString).lastPathComponent) \(child.arguments) did not exit in \(timeout)")
+            ended = child.killAndReap()
         }
-        if process.isRunning {
-            Issue.record("\(process.executableURL!.lastPathComponent) \(process.arguments ?? []) did not exit in \(timeout)")
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        let result = CommandResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
-        try? FileManager.default.removeItem(atPath: outPath)
-        try? FileManager.default.removeItem(atPath: errPath)
+        let result = CommandResult(status: ended?.status ?? -1, stdout: stdout, stderr: stderr)
+        unlink(outPath)
+        unlink(errPath)
         return result
     }
 
-    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+    func signal(_ number: Int32) { child.signal(number) }
 }
 
 /// Runs `wasmletctl ARGS...` to completion. The environment is this process's minus

@@ -8,8 +8,8 @@ extension DaemonEndToEndTests {
         @Test func twoHundredConcurrentClients() async throws {
             let directory = try TemporaryDirectory()
             // 200 live instances at 16 MiB each fit any test machine's default budget.
-            let daemon = try DaemonProcess(directory: directory, arguments: ["--default-memory", "16MiB", "--log-level", "info"])
-            defer { daemon.stop() }
+            let daemon = try await DaemonProcess(directory: directory, arguments: ["--default-memory", "16MiB", "--log-level", "info"])
+            defer { daemon.killAndReap() }
             let path = daemon.socketPath
             let hello = example("hello")
             let results = await withTaskGroup(of: Result<Wasmlet_V1_ExitRecord, any Error>.self) { group in

@@ -19,14 +19,14 @@ final class TaskHarness: @unchecked Sendable {
 
     init() async throws {
         directory = try TemporaryDirectory()
-        daemon = try DaemonProcess(directory: directory)
+        daemon = try await DaemonProcess(directory: directory)
         events = try await EventRecorder(path: directory.path + "/containerd.sock.ttrpc")
         client = try await TTRPCClient.connect(unixSocketPath: daemon.socketPath)
     }
 
     func stop() async {
         await client.close()
-        daemon.stop()
+        await daemon.stop()
         await events.server.shutdown(gracePeriod: .zero)
     }
 
@@ -318,12 +318,12 @@ extension DaemonEndToEndTests {
                 _ = try await harness.start(id)
             }
             harness.daemon.signal(SIGKILL)
-            _ = harness.daemon.waitForExit()
+            _ = await harness.daemon.waitForExit()
             await harness.client.close()
             try FileManager.default.removeItem(atPath: harness.directory.path + "/bundles/orphan")
 
-            let restarted = try DaemonProcess(directory: harness.directory, stateDirectory: harness.daemon.stateDirectory)
-            defer { restarted.stop() }
+            let restarted = try await DaemonProcess(directory: harness.directory, stateDirectory: harness.daemon.stateDirectory)
+            defer { restarted.killAndReap() }
             let client = try await TTRPCClient.connect(unixSocketPath: restarted.socketPath)
             func call<Request, Response>(_ method: RPCMethod<Request, Response>, _ request: Request) async throws -> Response {
                 try await client.call(
@@ -387,7 +387,7 @@ extension DaemonEndToEndTests {
                     responseType: Containerd_Task_V2_CreateTaskResponse.self)
             }
             #expect(noNamespace?.0 == .invalidArgument)
-            #expect(harness.daemon.process.isRunning)
+            #expect(harness.daemon.isRunning)
             await harness.stop()
         }
     }

@@ -9,8 +9,8 @@ extension DaemonEndToEndTests {
     @Suite struct Fuzz {
         @Test func garbageAndOversizedFramesOnlyAffectTheirConnection() async throws {
             let directory = try TemporaryDirectory()
-            let daemon = try DaemonProcess(directory: directory)
-            defer { daemon.stop() }
+            let daemon = try await DaemonProcess(directory: directory)
+            defer { daemon.killAndReap() }
             // A client connected before the abuse must keep working through it.
             let bystander = try await daemon.client()
 
@@ -73,7 +73,7 @@ extension DaemonEndToEndTests {
             }
 
             // The daemon is alive, the bystander still works, a new client works.
-            #expect(daemon.process.isRunning)
+            #expect(daemon.isRunning)
             #expect(try await bystander.version().apiVersion == "wasmlet.v1")
             let fresh = try await daemon.client()
             _ = try await fresh.create("after-fuzz", module: example("hello"))

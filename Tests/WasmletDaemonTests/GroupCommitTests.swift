@@ -14,7 +14,7 @@ extension DaemonEndToEndTests {
         @Test func concurrentCreatesAreAllDurableWhenTheyReturn() async throws {
             let directory = try TemporaryDirectory()
             let state = directory.path + "/state"
-            let first = try DaemonProcess(
+            let first = try await DaemonProcess(
                 directory: directory, stateDirectory: state, arguments: ["--default-memory", "1MiB", "--log-level", "info"])
             let path = first.socketPath
             let hello = example("hello")
@@ -47,11 +47,11 @@ extension DaemonEndToEndTests {
                 try await group.waitForAll()
             }
             first.signal(SIGKILL)
-            #expect(first.waitForExit()?.reason == .uncaughtSignal)
+            #expect(await first.waitForExit()?.reason == .uncaughtSignal)
 
-            let second = try DaemonProcess(
+            let second = try await DaemonProcess(
                 directory: directory, stateDirectory: state, arguments: ["--default-memory", "1MiB"], logName: "second.log")
-            defer { second.stop() }
+            defer { second.killAndReap() }
             let client = try await second.client()
             let listed = try await client.list(namespace: "test")
             let expected = Set((0..<8).flatMap { worker in (0..<50).map { "kept-\(worker)-\($0)" } })
@@ -66,7 +66,7 @@ extension DaemonEndToEndTests {
         @Test func aJournalWriteFailureFailsTheRequest() async throws {
             let directory = try TemporaryDirectory()
             let state = directory.path + "/state"
-            let first = try DaemonProcess(directory: directory, stateDirectory: state)
+            let first = try await DaemonProcess(directory: directory, stateDirectory: state)
             let client = try await first.client()
             _ = try await client.create("before", module: example("hello"))
             let journals = try FileManager.default.contentsOfDirectory(atPath: state).filter { $0.hasPrefix("journal-") }
@@ -75,7 +75,7 @@ extension DaemonEndToEndTests {
             guard chattr("+i", journal), chattr("+i", state) else {
                 _ = chattr("-i", journal)
                 print("chattr +i is not supported here; skipping")
-                first.stop()
+                await first.stop()
                 return
             }
             defer {
@@ -96,10 +96,10 @@ extension DaemonEndToEndTests {
             #expect(Set(try await client.list(namespace: "test").map(\.id)) == ["after"])
             await client.close()
             first.signal(SIGKILL)
-            _ = first.waitForExit()
+            _ = await first.waitForExit()
 
-            let second = try DaemonProcess(directory: directory, stateDirectory: state, logName: "second.log")
-            defer { second.stop() }
+            let second = try await DaemonProcess(directory: directory, stateDirectory: state, logName: "second.log")
+            defer { second.killAndReap() }
             let again = try await second.client()
             // "before" is back: its deletion never became durable, so the restart still knows it.
             #expect(Set(try await again.list(namespace: "test").map(\.id)) == ["after", "before"])

@@ -8,8 +8,8 @@ extension DaemonEndToEndTests {
     @Suite struct Lifecycle {
         @Test func createStartWaitInspectListKillDeleteStatsVersion() async throws {
             let directory = try TemporaryDirectory()
-            let daemon = try DaemonProcess(directory: directory)
-            defer { daemon.stop() }
+            let daemon = try await DaemonProcess(directory: directory)
+            defer { daemon.killAndReap() }
             let client = try await daemon.client()
 
             let created = try await client.create("hello-1", module: example("hello"), labels: ["app": "hello", "tier": "a"])
@@ -72,8 +72,8 @@ extension DaemonEndToEndTests {
 
         @Test func errorsUseContainerdCodes() async throws {
             let directory = try TemporaryDirectory()
-            let daemon = try DaemonProcess(directory: directory)
-            defer { daemon.stop() }
+            let daemon = try await DaemonProcess(directory: directory)
+            defer { daemon.killAndReap() }
             let client = try await daemon.client()
 
             let unknown = await statusCode { _ = try await client.inspect("nobody-home") }

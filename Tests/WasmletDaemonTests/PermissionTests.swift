@@ -53,19 +53,11 @@ extension DaemonEndToEndTests {
     @Suite struct Permissions {
         let python = "/usr/bin/python3"
 
-        func runAsNobody(socket: String, script: String, groups: String?) throws -> String {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        func runAsNobody(socket: String, script: String, groups: String?) async throws -> String {
             var arguments = ["--reuid=nobody", "--regid=nogroup"]
             arguments += groups.map { ["--groups=\($0)"] } ?? ["--clear-groups"]
-            process.arguments = arguments + [python, script, socket]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let result = try await ChildProcess.run("/usr/bin/setpriv", arguments + [python, script, socket])
+            return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
         }
 
         @Test(.enabled(if: getuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0 && access("/usr/bin/python3", X_OK) == 0))
@@ -78,8 +70,8 @@ extension DaemonEndToEndTests {
             let nogroup = try #require(getgrnam("nogroup")?.pointee.gr_gid)
 
             // Group "users": the socket is 0660 root:users.
-            let daemon = try DaemonProcess(directory: directory, arguments: ["--group", "users"])
-            defer { daemon.stop() }
+            let daemon = try await DaemonProcess(directory: directory, arguments: ["--group", "users"])
+            defer { daemon.killAndReap() }
             var info = stat()
             #expect(lstat(daemon.socketPath, &info) == 0)
             #expect(info.st_mode & 0o777 == 0o660)
@@ -87,25 +79,25 @@ extension DaemonEndToEndTests {
             #expect(info.st_gid == users)
 
             // nobody outside the group cannot even open the socket...
-            let outsider = try runAsNobody(socket: daemon.socketPath, script: script, groups: nil)
+            let outsider = try await runAsNobody(socket: daemon.socketPath, script: script, groups: nil)
             #expect(outsider == "connect-error 13", "\(outsider)")
             // ...and with a loose socket mode (as a misconfigured socket unit could leave it),
             // the daemon's SO_PEERCRED check refuses the call: PERMISSION_DENIED (7).
             chmod(daemon.socketPath, 0o666)
-            let refused = try runAsNobody(socket: daemon.socketPath, script: script, groups: nil)
+            let refused = try await runAsNobody(socket: daemon.socketPath, script: script, groups: nil)
             #expect(refused.hasPrefix("status 7 "), "\(refused)")
             // A member through a supplementary group is served.
-            let member = try runAsNobody(socket: daemon.socketPath, script: script, groups: "\(users)")
+            let member = try await runAsNobody(socket: daemon.socketPath, script: script, groups: "\(users)")
             #expect(member.hasPrefix("status 0"), "\(member)")
             #expect(daemon.log.contains("refusing API connection"))
-            daemon.stop()
+            await daemon.stop()
 
             // Group "nogroup": nobody's primary group is the configured one.
             let second = try TemporaryDirectory()
-            let primary = try DaemonProcess(directory: second, arguments: ["--group", "nogroup"])
-            defer { primary.stop() }
+            let primary = try await DaemonProcess(directory: second, arguments: ["--group", "nogroup"])
+            defer { primary.killAndReap() }
             #expect(lstat(primary.socketPath, &info) == 0 && info.st_gid == nogroup)
-            let allowed = try runAsNobody(socket: primary.socketPath, script: script, groups: nil)
+            let allowed = try await runAsNobody(socket: primary.socketPath, script: script, groups: nil)
             #expect(allowed.hasPrefix("status 0"), "\(allowed)")
         }
     }

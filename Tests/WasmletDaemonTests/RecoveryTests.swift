@@ -10,7 +10,7 @@ extension DaemonEndToEndTests {
         @Test func killNineThenRestartKeepsRecords() async throws {
             let directory = try TemporaryDirectory()
             let state = directory.path + "/state"
-            let first = try DaemonProcess(directory: directory, stateDirectory: state)
+            let first = try await DaemonProcess(directory: directory, stateDirectory: state)
             let client = try await first.client()
             _ = try await client.create("runner", module: example("sleeper"), labels: ["keep": "yes"])
             _ = try await client.start("runner")
@@ -23,10 +23,10 @@ extension DaemonEndToEndTests {
             #expect(await eventually { (try? String(contentsOfFile: doneFile, encoding: .utf8))?.contains("\"exited\"") == true })
             await client.close()
             first.signal(SIGKILL)
-            #expect(first.waitForExit()?.reason == .uncaughtSignal)
+            #expect(await first.waitForExit()?.reason == .uncaughtSignal)
 
-            let second = try DaemonProcess(directory: directory, stateDirectory: state, logName: "second.log")
-            defer { second.stop() }
+            let second = try await DaemonProcess(directory: directory, stateDirectory: state, logName: "second.log")
+            defer { second.killAndReap() }
             let again = try await second.client()
             let runner = try await again.inspect("runner")
             #expect(runner.state == .exited)
@@ -53,10 +53,10 @@ extension DaemonEndToEndTests {
             #expect(deleted.exit.code == 137)
             #expect(await statusCode { _ = try await again.inspect("runner") }?.0 == .notFound)
             await again.close()
-            second.stop()
+            await second.stop()
 
-            let third = try DaemonProcess(directory: directory, stateDirectory: state, logName: "third.log")
-            defer { third.stop() }
+            let third = try await DaemonProcess(directory: directory, stateDirectory: state, logName: "third.log")
+            defer { third.killAndReap() }
             let last = try await third.client()
             #expect(try await last.list().map(\.id) == ["done", "waiting"])
             await last.close()
@@ -67,7 +67,7 @@ extension DaemonEndToEndTests {
         @Test func sigtermDrainsKillsAfterGraceAndExitsZero() async throws {
             let directory = try TemporaryDirectory()
             let state = directory.path + "/state"
-            let daemon = try DaemonProcess(directory: directory, stateDirectory: state, arguments: ["--shutdown-grace", "1.5"])
+            let daemon = try await DaemonProcess(directory: directory, stateDirectory: state, arguments: ["--shutdown-grace", "1.5"])
             let client = try await daemon.client()
             _ = try await client.create("sleepy", module: example("sleeper"))
             _ = try await client.start("sleepy")
@@ -82,14 +82,14 @@ extension DaemonEndToEndTests {
             #expect(refused?.1 == "daemon is shutting down")
             #expect(await statusCode { _ = try await client.start("sleepy") }?.0 == .unavailable)
 
-            let exit = daemon.waitForExit(timeout: .seconds(30))
+            let exit = await daemon.waitForExit(timeout: .seconds(30))
             #expect(exit?.status == 0)
             #expect(exit?.reason == .exit)
             #expect(ContinuousClock.now - began >= .seconds(1.5))
 
             // The records on disk: killed after the grace, and the short one exited by itself.
-            let restarted = try DaemonProcess(directory: directory, stateDirectory: state, logName: "second.log")
-            defer { restarted.stop() }
+            let restarted = try await DaemonProcess(directory: directory, stateDirectory: state, logName: "second.log")
+            defer { restarted.killAndReap() }
             let again = try await restarted.client()
             let sleepy = try await again.inspect("sleepy")
             #expect(sleepy.exit.reason == .killed)

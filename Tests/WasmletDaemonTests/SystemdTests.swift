@@ -53,12 +53,12 @@ extension DaemonEndToEndTests {
             let receiver = try NotifyReceiver(directory: directory)
             let config = directory.path + "/wasmletd.toml"
             try "log_level = \"info\"\n".write(toFile: config, atomically: true, encoding: .utf8)
-            let daemon = try DaemonProcess(
+            let daemon = try await DaemonProcess(
                 directory: directory,
                 arguments: ["--config", config, "--status-interval", "0.2"],
                 environment: ["NOTIFY_SOCKET": receiver.path, "WATCHDOG_USEC": "400000"],
                 waitForSocket: false)
-            defer { daemon.stop() }
+            defer { daemon.killAndReap() }
 
             let ready = receiver.waitFor { $0.split(separator: "\n").contains("READY=1") }
             let readyMessage = try #require(ready?.0, "no READY=1; log:\n\(daemon.log)")
@@ -84,20 +84,20 @@ extension DaemonEndToEndTests {
             let readyAgain = receiver.waitFor(timeout: .seconds(10)) { $0.split(separator: "\n").contains("READY=1") }
             #expect(readyAgain != nil)
             #expect(await eventually { daemon.log.contains("configuration reloaded") })
-            #expect(daemon.process.isRunning)
+            #expect(daemon.isRunning)
 
             daemon.signal(SIGTERM)
             let stopping = receiver.waitFor(timeout: .seconds(10)) { $0.contains("STOPPING=1") }
             #expect(stopping != nil)
-            #expect(daemon.waitForExit()?.status == 0)
+            #expect(await daemon.waitForExit()?.status == 0)
             await client.close()
         }
 
         @Test func watchdogStaysQuietWithoutWatchdogUsec() async throws {
             let directory = try TemporaryDirectory()
             let receiver = try NotifyReceiver(directory: directory)
-            let daemon = try DaemonProcess(directory: directory, environment: ["NOTIFY_SOCKET": receiver.path])
-            defer { daemon.stop() }
+            let daemon = try await DaemonProcess(directory: directory, environment: ["NOTIFY_SOCKET": receiver.path])
+            defer { daemon.killAndReap() }
             #expect(receiver.waitFor { $0.contains("READY=1") } != nil)
             #expect(receiver.waitFor(timeout: .seconds(1)) { $0 == "WATCHDOG=1" } == nil)
         }
@@ -108,10 +108,10 @@ extension DaemonEndToEndTests {
         func socketActivation() async throws {
             let directory = try TemporaryDirectory()
             let path = directory.path + "/api.sock"
-            let daemon = try DaemonProcess(
+            let daemon = try await DaemonProcess(
                 directory: directory, launcher: "/usr/bin/systemd-socket-activate",
                 launcherArguments: ["-l", path, "--fdname=api"], waitForSocket: false)
-            defer { daemon.stop() }
+            defer { daemon.killAndReap() }
             // systemd-socket-activate listens at once and starts the daemon on the first
             // connection; the client queues meanwhile.
             #expect(await eventually { FileManager.default.fileExists(atPath: path) })

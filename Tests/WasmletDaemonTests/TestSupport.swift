@@ -51,23 +51,29 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// One running `wasmletd`, stopped by its PID when the test is done with it.
+/// One running `wasmletd`, a ChildProcess (posix_spawn and waitpid; see there why not
+/// Foundation's Process). Every wait is async (Task.sleep between polls): a test waiting for
+/// a daemon must not hold one of the few cooperative threads other suites run on.
 final class DaemonProcess: @unchecked Sendable {
-    let process = Process()
+    let child: ChildProcess
     let socketPath: String
     let stateDirectory: String
     let logPath: String
+    /// Kept alive (not removed) while this daemon may still use it.
+    let directory: TemporaryDirectory
 
     /// - Parameters:
     ///   - arguments: extra flags; `--socket` and `--state-dir` are added unless `launcher` is set.
     ///   - environment: added to (or, with nil values, removed from) the test's environment.
     ///   - launcher: run wasmletd through this program (e.g. systemd-socket-activate) with
     ///     `launcherArguments` before the daemon path.
+    ///   - waitForSocket: return only once the API socket accepts connections.
     init(
         directory: TemporaryDirectory, stateDirectory: String? = nil, arguments: [String] = [],
         environment: [String: String?] = [:], launcher: String? = nil, launcherArguments: [String] = [],
         waitForSocket: Bool = true, logName: String = "wasmletd.log"
-    ) throws {
+    ) async throws {
+        self.directory = directory
         socketPath = directory.path + "/api.sock"
         self.stateDirectory = stateDirectory ?? directory.path + "/state"
         logPath = directory.path + "/" + logName
@@ -78,68 +84,69 @@ final class DaemonProcess: @unchecked Sendable {
         for (name, value) in environment { env[name] = value }
         let daemonArguments = ["--socket", socketPath, "--state-dir", self.stateDirectory, "--log-level", "debug"] + arguments
         if let launcher {
-            process.executableURL = URL(fileURLWithPath: launcher)
-            process.arguments = launcherArguments + [daemonPath] + daemonArguments
+            child = try ChildProcess(
+                launcher, launcherArguments + [daemonPath] + daemonArguments, environment: env, stdout: logPath,
+                stderr: nil)
         } else {
-            process.executableURL = URL(fileURLWithPath: daemonPath)
-            process.arguments = daemonArguments
+            child = try ChildProcess(daemonPath, daemonArguments, environment: env, stdout: logPath, stderr: nil)
         }
-        process.environment = env
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = FileHandle(forWritingAtPath: logPath)!
-        process.standardError = log
-        process.standardOutput = log
-        try process.run()
-        if waitForSocket { try waitUntilServing() }
+        // If this throws, deinit kills the daemon.
+        if waitForSocket { try await waitUntilServing() }
     }
 
     deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        child.killAndReap()
     }
 
-    var pid: pid_t { process.processIdentifier }
+    var pid: pid_t { child.pid }
+
+    var isRunning: Bool { child.isRunning }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// Polls until a connection to the socket succeeds.
-    func waitUntilServing(timeout: Duration = .seconds(60)) throws {
+    func waitUntilServing(timeout: Duration = .seconds(60)) async throws {
         let clock = ContinuousClock()
         let end = clock.now + timeout
         while clock.now < end {
-            guard process.isRunning else {
-                throw TestFailure("wasmletd exited with \(process.terminationStatus) before serving:\n\(log)")
+            if let ended = child.poll() {
+                throw TestFailure("wasmletd \(ended) before serving:\n\(log)")
             }
             if let fd = try? RawConnection.connectFD(socketPath) {
                 close(fd)
                 return
             }
-            usleep(20_000)
+            try await Task.sleep(for: .milliseconds(20))
         }
         throw TestFailure("wasmletd did not serve \(socketPath) within \(timeout):\n\(log)")
     }
 
-    func signal(_ number: Int32) { kill(pid, number) }
+    func signal(_ number: Int32) { child.signal(number) }
 
-    /// Waits for the process to end; nil if it is still running after `timeout`.
-    func waitForExit(timeout: Duration = .seconds(30)) -> (status: Int32, reason: Process.TerminationReason)? {
-        let clock = ContinuousClock()
-        let end = clock.now + timeout
-        while process.isRunning, clock.now < end { usleep(10_000) }
-        guard !process.isRunning else { return nil }
-        return (process.terminationStatus, process.terminationReason)
+    /// Waits for the process to end; nil if it is still running after `timeout`. `status` is
+    /// the exit code, or the signal number with reason `.uncaughtSignal` (as `Process` has it).
+    func waitForExit(timeout: Duration = .seconds(30)) async -> (status: Int32, reason: Process.TerminationReason)? {
+        switch await child.wait(timeout: timeout) {
+        case .exited(let code): (code, .exit)
+        case .signaled(let signal): (signal, .uncaughtSignal)
+        case nil: nil
+        }
     }
 
     /// SIGTERM and wait; SIGKILL if it does not go.
-    func stop() {
-        guard process.isRunning else { return }
+    func stop() async {
+        guard child.isRunning else { return }
         signal(SIGTERM)
-        if waitForExit(timeout: .seconds(30)) == nil {
-            signal(SIGKILL)
-            process.waitUntilExit()
+        if await waitForExit(timeout: .seconds(30)) == nil {
+            child.killAndReap()
         }
+    }
+
+    /// For `defer`, which cannot await: SIGKILL and reap at once (the daemon's graceful shutdown
+    /// could take its whole grace period, with a thread blocked). Nothing checks how a daemon
+    /// ends here; tests of shutdown call `stop()` or signal it and `waitForExit()`.
+    func killAndReap() {
+        child.killAndReap()
     }
 
     func client() async throws -> RuntimeClient { try await RuntimeClient(socketPath: socketPath) }

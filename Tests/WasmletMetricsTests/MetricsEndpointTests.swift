@@ -64,26 +64,10 @@ func body(of response: String) -> String {
     return String(response[range.upperBound...])
 }
 
-/// Runs a program; returns its exit status and combined output.
-func run(_ executable: String, _ arguments: [String], stdin: String? = nil) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    if let stdin {
-        let input = Pipe()
-        process.standardInput = input
-        try process.run()
-        input.fileHandleForWriting.write(Data(stdin.utf8))
-        try input.fileHandleForWriting.close()
-    } else {
-        try process.run()
-    }
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+/// Runs a program; returns its exit status (minus the signal number if killed) and combined output.
+func run(_ executable: String, _ arguments: [String], stdin: String? = nil) async throws -> (status: Int32, output: String) {
+    let result = try await ChildProcess.run(executable, arguments, input: stdin)
+    return (result.termination.status, result.output)
 }
 
 extension DaemonEndToEndTests {
@@ -105,8 +89,8 @@ extension DaemonEndToEndTests {
         @Test func badRequestsGet4xxAndTheDaemonKeepsServing() async throws {
             let directory = try TemporaryDirectory()
             let port = try freePort()
-            let daemon = try DaemonProcess(directory: directory, arguments: ["--metrics-address", "127.0.0.1:\(port)"])
-            defer { daemon.stop() }
+            let daemon = try await DaemonProcess(directory: directory, arguments: ["--metrics-address", "127.0.0.1:\(port)"])
+            defer { daemon.killAndReap() }
             #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
 
             #expect(try get(port: port, "/nope").status == 404)
@@ -125,15 +109,15 @@ extension DaemonEndToEndTests {
             let client = try await daemon.client()
             #expect(try await client.version().version.isEmpty == false)
             await client.close()
-            #expect(daemon.process.isRunning)
+            #expect(daemon.isRunning)
         }
 
         @Test func readyzTurns503WhileDraining() async throws {
             let directory = try TemporaryDirectory()
             let port = try freePort()
-            let daemon = try DaemonProcess(
+            let daemon = try await DaemonProcess(
                 directory: directory, arguments: ["--metrics-address", "127.0.0.1:\(port)", "--shutdown-grace", "3"])
-            defer { daemon.stop() }
+            defer { daemon.killAndReap() }
             #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
             let client = try await daemon.client()
             try await create(client, "s", module: "sleeper")
@@ -143,7 +127,7 @@ extension DaemonEndToEndTests {
             daemon.signal(SIGTERM)
             #expect(await eventually(timeout: .seconds(3)) { (try? get(port: port, "/readyz").status) == 503 })
             #expect(try get(port: port, "/healthz").status == 200)
-            #expect(daemon.waitForExit(timeout: .seconds(30))?.status == 0)
+            #expect(await daemon.waitForExit(timeout: .seconds(30))?.status == 0)
         }
     }
 }

@@ -109,7 +109,11 @@ func exerciseEveryExitReason(_ client: RuntimeClient) async throws {
 /// allows unshare): needed to give wasmletd its own /run/systemd/journal/socket.
 func canUnshareMountNamespace() -> Bool {
     guard access("/usr/bin/unshare", X_OK) == 0 else { return false }
-    return (try? run("/usr/bin/unshare", ["--mount", "--propagation", "private", "true"]).status) == 0
+    // A test trait's condition is synchronous: a blocking wait for this quick tool.
+    let child = try? ChildProcess(
+        "/usr/bin/unshare", ["--mount", "--propagation", "private", "true"],
+        environment: ProcessInfo.processInfo.environment)
+    return child?.waitBlocking() == .exited(0)
 }
 
 /// journald's end of /run/systemd/journal/socket: a datagram socket the test binds in its own
@@ -178,9 +182,9 @@ final class JournalReceiver {
     }
 }
 
-/// A Prometheus server started by a test on loopback, stopped by its PID.
+/// A Prometheus server started by a test on loopback, killed when the test is done with it.
 final class PrometheusServer {
-    let process = Process()
+    let child: ChildProcess
     let port: Int
 
     init(directory: TemporaryDirectory, target: String) throws {
@@ -196,28 +200,19 @@ final class PrometheusServer {
                 static_configs:
                   - targets: ['\(target)']
             """.write(toFile: config, atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/prometheus")
-        process.arguments = [
+        let arguments = [
             "--config.file=\(config)", "--storage.tsdb.path=\(directory.path)/tsdb",
             "--web.listen-address=127.0.0.1:\(port)", "--log.level=warn",
         ]
-        let log = directory.path + "/prometheus.log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: log)
-        process.standardError = FileHandle(forWritingAtPath: log)
-        try process.run()
+        child = try ChildProcess(
+            "/usr/bin/prometheus", arguments, environment: ProcessInfo.processInfo.environment,
+            stdout: directory.path + "/prometheus.log", stderr: nil)
     }
 
     deinit { stop() }
 
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        let end = ContinuousClock.now + .seconds(20)
-        while process.isRunning, ContinuousClock.now < end { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
+    /// SIGKILL and reap (brief, and fine from `defer`): its database is a temporary directory.
+    func stop() { child.killAndReap() }
 
     /// GET on the HTTP API; the decoded JSON object, or nil.
     func api(_ pathAndQuery: String) -> [String: Any]? {
@@ -245,22 +240,22 @@ extension DaemonEndToEndTests {
         @Test func everyExitReasonAndPerInstanceSeriesLintClean() async throws {
             let directory = try TemporaryDirectory()
             let state = directory.path + "/state"
-            let first = try DaemonProcess(directory: directory, stateDirectory: state, logName: "first.log")
+            let first = try await DaemonProcess(directory: directory, stateDirectory: state, logName: "first.log")
             let early = try await first.client()
             try await createInstance(early, "orphan", module: "sleeper")
             _ = try await early.start("orphan")
             await early.close()
             first.signal(SIGKILL)
-            _ = first.waitForExit()
+            _ = await first.waitForExit()
 
             let port = try freePort()
-            let daemon = try DaemonProcess(
+            let daemon = try await DaemonProcess(
                 directory: directory, stateDirectory: state,
                 arguments: [
                     "--metrics-address", "127.0.0.1:\(port)", "--metrics-per-instance", "--metrics-per-instance-limit", "4",
                 ],
                 logName: "second.log")
-            defer { daemon.stop() }
+            defer { daemon.killAndReap() }
             #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
             let client = try await daemon.client()
             try await exerciseEveryExitReason(client)
@@ -306,7 +301,7 @@ extension DaemonEndToEndTests {
             let families = Set(metrics.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] })
             let helped = Set(metrics.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.map { $0.split(separator: " ")[2] })
             #expect(families == helped)
-            let lint = try run("/usr/bin/promtool", ["check", "metrics"], stdin: metrics)
+            let lint = try await run("/usr/bin/promtool", ["check", "metrics"], stdin: metrics)
             #expect(lint.status == 0, "promtool: \(lint.output)")
             #expect(lint.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "promtool findings: \(lint.output)")
 
@@ -331,9 +326,9 @@ extension DaemonEndToEndTests {
         func prometheusScrapesTheDaemon() async throws {
             let directory = try TemporaryDirectory()
             let port = try freePort()
-            let daemon = try DaemonProcess(
+            let daemon = try await DaemonProcess(
                 directory: directory, arguments: ["--metrics-address", "127.0.0.1:\(port)", "--metrics-per-instance"])
-            defer { daemon.stop() }
+            defer { daemon.killAndReap() }
             let client = try await daemon.client()
             try await createInstance(client, "hello", module: "hello")
             _ = try await client.start("hello")
@@ -376,13 +371,13 @@ extension DaemonEndToEndTests {
         func socketActivatedMetricsDescriptor() async throws {
             let directory = try TemporaryDirectory()
             let port = try freePort()
-            let daemon = try DaemonProcess(
+            let daemon = try await DaemonProcess(
                 directory: directory, launcher: "/usr/bin/systemd-socket-activate",
                 launcherArguments: ["-l", "127.0.0.1:\(port)", "--fdname=metrics"], waitForSocket: false)
-            defer { daemon.stop() }
+            defer { daemon.killAndReap() }
             // systemd-socket-activate starts the daemon on the first connection, which queues.
             #expect(await eventually(timeout: .seconds(60)) { (try? get(port: port, "/readyz").status) == 200 }, "log:\n\(daemon.log)")
-            try daemon.waitUntilServing()
+            try await daemon.waitUntilServing()
             #expect(daemon.log.contains("serving metrics on the socket-activated descriptor"))
             #expect(!daemon.log.contains("http://"), "no metrics address was bound besides the descriptor")
             let client = try await daemon.client()
@@ -411,11 +406,11 @@ extension DaemonEndToEndTests {
                 && ln -s "$WASMLET_TEST_JOURNAL" /run/systemd/journal/socket \
                 && JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) && export JOURNAL_STREAM && exec "$@"
                 """
-            let daemon = try DaemonProcess(
+            let daemon = try await DaemonProcess(
                 directory: directory, environment: ["WASMLET_TEST_JOURNAL": receiver.path],
                 launcher: "/usr/bin/unshare",
                 launcherArguments: ["--mount", "--propagation", "private", "sh", "-c", script, "wasmletd-in-namespace"])
-            defer { daemon.stop() }
+            defer { daemon.killAndReap() }
             let client = try await daemon.client()
             try await createInstance(client, "greeter", module: "hello")
             _ = try await client.start("greeter")
@@ -452,7 +447,7 @@ extension DaemonEndToEndTests {
 
 /// The per-instance families' text, without a daemon.
 @Suite struct PerInstanceSeriesTests {
-    @Test func labelsAreEscapedAndNumbersWrittenExactly() throws {
+    @Test func labelsAreEscapedAndNumbersWrittenExactly() async throws {
         let instances = [
             InstanceNumbers(
                 namespace: "we\"ird\\ns", id: "line\nbreak", linearMemoryBytes: 131_072, memoryCapBytes: 1 << 20,
@@ -471,7 +466,7 @@ extension DaemonEndToEndTests {
         #expect(text.contains("wasmlet_instance_cpu_seconds_total{namespace=\"a\",id=\"b\"} 12.5\n"))
         #expect(text.contains("wasmlet_instance_linear_memory_bytes{namespace=\"a\",id=\"b\"} 0\n"))
         #expect(text.contains("\nwasmlet_instance_series_omitted 3\n"))
-        let lint = try run("/usr/bin/promtool", ["check", "metrics"], stdin: text)
+        let lint = try await run("/usr/bin/promtool", ["check", "metrics"], stdin: text)
         #expect(lint.status == 0 && lint.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "promtool: \(lint.output)")
 
         let off = WasmletMetrics(states: ["running"], exitReasons: ["exited"]) { RuntimeNumbers() }
