@@ -101,7 +101,7 @@ public struct Daemon {
         let eventPublisher = TaskEventPublisher(logger: logger)
         let taskService = ContainerdTaskService(service: service, publisher: eventPublisher, logger: logger)
         taskService.register(in: &registry)
-        taskService.pruneOrphanedTasks()
+        await taskService.pruneOrphanedTasks()
         let authorizer = PeerAuthorizer(
             daemonUID: getuid(), groupID: configuration.group.flatMap { GroupLookup.gid(named: $0) })
         let protocolLogger = logger

@@ -73,7 +73,7 @@ final class ContainerdTaskService: Sendable {
                     }
                 }
             }
-            add(ContainerdTaskAPI.create) { try $0.create($1, $2) }
+            add(ContainerdTaskAPI.create) { try await $0.create($1, $2) }
             add(ContainerdTaskAPI.start) { try $0.start($1, $2) }
             add(ContainerdTaskAPI.wait) { try await $0.wait($1, $2) }
             add(ContainerdTaskAPI.kill) { try $0.kill($1, $2) }
@@ -96,7 +96,7 @@ final class ContainerdTaskService: Sendable {
     /// After a restart: forgets containerd tasks whose bundle directory is gone. containerd
     /// removes a bundle once it has deleted the task, so such a record can only be one whose
     /// Delete never reached this daemon (it was down); nobody would ever delete it.
-    func pruneOrphanedTasks() {
+    func pruneOrphanedTasks() async {
         for record in service.directory.allRecovered()
         where record.labels[TaskSpecMapping.Label.owner] == TaskSpecMapping.Label.ownerContainerd {
             guard let bundle = record.labels[TaskSpecMapping.Label.bundle], !FileManager.default.fileExists(atPath: bundle)
@@ -105,7 +105,7 @@ final class ContainerdTaskService: Sendable {
             delete.namespace = record.namespace
             delete.id = record.id
             do {
-                _ = try service.delete(delete)
+                _ = try await service.deleteDurably(delete)
                 logger.info("forgot a containerd task whose bundle is gone", metadata: ["namespace": "\(record.namespace)", "id": "\(record.id)"])
             } catch {
                 logger.warning("cannot forget an orphaned containerd task", metadata: ["id": "\(record.id)", "error": "\(error)"])
@@ -115,7 +115,10 @@ final class ContainerdTaskService: Sendable {
 
     // MARK: Methods
 
-    func create(_ context: TTRPCCallContext, _ request: Containerd_Task_V2_CreateTaskRequest) throws
+    /// Answers once the instance's record is durable. Suspends meanwhile (`createDurably`): the
+    /// blocking `RuntimeService.create` would hold a thread of the shared concurrency pool until
+    /// the journal's fdatasync, and enough concurrent Creates would stall every other task.
+    func create(_ context: TTRPCCallContext, _ request: Containerd_Task_V2_CreateTaskRequest) async throws
         -> Containerd_Task_V2_CreateTaskResponse
     {
         let identity = try ShimIdentity(context)
@@ -129,7 +132,7 @@ final class ContainerdTaskService: Sendable {
         }
         let create = try TaskSpecMapping.createRequest(
             task: request, spec: spec, identity: identity, sandboxModuleDigest: sandboxDigest)
-        _ = try service.create(create)
+        _ = try await service.createDurably(create)
         let key = InstanceKey(namespace: identity.namespace, id: request.id)
         tasks.withLock {
             $0[key] = Task(
@@ -258,7 +261,8 @@ final class ContainerdTaskService: Sendable {
         var delete = Wasmlet_V1_DeleteRequest()
         delete.namespace = key.namespace
         delete.id = key.id
-        let deleted = try service.delete(delete)
+        // Suspends, not blocks, until the removal is durable (see `create`).
+        let deleted = try await service.deleteDurably(delete)
         tasks.withLock { $0[key] = nil }
 
         var response = Containerd_Task_V2_DeleteResponse()
