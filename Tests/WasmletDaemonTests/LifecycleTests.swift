@@ -108,5 +108,43 @@ extension DaemonEndToEndTests {
             #expect(try await client.wait("s").reason == .killed)
             await client.close()
         }
+
+        /// List answers from encoded instances kept between calls: every change of state, a
+        /// delete, and a new instance under an old id must show in the very next List.
+        @Test func listFollowsEveryChangeAfterBeingCached() async throws {
+            let directory = try TemporaryDirectory()
+            let daemon = try await DaemonProcess(directory: directory)
+            defer { daemon.killAndReap() }
+            let client = try await daemon.client()
+            func listed() async throws -> [String: Wasmlet_V1_Instance] {
+                Dictionary(uniqueKeysWithValues: try await client.list().map { ($0.id, $0) })
+            }
+            _ = try await client.create("a", module: example("hello"))
+            _ = try await client.create("b", module: example("sleeper"), labels: ["keep": "yes"])
+            var all = try await listed()
+            #expect(all["a"]?.state == .created && all["b"]?.state == .created)
+            // A filtered List fills the cache too; the full one after it must agree with it.
+            #expect(try await client.list(labels: ["keep": "yes"]).map(\.id) == ["b"])
+
+            _ = try await client.start("a")
+            _ = try await client.wait("a")
+            _ = try await client.start("b")
+            all = try await listed()
+            #expect(all["a"]?.state == .exited && all["a"]?.exit.reason == .exited && all["a"]?.hasStartedAt == true)
+            #expect(all["b"]?.state == .running && all["b"]?.hasExit == false)
+
+            try await client.kill("b", signal: 9)
+            _ = try await client.wait("b")
+            #expect(try await listed()["b"]?.exit.code == 137)
+
+            let oldSerial = all["a"]?.serial
+            _ = try await client.delete("a")
+            #expect(try await listed()["a"] == nil)
+            _ = try await client.create("a", module: example("hello"), labels: ["new": "1"])
+            let again = try await listed()["a"]
+            #expect(again?.state == .created && again?.labels == ["new": "1"] && again?.serial != oldSerial)
+            #expect(try await client.list(labels: ["new": "1"]).map(\.id) == ["a"])
+            await client.close()
+        }
     }
 }
