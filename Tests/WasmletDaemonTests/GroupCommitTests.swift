@@ -105,15 +105,5 @@ extension DaemonEndToEndTests {
             #expect(Set(try await again.list(namespace: "test").map(\.id)) == ["after", "before"])
             await again.close()
         }
-
-        private func chattr(_ flag: String, _ path: String) -> Bool {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/chattr")
-            process.arguments = [flag, path]
-            process.standardError = FileHandle.nullDevice
-            guard (try? process.run()) != nil else { return false }
-            process.waitUntilExit()
-            return process.terminationStatus == 0
-        }
     }
 }

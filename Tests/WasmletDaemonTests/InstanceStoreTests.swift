@@ -237,14 +237,4 @@ import WasmletRuntime
         let recovered = try Self.recovered(directory.path + "/crash")
         #expect(Set(recovered.keys) == ["before", "after"])
     }
-
-    func chattr(_ flag: String, _ path: String) -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/chattr")
-        process.arguments = [flag, path]
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
-    }
 }

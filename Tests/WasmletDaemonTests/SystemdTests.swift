@@ -2,55 +2,13 @@ import Foundation
 import Glibc
 import Testing
 
-/// The service manager's end of NOTIFY_SOCKET: a datagram socket the daemon sends to.
-final class NotifyReceiver {
-    let path: String
-    private let fd: Int32
-
-    init(directory: TemporaryDirectory) throws {
-        path = directory.path + "/notify.sock"
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard fd >= 0, result == 0 else { throw POSIXError(.init(rawValue: errno)!) }
-    }
-
-    deinit { close(fd) }
-
-    func receive(timeoutMilliseconds: Int32) -> String? {
-        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&poller, 1, timeoutMilliseconds) == 1 else { return nil }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let count = recv(fd, &buffer, buffer.count, 0)
-        guard count >= 0 else { return nil }
-        return String(decoding: buffer[0..<count], as: UTF8.self)
-    }
-
-    /// Datagrams until one satisfies `match` (returned last), or nil after `timeout`.
-    func waitFor(timeout: Duration = .seconds(60), _ match: (String) -> Bool) -> (String, [String])? {
-        let clock = ContinuousClock()
-        let end = clock.now + timeout
-        var seen: [String] = []
-        while clock.now < end {
-            guard let message = receive(timeoutMilliseconds: 100) else { continue }
-            seen.append(message)
-            if match(message) { return (message, seen) }
-        }
-        return nil
-    }
-}
-
 extension DaemonEndToEndTests {
     @Suite struct Systemd {
         /// READY=1 after the socket listens, STATUS= with counts, RELOADING=1 + MONOTONIC_USEC
         /// then READY=1 on SIGHUP, WATCHDOG=1 with WATCHDOG_USEC, STOPPING=1 on SIGTERM.
         @Test func notifyProtocolWithARealReceiver() async throws {
             let directory = try TemporaryDirectory()
-            let receiver = try NotifyReceiver(directory: directory)
+            let receiver = try DatagramReceiver(directory: directory, name: "notify.sock")  // NOTIFY_SOCKET
             let config = directory.path + "/wasmletd.toml"
             try "log_level = \"info\"\n".write(toFile: config, atomically: true, encoding: .utf8)
             let daemon = try await DaemonProcess(
@@ -60,34 +18,34 @@ extension DaemonEndToEndTests {
                 waitForSocket: false)
             defer { daemon.killAndReap() }
 
-            let ready = receiver.waitFor { $0.split(separator: "\n").contains("READY=1") }
+            let ready = await receiver.waitFor { $0.split(separator: "\n").contains("READY=1") }
             let readyMessage = try #require(ready?.0, "no READY=1; log:\n\(daemon.log)")
             // The socket must already accept connections when READY=1 arrives.
             #expect((try? RawConnection(daemon.socketPath)) != nil)
             #expect(readyMessage.contains("STATUS=0 running, 0 created, 0 exited"))
 
-            let watchdog = receiver.waitFor(timeout: .seconds(10)) { $0 == "WATCHDOG=1" }
+            let watchdog = await receiver.waitFor(timeout: .seconds(10)) { $0 == "WATCHDOG=1" }
             #expect(watchdog != nil, "no WATCHDOG=1")
 
             let client = try await daemon.client()
             _ = try await client.create("counted", module: example("hello"))
-            let status = receiver.waitFor(timeout: .seconds(10)) { $0.hasPrefix("STATUS=") && $0.contains("1 created") }
+            let status = await receiver.waitFor(timeout: .seconds(10)) { $0.hasPrefix("STATUS=") && $0.contains("1 created") }
             #expect(status?.0 == "STATUS=0 running, 1 created, 0 exited")
 
             // SIGHUP: RELOADING=1 with MONOTONIC_USEC in the same datagram, then READY=1.
             try "log_level = \"debug\"\n".write(toFile: config, atomically: true, encoding: .utf8)
             daemon.signal(SIGHUP)
-            let reloading = receiver.waitFor(timeout: .seconds(10)) { $0.contains("RELOADING=1") }
+            let reloading = await receiver.waitFor(timeout: .seconds(10)) { $0.contains("RELOADING=1") }
             let reloadingMessage = try #require(reloading?.0)
             let monotonic = reloadingMessage.split(separator: "\n").first { $0.hasPrefix("MONOTONIC_USEC=") }
             #expect(monotonic.flatMap { UInt64($0.dropFirst("MONOTONIC_USEC=".count)) } ?? 0 > 0)
-            let readyAgain = receiver.waitFor(timeout: .seconds(10)) { $0.split(separator: "\n").contains("READY=1") }
+            let readyAgain = await receiver.waitFor(timeout: .seconds(10)) { $0.split(separator: "\n").contains("READY=1") }
             #expect(readyAgain != nil)
             #expect(await eventually { daemon.log.contains("configuration reloaded") })
             #expect(daemon.isRunning)
 
             daemon.signal(SIGTERM)
-            let stopping = receiver.waitFor(timeout: .seconds(10)) { $0.contains("STOPPING=1") }
+            let stopping = await receiver.waitFor(timeout: .seconds(10)) { $0.contains("STOPPING=1") }
             #expect(stopping != nil)
             #expect(await daemon.waitForExit()?.status == 0)
             await client.close()
@@ -95,11 +53,11 @@ extension DaemonEndToEndTests {
 
         @Test func watchdogStaysQuietWithoutWatchdogUsec() async throws {
             let directory = try TemporaryDirectory()
-            let receiver = try NotifyReceiver(directory: directory)
+            let receiver = try DatagramReceiver(directory: directory, name: "notify.sock")  // NOTIFY_SOCKET
             let daemon = try await DaemonProcess(directory: directory, environment: ["NOTIFY_SOCKET": receiver.path])
             defer { daemon.killAndReap() }
-            #expect(receiver.waitFor { $0.contains("READY=1") } != nil)
-            #expect(receiver.waitFor(timeout: .seconds(1)) { $0 == "WATCHDOG=1" } == nil)
+            #expect(await receiver.waitFor { $0.contains("READY=1") } != nil)
+            #expect(await receiver.waitFor(timeout: .seconds(1)) { $0 == "WATCHDOG=1" } == nil)
         }
 
         /// Through the real systemd-socket-activate: the daemon adopts the inherited "api"

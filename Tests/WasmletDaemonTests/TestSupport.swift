@@ -152,6 +152,75 @@ final class DaemonProcess: @unchecked Sendable {
     func client() async throws -> RuntimeClient { try await RuntimeClient(socketPath: socketPath) }
 }
 
+/// A bound Unix datagram socket in a test's directory that the daemon sends to: the service
+/// manager's end of NOTIFY_SOCKET, or journald's of /run/systemd/journal/socket. Receiving
+/// never blocks a thread: waits poll with Task.sleep in between.
+final class DatagramReceiver: @unchecked Sendable {
+    let path: String
+    private let fd: Int32
+
+    init(directory: TemporaryDirectory, name: String) throws {
+        path = directory.path + "/" + name
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.init(rawValue: errno)!) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else {
+            let code = errno
+            close(fd)
+            throw POSIXError(.init(rawValue: code)!)
+        }
+        chmod(path, 0o666)  // whoever the sender runs as
+    }
+
+    deinit { close(fd) }
+
+    /// A datagram already queued, or nil.
+    func receiveNow() -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        let count = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+        guard count >= 0 else { return nil }
+        return Array(buffer[0..<count])
+    }
+
+    /// Datagrams as they arrive until `timeout`; stops early when `body` returns false.
+    func receive(timeout: Duration, _ body: ([UInt8]) -> Bool) async {
+        let end = ContinuousClock.now + timeout
+        while true {
+            while let datagram = receiveNow() {
+                if !body(datagram) { return }
+            }
+            if ContinuousClock.now >= end { return }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Every datagram received until `timeout` passes.
+    func collect(for timeout: Duration) async -> [[UInt8]] {
+        var datagrams: [[UInt8]] = []
+        await receive(timeout: timeout) { datagrams.append($0); return true }
+        return datagrams
+    }
+
+    /// Datagrams, as text, until one satisfies `match` (returned, and last of all seen), or nil
+    /// after `timeout`.
+    func waitFor(timeout: Duration = .seconds(60), _ match: (String) -> Bool) async -> (String, [String])? {
+        var seen: [String] = []
+        var found: String?
+        await receive(timeout: timeout) { datagram in
+            let message = String(decoding: datagram, as: UTF8.self)
+            seen.append(message)
+            if match(message) { found = message }
+            return found == nil
+        }
+        return found.map { ($0, seen) }
+    }
+}
+
 /// The wasmlet.v1.Runtime calls over a real TTRPCClient connection.
 struct RuntimeClient {
     let connection: TTRPCClient
@@ -355,6 +424,13 @@ func versionRequestFrame(streamID: UInt32) throws -> [UInt8] {
 func decodeResponse(_ payload: [UInt8]) throws -> (code: Int32, message: String, payload: Data) {
     let response = try Ttrpc_Response(serializedBytes: payload)
     return (response.status.code, response.status.message, response.payload)
+}
+
+/// `chattr FLAG PATH` (e.g. +i: EPERM for every write, even root's); false if it failed or
+/// the file system does not support it. Blocks for this quick tool: callers undo it in `defer`.
+func chattr(_ flag: String, _ path: String) -> Bool {
+    let child = try? ChildProcess("/usr/bin/chattr", [flag, path], environment: ProcessInfo.processInfo.environment)
+    return child?.waitBlocking() == .exited(0)
 }
 
 /// Polls `condition` until it holds or `timeout` passes.

@@ -116,47 +116,10 @@ func canUnshareMountNamespace() -> Bool {
     return child?.waitBlocking() == .exited(0)
 }
 
-/// journald's end of /run/systemd/journal/socket: a datagram socket the test binds in its own
-/// directory; wasmletd reaches it through a symlink in its private /run.
-final class JournalReceiver {
-    let path: String
-    private let fd: Int32
-
-    init(directory: TemporaryDirectory) throws {
-        path = directory.path + "/journal.sock"
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard fd >= 0, result == 0 else { throw POSIXError(.init(rawValue: errno)!) }
-        chmod(path, 0o666)
-    }
-
-    deinit { close(fd) }
-
-    /// The next entry, decoded from journald's native protocol, or nil after the timeout.
-    func receive(timeoutMilliseconds: Int32) -> [String: String]? {
-        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&poller, 1, timeoutMilliseconds) == 1 else { return nil }
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        let count = recv(fd, &buffer, buffer.count, 0)
-        guard count >= 0 else { return nil }
-        return Self.decode(Array(buffer[0..<count]))
-    }
-
-    /// Entries until `timeout` passes.
-    func collect(for timeout: Duration) -> [[String: String]] {
-        let end = ContinuousClock.now + timeout
-        var entries: [[String: String]] = []
-        while ContinuousClock.now < end {
-            if let entry = receive(timeoutMilliseconds: 100) { entries.append(entry) }
-        }
-        return entries
-    }
-
+/// journald's native protocol, as wasmletd sends it to /run/systemd/journal/socket (a
+/// DatagramReceiver the test binds in its own directory; wasmletd reaches it through a symlink
+/// in its private /run).
+enum JournalEntry {
     /// `NAME=value\n`, or `NAME\n<64-bit little-endian length><value>\n` for values with newlines.
     static func decode(_ bytes: [UInt8]) -> [String: String] {
         var fields: [String: String] = [:]
@@ -400,7 +363,7 @@ extension DaemonEndToEndTests {
         @Test(.enabled(if: canUnshareMountNamespace(), "needs unshare --mount (root)"))
         func journalEntriesCarryTheInstanceFields() async throws {
             let directory = try TemporaryDirectory()
-            let receiver = try JournalReceiver(directory: directory)
+            let receiver = try DatagramReceiver(directory: directory, name: "journal.sock")  // journald
             let script = """
                 mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal \
                 && ln -s "$WASMLET_TEST_JOURNAL" /run/systemd/journal/socket \
@@ -421,7 +384,7 @@ extension DaemonEndToEndTests {
             #expect(try await client.wait("victim").reason == .killed)
             await client.close()
 
-            let entries = receiver.collect(for: .seconds(2))
+            let entries = await receiver.collect(for: .seconds(2)).map(JournalEntry.decode)
             #expect(entries.contains { $0["MESSAGE"] == "wasmletd ready" }, "entries: \(entries)")
             let exits = entries.filter { $0["MESSAGE"] == "instance exited" }
             let greeter = exits.filter { $0["WASMLET_ID"] == "greeter" }
