@@ -11,11 +11,13 @@ import WasmletTTRPC
 /// 1. configuration (flags over file over defaults); a bad one stops here, naming the problem;
 /// 2. signal handling, before anything can take long (a SIGHUP must not kill a starting daemon);
 /// 3. inherited sockets (must be taken before other threads could fork);
-/// 4. recovery of the durable records (instances that were running are now daemon_restarted);
-/// 5. the runtime, then the API socket (activated, or bound 0660 root:group);
-/// 6. READY=1 — only now: the socket listens and the state is recovered;
-/// 7. STATUS= updates and the watchdog;
-/// 8. signals until SIGTERM/SIGINT, then the drain (`ShutdownDrain`), exit 0.
+/// 4. the metrics/health endpoint (activated "metrics" descriptor, or bound), so that during a
+///    long recovery `/readyz` answers 503 "recovering state" rather than refusing connections;
+/// 5. recovery of the durable records (instances that were running are now daemon_restarted);
+/// 6. the runtime, then the API socket (activated, or bound 0660 root:group);
+/// 7. READY=1 — only now: the socket listens and the state is recovered; `/readyz` turns 200;
+/// 8. STATUS= updates and the watchdog;
+/// 9. signals until SIGTERM/SIGINT, then the drain (`ShutdownDrain`), exit 0.
 public struct Daemon {
     let options: DaemonOptions
 
@@ -43,12 +45,37 @@ public struct Daemon {
     }
 
     private func serve(_ initial: DaemonConfiguration, levelBox: LogLevelBox, logger: Logger) async throws -> Int32 {
-        var configuration = initial
         let signals = SignalEvents()
-        let notifier = SystemdNotifier()
         let activatedSockets = try APISocket.takeActivated(logger: logger)
-        let activated = activatedSockets.api
-        let daemonMetrics = DaemonMetrics(settings: configuration.metricsSettings)
+        let daemonMetrics = DaemonMetrics(settings: initial.metricsSettings)
+        let readiness = DaemonReadiness()
+        // Before recovery: /metrics (without the runtime's numbers yet), /healthz 200 and
+        // /readyz 503 "recovering state" while the records are read.
+        let metricsServer = try await MetricsEndpoint.serve(
+            activated: activatedSockets.metrics, address: initial.metricsAddress,
+            endpoints: MetricsServer.Endpoints(
+                metrics: { daemonMetrics.metrics.scrape() },
+                healthy: { readiness.isHealthy },
+                notReadyReason: { readiness.notReadyReason }),
+            logger: logger)
+        do {
+            return try await recoverAndServe(
+                initial, signals: signals, activatedAPI: activatedSockets.api, daemonMetrics: daemonMetrics,
+                readiness: readiness, metricsServer: metricsServer, levelBox: levelBox, logger: logger)
+        } catch {
+            await metricsServer.shutdown()
+            throw error
+        }
+    }
+
+    /// Steps 5 to 9, with the metrics endpoint already up.
+    private func recoverAndServe(
+        _ initial: DaemonConfiguration, signals: SignalEvents, activatedAPI activated: CInt?, daemonMetrics: DaemonMetrics,
+        readiness: DaemonReadiness, metricsServer: MetricsHandle, levelBox: LogLevelBox, logger: Logger
+    ) async throws -> Int32 {
+        var configuration = initial
+        let notifier = SystemdNotifier()
+        try await TestHooks.holdRecovery(logger: logger)
 
         let store: InstanceStore
         let recovery: InstanceStore.Recovery
@@ -72,6 +99,7 @@ public struct Daemon {
         daemonMetrics.recoveredExits(recovery.markedExited.count)
         let directory = InstanceDirectory()
         directory.addRecovered(recovery.instances)
+        readiness.set(.starting)
         logger.info(
             "state recovered",
             metadata: [
@@ -87,13 +115,7 @@ public struct Daemon {
         let service = RuntimeService(
             runtime: runtime, store: store, directory: directory, logger: logger, observer: daemonMetrics)
         let probe = ProgressProbe(runtime: runtime)
-        let metricsServer = try await MetricsEndpoint.serve(
-            activated: activatedSockets.metrics, address: configuration.metricsAddress,
-            endpoints: MetricsServer.Endpoints(
-                metrics: { daemonMetrics.metrics.scrape() },
-                healthy: { probe.isHealthy },
-                ready: { daemonMetrics.isAccepting && !service.isDraining }),
-            logger: logger)
+        readiness.attach(probe)
 
         var registry = TTRPCServiceRegistry()
         service.register(in: &registry)
@@ -120,7 +142,7 @@ public struct Daemon {
             serverConfiguration: serverConfiguration, logger: logger)
 
         notifier.ready(status: StatusReporter.text(service.counts()))
-        daemonMetrics.setAccepting(true)
+        readiness.set(.ready)
         logger.info("wasmletd ready", metadata: ["version": "\(DaemonVersion.version)", "pid": "\(getpid())"])
 
         var watchdog: Watchdog?
@@ -157,6 +179,7 @@ public struct Daemon {
         }
 
         statusTask.cancel()
+        readiness.set(.draining)
         await ShutdownDrain(
             runtime: runtime, service: service, store: store, server: server, notifier: notifier, logger: logger
         ).run(grace: configuration.shutdownGrace)
@@ -208,5 +231,24 @@ public struct Daemon {
         if let value = settings.memoryBudgetBytes { configuration.memoryBudgetBytes = value }
         if let value = settings.defaultMemoryCapBytes { configuration.defaultMemoryCapBytes = value }
         return configuration
+    }
+}
+
+/// Knobs for tests only, read from the environment. Never set them in production.
+enum TestHooks {
+    /// Test-only: `WASMLET_TEST_RECOVERY_GATE=<path>` holds the daemon before it recovers its
+    /// state until `<path>` exists, so a test can observe what clients and probes see during a
+    /// long recovery (e.g. `/readyz` answering 503 "recovering state") without depending on how
+    /// fast recovery is.
+    static let recoveryGateVariable = "WASMLET_TEST_RECOVERY_GATE"
+
+    static func holdRecovery(logger: Logger) async throws {
+        guard let value = getenv(recoveryGateVariable), value.pointee != 0 else { return }
+        let path = String(cString: value)
+        logger.warning("test hook \(recoveryGateVariable): holding recovery until \(path) exists")
+        while access(path, F_OK) != 0 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        logger.warning("test hook \(recoveryGateVariable): \(path) exists; recovering")
     }
 }

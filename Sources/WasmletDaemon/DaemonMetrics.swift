@@ -24,12 +24,11 @@ struct MetricsSettings: Sendable, Equatable {
 }
 
 /// Feeds `WasmletMetrics` from the daemon: runtime events (starts, exits), guest-thread hooks
-/// (instantiation time), API requests, and at scrape time the runtime's statistics. Also holds
-/// the readiness flag for `/readyz`.
+/// (instantiation time), API requests, and at scrape time the runtime's statistics (`/readyz`
+/// is `DaemonReadiness`).
 final class DaemonMetrics: RequestObserver {
     let metrics: WasmletMetrics
     private let pendingKills = Mutex<[InstanceKey: ContinuousClock.Instant]>([:])
-    private let accepting = Atomic<Bool>(false)
     private let box: RuntimeBox
 
     init(settings: MetricsSettings = MetricsSettings()) {
@@ -49,10 +48,6 @@ final class DaemonMetrics: RequestObserver {
             metrics.recordInstantiate(seconds: Self.seconds(entry.instantiateDuration))
         })
     }
-
-    /// Ready once recovered and serving; `draining` turns it off again.
-    func setAccepting(_ value: Bool) { accepting.store(value, ordering: .sequentiallyConsistent) }
-    var isAccepting: Bool { accepting.load(ordering: .sequentiallyConsistent) }
 
     func recoveredExits(_ count: Int) {
         for _ in 0..<count { metrics.instanceExited(reason: ExitReason.daemonRestarted.rawValue, runSeconds: nil) }

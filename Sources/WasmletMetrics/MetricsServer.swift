@@ -5,7 +5,8 @@ import NIOPosix
 /// The observability endpoint, HTTP/1.1 on SwiftNIO:
 /// - `GET /metrics`: the Prometheus text format (0.0.4);
 /// - `GET /healthz`: 200 while `healthy()` (the scheduler makes progress), else 503;
-/// - `GET /readyz`: 200 while `ready()` (state recovered, accepting work), else 503.
+/// - `GET /readyz`: 200 while `notReadyReason()` is nil (state recovered, accepting work), else
+///   503 with the reason as a one-line body ("recovering state").
 /// Other paths answer 404, other methods 405, malformed requests 400 (NIO's protocol error
 /// handler), request heads over `maxHeaderBytes` 431, bodies 413. A bad request only ever
 /// costs its own connection.
@@ -13,15 +14,25 @@ public final class MetricsServer: Sendable {
     public struct Endpoints: Sendable {
         public var metrics: @Sendable () -> [UInt8]
         public var healthy: @Sendable () -> Bool
-        public var ready: @Sendable () -> Bool
+        /// nil while ready; otherwise why not, one line (the body of `/readyz`'s 503).
+        public var notReadyReason: @Sendable () -> String?
 
+        /// `/readyz` answers 503 "not ready" while `ready()` is false.
         public init(
             metrics: @escaping @Sendable () -> [UInt8], healthy: @escaping @Sendable () -> Bool,
             ready: @escaping @Sendable () -> Bool
         ) {
+            self.init(metrics: metrics, healthy: healthy, notReadyReason: { ready() ? nil : "not ready" })
+        }
+
+        /// `/readyz` answers 503 with the reason while `notReadyReason()` gives one.
+        public init(
+            metrics: @escaping @Sendable () -> [UInt8], healthy: @escaping @Sendable () -> Bool,
+            notReadyReason: @escaping @Sendable () -> String?
+        ) {
             self.metrics = metrics
             self.healthy = healthy
-            self.ready = ready
+            self.notReadyReason = notReadyReason
         }
     }
 
@@ -141,8 +152,12 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             endpoints.healthy()
                 ? send(context, head, .ok, "ok\n") : send(context, head, .serviceUnavailable, "scheduler is not making progress\n")
         default:
-            endpoints.ready()
-                ? send(context, head, .ok, "ready\n") : send(context, head, .serviceUnavailable, "not ready\n")
+            if let reason = endpoints.notReadyReason() {
+                let line = reason.split(whereSeparator: \.isNewline).joined(separator: " ")
+                send(context, head, .serviceUnavailable, line + "\n")
+            } else {
+                send(context, head, .ok, "ready\n")
+            }
         }
     }
 

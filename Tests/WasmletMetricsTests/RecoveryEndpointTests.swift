@@ -1,0 +1,83 @@
+import Foundation
+import Glibc
+import Testing
+import WasmletAPI
+
+// Daemons here are stopped by DaemonProcess's deinit (SIGKILL); `withExtendedLifetime` keeps
+// each one alive to the end of its test.
+
+extension DaemonEndToEndTests {
+    /// The metrics endpoint while, and after, a daemon recovers its state.
+    @Suite struct RecoveryEndpoint {
+        /// A state directory left by a daemon killed with an instance created; the next daemon
+        /// is held before recovery by the test-only WASMLET_TEST_RECOVERY_GATE. Meanwhile the
+        /// endpoint answers: /readyz 503 "recovering state", /healthz 200, /metrics 200, and the
+        /// API socket is not served. Once recovery may go on, /readyz turns 200 and the
+        /// recovered instance is there.
+        @Test func readyzAnswers503WhileRecoveringThen200() async throws {
+            let directory = try TemporaryDirectory()
+            let state = directory.path + "/state"
+            let first = try await DaemonProcess(directory: directory, stateDirectory: state, logName: "first.log")
+            let early = try await first.client()
+            try await createInstance(early, "left", module: "hello")
+            await early.close()
+            first.signal(SIGKILL)
+            _ = await first.waitForExit()
+
+            let gate = directory.path + "/recover-now"
+            let port = try freePort()
+            let daemon = try await DaemonProcess(
+                directory: directory, stateDirectory: state, arguments: ["--metrics-address", "127.0.0.1:\(port)"],
+                environment: ["WASMLET_TEST_RECOVERY_GATE": gate], waitForSocket: false, logName: "second.log")
+            #expect(
+                await eventually(timeout: .seconds(60)) { (try? get(port: port, "/readyz").status) == 503 },
+                "the endpoint must answer while recovery is held; log:\n\(daemon.log)")
+            let recovering = try get(port: port, "/readyz")
+            #expect(recovering.status == 503)
+            #expect(body(of: recovering.text) == "recovering state\n")
+            #expect(try get(port: port, "/healthz").status == 200)
+            let metrics = try get(port: port, "/metrics")
+            #expect(metrics.status == 200)
+            #expect(sampleValue(body(of: metrics.text), "wasmlet_instances{state=\"created\"}") == 0)
+            #expect((try? RawConnection(daemon.socketPath)) == nil, "the API is not served before the state is recovered")
+            #expect(daemon.log.contains("holding recovery"))
+
+            _ = FileManager.default.createFile(atPath: gate, contents: nil)
+            #expect(
+                await eventually(timeout: .seconds(60)) { (try? get(port: port, "/readyz").status) == 200 },
+                "log:\n\(daemon.log)")
+            #expect(body(of: try get(port: port, "/readyz").text) == "ready\n")
+            // Ready means serving: the API socket accepts, and the state is recovered.
+            let client = try await daemon.client()
+            #expect(try await client.inspect("left").exit.reason == .daemonRestarted)
+            await client.close()
+            withExtendedLifetime(daemon) {}
+        }
+
+        /// The same under socket activation: the inherited "metrics" descriptor is served before
+        /// recovery, so the connection that made systemd-socket-activate start the daemon gets
+        /// 503 "recovering state" instead of waiting for a long recovery.
+        @Test(.enabled(if: access("/usr/bin/systemd-socket-activate", X_OK) == 0))
+        func socketActivatedReadyzAnswersWhileRecovering() async throws {
+            let directory = try TemporaryDirectory()
+            let gate = directory.path + "/recover-now"
+            let port = try freePort()
+            let daemon = try await DaemonProcess(
+                directory: directory, launcher: "/usr/bin/systemd-socket-activate",
+                launcherArguments: ["-l", "127.0.0.1:\(port)", "--fdname=metrics", "-E", "WASMLET_TEST_RECOVERY_GATE=\(gate)"],
+                waitForSocket: false)
+            #expect(
+                await eventually(timeout: .seconds(60)) {
+                    guard let answer = try? get(port: port, "/readyz") else { return false }
+                    return answer.status == 503 && body(of: answer.text) == "recovering state\n"
+                }, "log:\n\(daemon.log)")
+            #expect(daemon.log.contains("serving metrics on the socket-activated descriptor"))
+            _ = FileManager.default.createFile(atPath: gate, contents: nil)
+            #expect(
+                await eventually(timeout: .seconds(60)) { (try? get(port: port, "/readyz").status) == 200 },
+                "log:\n\(daemon.log)")
+            try await daemon.waitUntilServing()
+            withExtendedLifetime(daemon) {}
+        }
+    }
+}
