@@ -99,6 +99,7 @@ public struct Daemon {
         daemonMetrics.recoveredExits(recovery.markedExited.count)
         let directory = InstanceDirectory()
         directory.addRecovered(recovery.instances)
+        daemonMetrics.attach(recovered: directory)
         readiness.set(.starting)
         logger.info(
             "state recovered",

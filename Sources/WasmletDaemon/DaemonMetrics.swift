@@ -24,8 +24,8 @@ struct MetricsSettings: Sendable, Equatable {
 }
 
 /// Feeds `WasmletMetrics` from the daemon: runtime events (starts, exits), guest-thread hooks
-/// (instantiation time), API requests, and at scrape time the runtime's statistics (`/readyz`
-/// is `DaemonReadiness`).
+/// (instantiation time), API requests, and at scrape time the runtime's statistics and the
+/// instances recovered from disk (`/readyz` is `DaemonReadiness`).
 final class DaemonMetrics: RequestObserver {
     let metrics: WasmletMetrics
     private let pendingKills = Mutex<[InstanceKey: ContinuousClock.Instant]>([:])
@@ -40,6 +40,10 @@ final class DaemonMetrics: RequestObserver {
     }
 
     func attach(_ runtime: WasmletRuntime) { box.set(runtime) }
+
+    /// Instances recovered from disk have exited (with the previous daemon) but are not in the
+    /// runtime: `wasmlet_instances{state="exited"}` counts them too, until they are deleted.
+    func attach(recovered directory: InstanceDirectory) { box.set(recovered: directory) }
 
     /// For `WasmletRuntime.init`: the instantiation time measured on each guest's thread.
     var runtimeHooks: RuntimeHooks {
@@ -95,17 +99,23 @@ final class DaemonMetrics: RequestObserver {
 
 private final class RuntimeBox: Sendable {
     private let holder = Mutex<WasmletRuntime?>(nil)
+    private let directory = Mutex<InstanceDirectory?>(nil)
     private let settings: MetricsSettings
 
     init(settings: MetricsSettings) { self.settings = settings }
 
     func set(_ runtime: WasmletRuntime) { holder.withLock { $0 = runtime } }
 
+    func set(recovered directory: InstanceDirectory) { self.directory.withLock { $0 = directory } }
+
     func numbers() -> RuntimeNumbers {
-        guard let runtime = holder.withLock({ $0 }) else { return RuntimeNumbers() }
+        let recovered = directory.withLock { $0 }?.recoveredCount ?? 0
+        guard let runtime = holder.withLock({ $0 }) else {
+            return RuntimeNumbers(instancesByState: ["created": 0, "running": 0, "exited": recovered])
+        }
         let s = runtime.statistics()
         var numbers = RuntimeNumbers(
-            instancesByState: ["created": s.created, "running": s.running, "exited": s.exited],
+            instancesByState: ["created": s.created, "running": s.running, "exited": s.exited + recovered],
             memoryReservedBytes: s.memoryReservedBytes, memoryBudgetBytes: s.memoryBudgetBytes,
             moduleCacheEntries: s.moduleCacheEntries, moduleCacheBytes: s.moduleCacheBytes,
             moduleCacheHits: s.moduleCacheHits, moduleCacheMisses: s.moduleCacheMisses,

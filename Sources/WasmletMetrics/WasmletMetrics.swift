@@ -117,7 +117,11 @@ public final class WasmletMetrics: Sendable {
         var instances: [String: Gauge] = [:]
         for state in states {
             instances[state] = registry.makeGauge(
-                descriptor: d("instances", "", "Instances known to the runtime, by state."), labels: [("state", state)])
+                descriptor: d(
+                    "instances", "",
+                    "Instances the daemon knows, by state (exited includes those recovered from an earlier daemon's records, until they are deleted)."
+                ),
+                labels: [("state", state)])
         }
         self.instances = instances
         starts = registry.makeCounter(descriptor: d("instance_starts", "total", "Instances started."))

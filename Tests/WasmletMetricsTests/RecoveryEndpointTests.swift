@@ -79,5 +79,62 @@ extension DaemonEndToEndTests {
             try await daemon.waitUntilServing()
             withExtendedLifetime(daemon) {}
         }
+
+        /// Instances recovered from disk as exited (by themselves, or daemon_restarted) count in
+        /// wasmlet_instances{state="exited"} beside the runtime's own, and leave it when deleted;
+        /// promtool finds nothing in any scrape.
+        @Test func recoveredInstancesCountAsExited() async throws {
+            let directory = try TemporaryDirectory()
+            let state = directory.path + "/state"
+            let first = try await DaemonProcess(directory: directory, stateDirectory: state, logName: "first.log")
+            let early = try await first.client()
+            try await createInstance(early, "done", module: "hello")
+            _ = try await early.start("done")
+            #expect(try await early.wait("done").code == 0)
+            try await createInstance(early, "waiting", module: "hello")
+            try await createInstance(early, "running", module: "sleeper")
+            _ = try await early.start("running")
+            await early.close()
+            // The exit record reaches the disk from the runtime's event queue.
+            let doneFile = state + "/instances/test/done.json"
+            #expect(await eventually { (try? String(contentsOfFile: doneFile, encoding: .utf8))?.contains("\"exited\"") == true })
+            first.signal(SIGKILL)
+            _ = await first.waitForExit()
+
+            let port = try freePort()
+            let daemon = try await DaemonProcess(
+                directory: directory, stateDirectory: state, arguments: ["--metrics-address", "127.0.0.1:\(port)"],
+                logName: "second.log")
+            #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
+            func scrape() async throws -> String {
+                let response = try get(port: port, "/metrics")
+                #expect(response.status == 200)
+                let metrics = body(of: response.text)
+                let lint = try await run("/usr/bin/promtool", ["check", "metrics"], stdin: metrics)
+                #expect(
+                    lint.status == 0 && lint.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty,
+                    "promtool: \(lint.output)")
+                return metrics
+            }
+            let exited = "wasmlet_instances{state=\"exited\"}"
+            let recovered = try await scrape()
+            #expect(sampleValue(recovered, exited) == 3, "done, and waiting and running (daemon_restarted)")
+            #expect(sampleValue(recovered, "wasmlet_instances{state=\"created\"}") == 0)
+            #expect(sampleValue(recovered, "wasmlet_instances{state=\"running\"}") == 0)
+
+            let client = try await daemon.client()
+            #expect(try await client.inspect("waiting").exit.reason == .daemonRestarted)
+            _ = try await client.delete("done")
+            _ = try await client.delete("running")
+            // An exited instance of this daemon's own beside the recovered one left.
+            try await createInstance(client, "fresh", module: "hello")
+            _ = try await client.start("fresh")
+            #expect(try await client.wait("fresh").code == 0)
+            #expect(sampleValue(try await scrape(), exited) == 2, "waiting (recovered) and fresh")
+            _ = try await client.delete("waiting")
+            #expect(sampleValue(try await scrape(), exited) == 1, "fresh")
+            await client.close()
+            withExtendedLifetime(daemon) {}
+        }
     }
 }
