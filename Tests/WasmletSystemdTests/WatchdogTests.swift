@@ -4,6 +4,17 @@ import Synchronization
 import Testing
 @testable import WasmletSystemd
 
+/// Polls `condition` until it holds (these tests are synchronous); the timeout is a hang guard,
+/// generous because other suites run in parallel on a loaded 2-core machine.
+private func waitUntil(timeout: Duration = .seconds(30), _ condition: () -> Bool) -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        usleep(5_000)
+    }
+    return condition()
+}
+
 /// Pure arithmetic of the configuration: no environment.
 @Suite struct WatchdogConfigurationArithmeticTests {
     @Test func pingIntervalIsHalfTheTimeout() {
@@ -87,24 +98,37 @@ extension SystemdEnvironmentTests {
                 defer { watchdog.stop() }
                 #expect(watchdog.isRunning)
 
-                // Healthy: a ping at once, then one every ~100 ms.
-                let pings = receiver.collect(forMilliseconds: 650)
+                // Healthy: a ping at once, then one every ~100 ms. Seven pings however long they
+                // take (the machine may be loaded: the timeouts here are hang guards), then their
+                // gaps: a late tick only lengthens the span of all seven, so its mean gap bounds
+                // the interval from below; the timer repeats on its schedule, so a late tick does
+                // not delay the next and the shortest gap bounds the interval from above.
+                var pings: [NotifyDatagram] = []
+                while pings.count < 7, let ping = receiver.receive(timeoutMilliseconds: 10_000) { pings.append(ping) }
+                #expect(pings.count == 7)
                 #expect(pings.allSatisfy { $0.text == "WATCHDOG=1" })
-                #expect((4...9).contains(pings.count), "\(pings.count) pings in 650 ms")
                 let gaps = zip(pings.dropFirst(), pings).map { Int($0.receivedAt - $1.receivedAt) / 1_000 }
-                let median = gaps.sorted()[gaps.count / 2]
-                #expect((70...160).contains(median), "median gap \(median) ms, gaps \(gaps)")
+                let mean = gaps.reduce(0, +) / max(gaps.count, 1)
+                #expect(mean >= 70, "mean gap \(mean) ms, gaps \(gaps)")
+                #expect((gaps.min() ?? 0) <= 160, "shortest gap \(gaps.min() ?? 0) ms, gaps \(gaps)")
 
-                // Wedged: the probe says false, so no more pings (one may have been in flight).
+                // Wedged: the probe says false, so no more pings. Once a tick has seen false (the
+                // ticks run one at a time), a ping of an earlier tick has been sent already:
+                // discard it, then let three more probes fail, and nothing may have come.
+                let failedBefore = watchdog.statistics.probesFailed
                 healthy.store(false, ordering: .relaxed)
-                _ = receiver.collect(forMilliseconds: 30)
-                let whileWedged = receiver.collect(forMilliseconds: 450)
+                #expect(waitUntil { watchdog.statistics.probesFailed > failedBefore })
+                receiver.drain()
+                let failedOnce = watchdog.statistics.probesFailed
+                #expect(waitUntil { watchdog.statistics.probesFailed >= failedOnce + 3 })
+                var whileWedged: [NotifyDatagram] = []
+                while let queued = receiver.receive(timeoutMilliseconds: 0) { whileWedged.append(queued) }
                 #expect(whileWedged.isEmpty, "\(whileWedged.count) pings while the probe said false")
                 #expect(watchdog.statistics.probesFailed >= 3)
 
                 // Recovered: pings resume.
                 healthy.store(true, ordering: .relaxed)
-                #expect(receiver.receive(timeoutMilliseconds: 500)?.text == "WATCHDOG=1")
+                #expect(receiver.receive(timeoutMilliseconds: 10_000)?.text == "WATCHDOG=1")
 
                 // Stopped: silence, even though healthy.
                 watchdog.stop()
@@ -124,12 +148,12 @@ extension SystemdEnvironmentTests {
                 let watchdog = Watchdog(configuration: WatchdogConfiguration(timeoutMicroseconds: 100_000)) { true }
                 watchdog.start()
                 watchdog.start()  // idempotent
-                #expect(receiver.receive()?.text == "WATCHDOG=1")
+                #expect(receiver.receive(timeoutMilliseconds: 10_000)?.text == "WATCHDOG=1")
                 watchdog.stop()
                 watchdog.stop()  // idempotent
                 receiver.drain()
                 watchdog.start()
-                #expect(receiver.receive()?.text == "WATCHDOG=1")
+                #expect(receiver.receive(timeoutMilliseconds: 10_000)?.text == "WATCHDOG=1")
                 watchdog.stop()
             }
         }
@@ -138,7 +162,7 @@ extension SystemdEnvironmentTests {
             withEnvironment(["NOTIFY_SOCKET": nil]) {
                 let watchdog = Watchdog(configuration: WatchdogConfiguration(timeoutMicroseconds: 40_000)) { true }
                 watchdog.start()
-                usleep(150_000)
+                #expect(waitUntil { watchdog.statistics.sendFailures >= 2 })
                 watchdog.stop()
                 let statistics = watchdog.statistics
                 #expect(statistics.pingsSent == 0)

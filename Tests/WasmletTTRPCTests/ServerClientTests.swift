@@ -248,7 +248,7 @@ struct ServerClientTests {
         registry.register(service: "test.Slow", method: "Sleep") { context, _ in
             sawDeadline.update { $0 = context.deadline != nil }
             do {
-                try await Task.sleep(for: .seconds(30))
+                try await Task.sleep(for: .seconds(3600))
             } catch {
                 cancelled.update { $0 += 1 }
                 throw error
@@ -265,7 +265,9 @@ struct ServerClientTests {
         let elapsed = ContinuousClock.now - started
         #expect(reply.response.status.code == TTRPCStatusCode.deadlineExceeded.rawValue)
         #expect(elapsed >= .milliseconds(190))
-        #expect(elapsed < .seconds(5))
+        // Answered by the deadline, not by the handler's hour of sleep. Not a speed check: on a
+        // loaded 2-core machine this took 9 s once (the raw socket's I/O runs on Dispatch threads).
+        #expect(elapsed < .seconds(120))
         #expect(sawDeadline.value)
         #expect(await eventually { cancelled.value == 1 })
 
