@@ -15,9 +15,9 @@ import WasmletRuntime
 /// directory) costs two to four journal commits of the file system, one caller at a time. Here
 /// every write goes to one writer thread, which takes everything queued since its last round
 /// (a batch), appends it to `journal-<generation>.wal` (see `JournalFile`) with a single
-/// `fdatasync`, then updates the per-instance files (temp file and rename, no fsync), and only
-/// then tells the callers. So concurrent callers share one flush, and the per-instance files
-/// always show what callers were told.
+/// `fdatasync`, and then tells the callers. So concurrent callers share one flush. The
+/// per-instance files follow a little later (written in place, no fsync; see `JournalWriter`
+/// for when), except removals, which are done before a Delete is answered.
 ///
 /// Durability: a write is acknowledged only after the `fdatasync` of the batch holding it; an
 /// error there (or in opening a new journal file) fails every write of the batch, and the
@@ -269,6 +269,17 @@ final class InstanceStore: Sendable {
     }
 
     // MARK: Writes
+
+    /// Whether a write of `state` (or of a later state) of instance `serial` is already written
+    /// or queued, or a newer instance owns the key: then persisting that state would change
+    /// nothing. Lets the event recorder skip building and encoding records that `persist` would
+    /// drop (the created and started events usually follow the request that wrote them).
+    func hasRecord(_ key: InstanceKey, serial: UInt32, state: InstanceSnapshot.State) -> Bool {
+        stripe(for: key).entries.withLock { entries in
+            guard let entry = entries[key] else { return false }
+            return entry.serial > serial || (entry.serial == serial && entry.stage >= Stage(state))
+        }
+    }
 
     /// Persists `record` unless a newer state of the same instance (or of a newer instance with
     /// the same key) is already written or queued, and calls `completion` (on the writer thread;

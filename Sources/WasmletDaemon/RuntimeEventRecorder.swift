@@ -23,6 +23,9 @@ struct RuntimeEventRecorder: Sendable {
     }
 
     private func persist(_ snapshot: InstanceSnapshot) {
+        // Often true for created and started (their request wrote them): skip building a
+        // record that persist() would drop.
+        if store.hasRecord(snapshot.key, serial: snapshot.serial, state: snapshot.state) { return }
         let record = PersistedInstance(
             snapshot: snapshot, modulePath: directory.modulePath(for: snapshot.key, serial: snapshot.serial))
         // Queued, not waited for: the lifecycle queue must not stall on the disk (a Wait is
