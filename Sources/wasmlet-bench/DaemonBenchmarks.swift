@@ -91,6 +91,8 @@ struct DaemonBenchmark {
                 var clients: [WasmletClient] = []
                 for _ in 0..<concurrency { clients.append(try await WasmletClient.connect(socketPath: daemon.socket)) }
                 let total = runs
+                let daemonCPUBefore = daemon.cpuNanoseconds()
+                let benchCPUBefore = processCPUNanoseconds()
                 let start = now()
                 let results = try await withThrowingTaskGroup(of: [(Double, Wasmlet_V1_ExitRecord, [Double], String)].self) { group in
                     for (worker, client) in clients.enumerated() {
@@ -105,6 +107,8 @@ struct DaemonBenchmark {
                     return try await group.reduce(into: []) { $0 += $1 }
                 }
                 let seconds = Double(now() - start) / 1e9
+                let daemonCPU = Double(daemon.cpuNanoseconds() - daemonCPUBefore) / Double(total)
+                let benchCPU = Double(processCPUNanoseconds() - benchCPUBefore) / Double(total)
                 if !delete {
                     // Untimed: the next run starts from the same number of instances.
                     for (index, result) in results.enumerated() {
@@ -127,6 +131,9 @@ struct DaemonBenchmark {
                     "\(name) \(Int((calls.median / 1000).rounded()))"
                 }
                 report.add("\(label), p50 per call (µs)", split.joined(separator: ", "), "-")
+                report.add(
+                    "\(label), CPU per run: wasmletd / this client",
+                    String(format: "%.0f µs / %.0f µs", daemonCPU / 1000, benchCPU / 1000), "-")
                 if let first = failures.first {
                     report.add("\(label), runs not exiting 0", "\(failures.count) of \(total), e.g. code \(first.code): \(first.message)", "0")
                 }
@@ -219,6 +226,19 @@ final class DaemonUnderTest: @unchecked Sendable {
         return kib * 1024
     }
 
+    /// CPU time (user + system) the daemon has used so far, in ns, from /proc/<pid>/stat. Less
+    /// sensitive to a busy machine than throughput: what a cycle costs the daemon, not how long
+    /// it waited for a core.
+    func cpuNanoseconds() -> UInt64 {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return 0 }
+        // Fields after "(comm)": state is field 3, utime 14, stime 15.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return 0 }
+        return (user + system) * 1_000_000_000 / UInt64(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// SIGTERM, wait for the exit, remove the temporary directory.
     func stop() {
         guard !stopped else { return }
@@ -256,6 +276,15 @@ func spawnAndWait(_ path: String, _ arguments: [String]) throws -> Int32 {
     var status: Int32 = 0
     waitpid(pid, &status, 0)
     return status
+}
+
+/// CPU time (user + system) of this process so far, in ns.
+func processCPUNanoseconds() -> UInt64 {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    let user = UInt64(usage.ru_utime.tv_sec) * 1_000_000_000 + UInt64(usage.ru_utime.tv_usec) * 1000
+    let system = UInt64(usage.ru_stime.tv_sec) * 1_000_000_000 + UInt64(usage.ru_stime.tv_usec) * 1000
+    return user + system
 }
 
 func mebibytes(_ bytes: UInt64) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
