@@ -9,9 +9,13 @@ import WasmletRuntime
 /// that has to pass through the parts that serve clients and must not wedge:
 /// 1. the Swift concurrency pool (API handlers run there) — the heartbeat is a task;
 /// 2. every NIO event loop (accepts, reads, writes) — it hops onto each one;
-/// 3. the runtime's state lock (every create/start/exit takes it) — it reads the statistics.
-/// The next tick answers `true` only if that heartbeat completed. A wedged pool, event loop or
-/// runtime lock leaves the heartbeat unfinished, the pings stop, and systemd restarts us.
+/// 3. the runtime's state lock (every create/start/exit takes it) — it reads the statistics;
+/// 4. the runtime's lifecycle queue (the serial queue that delivers every event — exit records,
+///    exit metrics — and runs deadline timers and kill escalations) — it queues a no-op there
+///    and waits for it to run.
+/// The next tick answers `true` only if that heartbeat completed. A wedged pool, event loop,
+/// runtime lock or lifecycle queue leaves the heartbeat unfinished, the pings stop, and systemd
+/// restarts us.
 ///
 /// The probe itself never blocks: it only reads and swaps a small state under a mutex.
 final class ProgressProbe: Sendable {
@@ -56,6 +60,10 @@ final class ProgressProbe: Sendable {
                 try? await loop.submit {}.get()
             }
             _ = runtime.statistics()
+            // Suspends (no thread waits) until the lifecycle queue gets to it.
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                runtime.afterPendingLifecycleWork { continuation.resume() }
+            }
             self.state.withLock { state in
                 if generation > state.completed { state.completed = generation }
             }

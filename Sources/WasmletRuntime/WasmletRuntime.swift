@@ -353,6 +353,14 @@ public final class WasmletRuntime: Sendable {
         }
     }
 
+    /// Calls `body` on the lifecycle queue once everything queued there before it has run (the
+    /// event callbacks, deadline timers, kill escalations). For health probes: a call that does
+    /// not come means the queue is wedged, and with it exits, deadlines and events. `body` must
+    /// be quick and must not block.
+    public func afterPendingLifecycleWork(_ body: @escaping @Sendable () -> Void) {
+        lifecycle.async(execute: body)
+    }
+
     /// Create, start and wait in one call; the instance is deleted afterwards.
     public func run(_ spec: InstanceSpec) async throws -> ExitRecord {
         try create(spec)

@@ -61,6 +61,35 @@ private func httpStatus(port: Int, _ path: String) -> Int {
         try await wedgeable.shutdownGracefully()
     }
 
+    /// The probe that gates WATCHDOG=1 (`Watchdog` pings only on ticks it passes; see
+    /// WatchdogDriverTests) fails while the runtime's lifecycle queue is wedged, here by an event
+    /// callback that does not return, though the pool, the event loops and the runtime's lock are
+    /// fine; it passes again once the queue drains. Ticked by hand: a real watchdog in this
+    /// process would send to whatever NOTIFY_SOCKET another test has set.
+    @Test func probeFailsWhileTheLifecycleQueueIsWedgedAndRecovers() async throws {
+        let release = DispatchSemaphore(value: 0)
+        let runtime = try WasmletRuntime(eventHandler: { event in
+            if case .created(let snapshot) = event, snapshot.key.id == "wedge" { release.wait() }
+        })
+        let probe = ProgressProbe(runtime: runtime)
+        #expect(probe.isMakingProgress(), "the first tick has nothing to judge")
+        #expect(await Self.eventually { probe.isMakingProgress() }, "an idle runtime makes progress")
+
+        let module = try runtime.loadModule(bytes: SandboxModule.bytes())
+        _ = try runtime.create(InstanceSpec(key: InstanceKey(namespace: "test", id: "wedge"), moduleDigest: module.digest))
+        #expect(await Self.eventually { !probe.isMakingProgress() }, "the heartbeat did not come back")
+        // The heartbeat is stuck behind the wedge, so every tick fails until it drains.
+        for _ in 0..<3 {
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(!probe.isMakingProgress())
+        }
+        #expect(!probe.isHealthy)
+
+        release.signal()
+        #expect(await Self.eventually { probe.isMakingProgress() }, "progress again once the queue drains")
+        #expect(probe.isHealthy)
+    }
+
     static func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
         let end = ContinuousClock.now + timeout
         while ContinuousClock.now < end {
