@@ -2,11 +2,16 @@
 #include "wasmlet_sys.h"
 
 #include <malloc.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 int wasmlet_gettid(void) {
     return (int)syscall(SYS_gettid);
+}
+
+void wasmlet_set_thread_name(const char *name) {
+    prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
 int wasmlet_ppoll(struct pollfd *fds, unsigned long count, const struct timespec *timeout) {

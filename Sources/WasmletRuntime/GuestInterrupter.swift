@@ -41,6 +41,7 @@ final class GuestInterrupter: @unchecked Sendable {
     private struct State {
         var thread: pthread_t?
         var threadID: pid_t = 0
+        var cpuAtStart: UInt64 = 0
         var alive = false
         var finished = false
         var resender: DispatchSourceTimer?
@@ -67,13 +68,15 @@ final class GuestInterrupter: @unchecked Sendable {
         return value == .max ? nil : value
     }
 
-    /// Called on the guest thread before it enters wasm.
-    func bindCurrentThread(fuelCell: UnsafeMutablePointer<UInt64>) {
+    /// Called on the guest thread before it enters wasm. `cpuAtStart` is the thread's CPU time
+    /// when this run began (threads are reused: their clock includes earlier guests).
+    func bindCurrentThread(fuelCell: UnsafeMutablePointer<UInt64>, cpuAtStart: UInt64) {
         wasmlet_interrupt_set_fuel_cell(block, fuelCell)
         wasmlet_interrupt_bind(block)
         let killedEarly = state.withLock { state -> Bool in
             state.thread = pthread_self()
             state.threadID = pid_t(wasmlet_gettid())
+            state.cpuAtStart = cpuAtStart
             state.alive = true
             return state.resender != nil || isKillRequested
         }
@@ -81,7 +84,7 @@ final class GuestInterrupter: @unchecked Sendable {
         if killedEarly { fuelCell.pointee = 0 }
     }
 
-    /// CPU time the guest thread has used, read from another thread; nil when it is not running.
+    /// CPU time the guest's run has used, read from another thread; nil when it is not running.
     /// The clock id is the kernel's per-thread CPU clock for a tid (glibc's
     /// pthread_getcpuclockid builds the same value: CPUCLOCK_PERTHREAD | CPUCLOCK_SCHED).
     func threadCPUTime() -> UInt64? {
@@ -90,7 +93,7 @@ final class GuestInterrupter: @unchecked Sendable {
             let clock = clockid_t((~Int32(state.threadID)) << 3) | 6
             var ts = timespec()
             guard clock_gettime(clock, &ts) == 0 else { return nil }
-            return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+            return (UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)) &- state.cpuAtStart
         }
     }
 

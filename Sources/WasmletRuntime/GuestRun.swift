@@ -48,14 +48,14 @@ struct GuestRun {
         let threadStarted = ContinuousClock.now
         GuestInterrupter.unblockOnCurrentThread()
         let cpuAtStart = GuestThread.currentThreadCPUTime()
-        var outcome = run(limiter: limiter, threadStarted: threadStarted)
+        var outcome = run(limiter: limiter, threadStarted: threadStarted, cpuAtStart: cpuAtStart)
         outcome.cpuTimeNanoseconds = GuestThread.currentThreadCPUTime() &- cpuAtStart
         outcome.peakMemoryBytes = limiter.peakBytes
         outcome.memoryLimitHit = limiter.limitHit
         return outcome
     }
 
-    private func run(limiter: MemoryLimiter, threadStarted: ContinuousClock.Instant) -> GuestOutcome {
+    private func run(limiter: MemoryLimiter, threadStarted: ContinuousClock.Instant, cpuAtStart: UInt64) -> GuestOutcome {
         let stdio: GuestStdio
         do {
             stdio = try GuestStdio(spec: spec.stdio, fifoWait: fifoWait, shouldGiveUp: { interrupter.isKillRequested })
@@ -113,7 +113,7 @@ struct GuestRun {
             entered(GuestEntry(key: spec.key, instantiateDuration: .now - threadStarted, reusedWarmInstance: reused))
         }
         var outcome = GuestOutcome(ending: .exited(0), startedAt: Date())
-        interrupter.bindCurrentThread(fuelCell: warm.fuelCell)
+        interrupter.bindCurrentThread(fuelCell: warm.fuelCell, cpuAtStart: cpuAtStart)
         do {
             _ = try warm.entry()
         } catch let exit as WASIExitCode {

@@ -11,5 +11,8 @@ int wasmlet_ppoll(struct pollfd *fds, unsigned long count, const struct timespec
 /// The calling thread's kernel id (gettid(2)).
 int wasmlet_gettid(void);
 
+/// Names the calling thread (prctl PR_SET_NAME; at most 15 bytes are kept), as ps and perf show it.
+void wasmlet_set_thread_name(const char *name);
+
 /// malloc_usable_size(3).
 size_t wasmlet_malloc_usable_size(void *pointer);
