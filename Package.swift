@@ -127,6 +127,7 @@ let package = Package(
             name: "wasmlet-bench",
             dependencies: [
                 "WasmletRuntime", "WasmletClient",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "WAT", package: "WasmKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -138,6 +139,7 @@ let package = Package(
             dependencies: [
                 "WasmletTTRPC", "WasmletAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         // OCI image archives holding a Wasm module (`wasmletctl image build`), which

@@ -1,3 +1,4 @@
+import NIOCore
 import SwiftProtobuf
 import WasmletAPI
 import WasmletTTRPC
@@ -19,6 +20,8 @@ public final class WasmletClient: Sendable {
     /// The socket path connected to.
     public let socketPath: String
     private let connection: TTRPCClient
+    /// The connection's event loop (see `TTRPCClient.eventLoop`).
+    public var eventLoop: any EventLoop { connection.eventLoop }
 
     private init(socketPath: String, connection: TTRPCClient) {
         self.socketPath = socketPath
