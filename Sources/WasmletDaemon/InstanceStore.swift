@@ -160,7 +160,9 @@ final class InstanceStore: Sendable {
         let manager = FileManager.default
         var records: [String: PersistedInstance] = [:]
         var unreadable: [String: String] = [:]
-        for namespaceName in try contents(of: directory) {
+        // Names with a leading '.' are not namespaces (RecordFileName encodes one): `.free` holds
+        // spare files (see JournalWriter).
+        for namespaceName in try contents(of: directory) where !namespaceName.hasPrefix(".") {
             let namespaceDirectory = directory + "/" + namespaceName
             var isDirectory: ObjCBool = false
             guard manager.fileExists(atPath: namespaceDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {

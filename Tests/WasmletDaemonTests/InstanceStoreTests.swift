@@ -122,6 +122,45 @@ import WasmletRuntime
         #expect(FileManager.default.fileExists(atPath: store.path(for: InstanceKey(namespace: "ns", id: "i0"))))
     }
 
+    /// A removed record's file becomes a spare in `instances/.free` and the next new record takes
+    /// it over (no inode freed and allocated again); every record still reads back, in its file
+    /// and after a restart, and the spares are no namespace.
+    @Test func removedRecordFilesAreReusedForNewRecords() async throws {
+        let directory = try TemporaryDirectory()
+        let state = directory.path + "/state"
+        let store = try InstanceStore(stateDirectory: state)
+        _ = try store.recover()
+        let key = { (id: String) in InstanceKey(namespace: "ns", id: id) }
+        func inode(_ path: String) -> ino_t? {
+            var info = stat()
+            return stat(path, &info) == 0 ? info.st_ino : nil
+        }
+        for id in ["a", "b", "c", "d", "e"] { try await store.persistDurably(Self.record(id)) }
+        store.flush()
+        let removedInodes = Set(["a", "b", "c"].compactMap { inode(store.path(for: key($0))) })
+        #expect(removedInodes.count == 3)
+        for id in ["a", "b", "c"] { try await store.removeDurably(key(id), serial: 1) }
+        let spares = state + "/instances/.free"
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: spares)) ?? []).count == 3)
+        for id in ["f", "g", "h"] { try await store.persistDurably(Self.record(id, state: .exited, exitCode: 4)) }
+        store.flush()
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: spares)) ?? []).isEmpty)
+        #expect(Set(["f", "g", "h"].compactMap { inode(store.path(for: key($0))) }) == removedInodes)
+        // The files hold the new records, whole (a spare held a longer or shorter old one).
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601WithFractionalSeconds
+        for id in ["f", "g", "h"] {
+            let data = try Data(contentsOf: URL(fileURLWithPath: store.path(for: key(id))))
+            let record = try decoder.decode(PersistedInstance.self, from: data)
+            #expect(record.id == id && record.exit?.code == 4)
+        }
+        for id in ["a", "b", "c"] { #expect(inode(store.path(for: key(id))) == nil) }
+
+        let recovered = try Self.recovered(state)
+        #expect(Set(recovered.keys) == ["d", "e", "f", "g", "h"])
+        #expect(recovered["g"]?.exit?.code == 4)
+    }
+
     /// Writes of one instance keep their order whoever makes them: a late event never
     /// overwrites a newer stage, a deleted instance's late event does not bring it back, and an
     /// old instance's removal does not remove a newer instance with the same id.
