@@ -2,7 +2,8 @@ import Synchronization
 import WasmletAPI
 import WasmletRuntime
 
-/// Builds List's answer as wire bytes, keeping each instance's encoded message between calls.
+/// Builds List's (and Inspect's) answers as wire bytes, keeping each instance's encoded message
+/// between calls.
 ///
 /// Why: `wasmletctl list` with 10,000 instances spent most of the daemon's time copying
 /// snapshots, building 10,000 `Wasmlet_V1_Instance` messages, serializing and freeing them, for
@@ -75,6 +76,21 @@ final class ListResponseEncoder: Sendable {
         }
         recovered.sort { Self.inOrder($0.key, $1.key) }
         return Self.merged(live, recovered)
+    }
+
+    /// One live instance's frame, from the cache when it is current. The frame is also the whole
+    /// of an `InspectResponse` (its instance is field 1 too). Throws NOT_FOUND like `inspect`.
+    func instanceFrame(
+        _ key: InstanceKey, runtime: WasmletRuntime, directory: InstanceDirectory, defaultStackBytes: UInt64
+    ) throws -> [UInt8] {
+        let cached = cache.withLock { $0[key] }
+        let item = try runtime.inspect(key) { serial, state in cached?.serial == serial && cached?.state == state }
+        guard let snapshot = item.snapshot else { return cached!.frame }
+        let message = MessageMapping.instance(
+            snapshot, modulePath: directory.modulePath(for: key, serial: snapshot.serial), defaultStackBytes: defaultStackBytes)
+        let frame = try Self.frame(message)
+        cache.withLock { $0[key] = Encoded(serial: item.serial, state: item.state, frame: frame) }
+        return frame
     }
 
     /// Forgets an instance's entry (Delete), so the cache does not wait for a full List to shrink.

@@ -132,8 +132,28 @@ public final class RuntimeService: Sendable {
             service.delete(request, completion: respond)
             return nil
         }
-        addInline(WasmletRuntimeAPI.inspect) { service, request, respond in
-            respond(Result { try service.inspect(request) })
+        // Inspect answers with the instance's encoded message as List keeps it (the response is
+        // that message as field 1), so a repeated Inspect builds and serializes nothing.
+        let inspect = WasmletRuntimeAPI.inspect
+        registry.registerInline(service: inspect.service, method: inspect.method) { [self] _, payload, respond in
+            let began = ContinuousClock.now
+            let result: Result<[UInt8], any Error>
+            do {
+                let request: Wasmlet_V1_InspectRequest
+                do {
+                    request = try Wasmlet_V1_InspectRequest(serializedBytes: payload)
+                } catch {
+                    throw TTRPCError.invalidArgument(
+                        "\(inspect.service)/\(inspect.method): request is not a valid \(Wasmlet_V1_InspectRequest.protoMessageName): \(error)")
+                }
+                result = .success(try inspectResponseBytes(request))
+                observer?.request(method: inspect.method, code: .ok, duration: ContinuousClock.now - began)
+            } catch {
+                let mapped = ErrorMapping.ttrpc(error)
+                observer?.request(method: inspect.method, code: mapped.code, duration: ContinuousClock.now - began)
+                result = .failure(mapped)
+            }
+            respond(result)
             return nil
         }
         // List in a task (a large one takes milliseconds), answered from encoded instances that
@@ -394,6 +414,18 @@ public final class RuntimeService: Sendable {
             }
             deletedCount.add(1, ordering: .relaxed)
             completion(.success(answer))
+        }
+    }
+
+    /// `InspectResponse` as wire bytes (see the Inspect handler).
+    func inspectResponseBytes(_ request: Wasmlet_V1_InspectRequest) throws -> [UInt8] {
+        let key = MessageMapping.key(namespace: request.namespace, id: request.id)
+        do {
+            return try listEncoder.instanceFrame(
+                key, runtime: runtime, directory: directory, defaultStackBytes: runtime.configuration.defaultStackBytes)
+        } catch let error as RuntimeError where error.kind == .notFound {
+            guard let recovered = directory.recovered(key) else { throw error }
+            return try ListResponseEncoder.frame(instance(recovered))
         }
     }
 

@@ -292,6 +292,16 @@ public final class WasmletRuntime: Sendable {
         }
     }
 
+    /// `inspect`, without the snapshot when `known` (called under the runtime's lock) says the
+    /// caller has this (serial, state) already; see `list(namespace:labels:known:)`.
+    public func inspect(_ key: InstanceKey, known: (_ serial: UInt32, InstanceSnapshot.State) -> Bool) throws -> ListedInstance {
+        try state.withLock { state throws -> ListedInstance in
+            guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
+            let skip = known(record.serial, record.state)
+            return ListedInstance(key: key, serial: record.serial, state: record.state, snapshot: skip ? nil : record.snapshot)
+        }
+    }
+
     /// Instances in `namespace` (all namespaces when nil) whose labels include every pair given.
     public func list(namespace: String? = nil, labels: [String: String] = [:]) -> [InstanceSnapshot] {
         list(namespace: namespace, labels: labels) { _, _, _ in false }.compactMap(\.snapshot)

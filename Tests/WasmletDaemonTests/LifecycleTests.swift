@@ -109,8 +109,8 @@ extension DaemonEndToEndTests {
             await client.close()
         }
 
-        /// List answers from encoded instances kept between calls: every change of state, a
-        /// delete, and a new instance under an old id must show in the very next List.
+        /// List and Inspect answer from encoded instances kept between calls: every change of
+        /// state, a delete, and a new instance under an old id must show in the very next call.
         @Test func listFollowsEveryChangeAfterBeingCached() async throws {
             let directory = try TemporaryDirectory()
             let daemon = try await DaemonProcess(directory: directory)
@@ -132,15 +132,20 @@ extension DaemonEndToEndTests {
             all = try await listed()
             #expect(all["a"]?.state == .exited && all["a"]?.exit.reason == .exited && all["a"]?.hasStartedAt == true)
             #expect(all["b"]?.state == .running && all["b"]?.hasExit == false)
+            #expect(try await client.inspect("a") == all["a"])
+            #expect(try await client.inspect("b") == all["b"])
 
             try await client.kill("b", signal: 9)
             _ = try await client.wait("b")
             #expect(try await listed()["b"]?.exit.code == 137)
+            #expect(try await client.inspect("b").exit.code == 137)
 
             let oldSerial = all["a"]?.serial
             _ = try await client.delete("a")
             #expect(try await listed()["a"] == nil)
+            #expect(await statusCode { _ = try await client.inspect("a") }?.0 == .notFound)
             _ = try await client.create("a", module: example("hello"), labels: ["new": "1"])
+            #expect(try await client.inspect("a").labels == ["new": "1"])
             let again = try await listed()["a"]
             #expect(again?.state == .created && again?.labels == ["new": "1"] && again?.serial != oldSerial)
             #expect(try await client.list(labels: ["new": "1"]).map(\.id) == ["a"])
