@@ -132,53 +132,45 @@ public final class RuntimeService: Sendable {
             service.delete(request, completion: respond)
             return nil
         }
-        // Inspect answers with the instance's encoded message as List keeps it (the response is
-        // that message as field 1), so a repeated Inspect builds and serializes nothing.
+        // List and Inspect answer with wire bytes they assemble from encoded instances kept
+        // between calls (see ListResponseEncoder): `answer` decodes the request, maps errors and
+        // records the call, as registerInline does for typed handlers.
+        @Sendable func answer<Request, Response>(
+            _ method: RPCMethod<Request, Response>, _ payload: [UInt8], _ body: (Request) throws -> [UInt8]
+        ) -> Result<[UInt8], any Error> {
+            let began = ContinuousClock.now
+            do {
+                let request: Request
+                do {
+                    request = try Request(serializedBytes: payload)
+                } catch {
+                    throw TTRPCError.invalidArgument(
+                        "\(method.service)/\(method.method): request is not a valid \(Request.protoMessageName): \(error)")
+                }
+                let bytes = try body(request)
+                observer?.request(method: method.method, code: .ok, duration: ContinuousClock.now - began)
+                return .success(bytes)
+            } catch {
+                let mapped = ErrorMapping.ttrpc(error)
+                observer?.request(method: method.method, code: mapped.code, duration: ContinuousClock.now - began)
+                return .failure(mapped)
+            }
+        }
+        // Inspect's response is the instance as field 1, the very frame List keeps, so a repeated
+        // Inspect builds and serializes nothing; it answers on the event loop.
         let inspect = WasmletRuntimeAPI.inspect
         registry.registerInline(service: inspect.service, method: inspect.method) { [self] _, payload, respond in
-            let began = ContinuousClock.now
-            let result: Result<[UInt8], any Error>
-            do {
-                let request: Wasmlet_V1_InspectRequest
-                do {
-                    request = try Wasmlet_V1_InspectRequest(serializedBytes: payload)
-                } catch {
-                    throw TTRPCError.invalidArgument(
-                        "\(inspect.service)/\(inspect.method): request is not a valid \(Wasmlet_V1_InspectRequest.protoMessageName): \(error)")
-                }
-                result = .success(try inspectResponseBytes(request))
-                observer?.request(method: inspect.method, code: .ok, duration: ContinuousClock.now - began)
-            } catch {
-                let mapped = ErrorMapping.ttrpc(error)
-                observer?.request(method: inspect.method, code: mapped.code, duration: ContinuousClock.now - began)
-                result = .failure(mapped)
-            }
-            respond(result)
+            respond(answer(inspect, payload) { try inspectResponseBytes($0) })
             return nil
         }
-        // List in a task (a large one takes milliseconds), answered from encoded instances that
-        // are kept between calls (see ListResponseEncoder).
+        // List in a task: a large one takes milliseconds.
         let list = WasmletRuntimeAPI.list
         registry.register(service: list.service, method: list.method) { [self] _, payload in
-            let began = ContinuousClock.now
-            do {
-                let request: Wasmlet_V1_ListRequest
-                do {
-                    request = try Wasmlet_V1_ListRequest(serializedBytes: payload)
-                } catch {
-                    throw TTRPCError.invalidArgument(
-                        "\(list.service)/\(list.method): request is not a valid \(Wasmlet_V1_ListRequest.protoMessageName): \(error)")
-                }
-                let bytes = try listEncoder.responseBytes(
+            try answer(list, payload) { request in
+                try listEncoder.responseBytes(
                     runtime: runtime, directory: directory, namespace: request.namespace.isEmpty ? nil : request.namespace,
                     selector: request.labelSelector, defaultStackBytes: runtime.configuration.defaultStackBytes)
-                observer?.request(method: list.method, code: .ok, duration: ContinuousClock.now - began)
-                return bytes
-            } catch {
-                let mapped = ErrorMapping.ttrpc(error)
-                observer?.request(method: list.method, code: mapped.code, duration: ContinuousClock.now - began)
-                throw mapped
-            }
+            }.get()
         }
         addInline(WasmletRuntimeAPI.stats) { service, request, respond in
             respond(.success(service.stats(request)))
