@@ -92,7 +92,8 @@ struct CLIRealDaemonTests {
             wasmletctlPath, socket + ["run", "--no-rm", "--id", "sl", "-l", "role=sleeper", "examples/build/sleeper.wasm"],
             environment: env, currentDirectory: repositoryRoot)
         let deadline = ContinuousClock.now + .seconds(30)
-        while !sleeper.stdout.contains("sleeping") && ContinuousClock.now < deadline {
+        // The whole line: the output can arrive in two reads.
+        while !sleeper.stdout.contains("sleeping\n") && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(sleeper.stdout == "sleeping\n")
