@@ -200,6 +200,45 @@ extension DaemonEndToEndTests {
             await harness.stop()
         }
 
+        /// containerd's end of the stdout FIFO is open once Create has answered (so a client
+        /// cancelling FIFOs still "opening" after a fast exit drops nothing), and it sees the
+        /// guest's line, then end-of-file, once the guest has exited.
+        @Test func stdoutFIFOIsOpenFromCreateToExit() async throws {
+            let harness = try await TaskHarness()
+            let fifo = harness.directory.path + "/t-fifo.stdout"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            // containerd's reader: a blocking open, then read to end-of-file.
+            let reader = Mutex<(opened: Bool, data: [UInt8], eof: Bool)>((false, [], false))
+            Thread {
+                let fd = open(fifo, O_RDONLY | O_CLOEXEC)
+                reader.withLock { $0.opened = fd >= 0 }
+                guard fd >= 0 else { return }
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let count = read(fd, &buffer, buffer.count)
+                    if count > 0 {
+                        reader.withLock { $0.data += buffer[0..<count] }
+                    } else if count < 0, errno == EINTR {
+                        continue
+                    } else {
+                        break
+                    }
+                }
+                close(fd)
+                reader.withLock { $0.eof = true }
+            }.start()
+            let bundle = try harness.bundle("t-fifo")
+            _ = try await harness.create("t-fifo", bundle: bundle, stdout: fifo)
+            #expect(await eventually { reader.withLock { $0.opened } }, "containerd's end is open before Start")
+            #expect(reader.withLock { $0.eof } == false)
+            _ = try await harness.start("t-fifo")
+            #expect(try await harness.wait("t-fifo").exitStatus == 0)
+            #expect(await eventually { reader.withLock { $0.eof } }, "end-of-file once the guest has exited")
+            #expect(String(decoding: reader.withLock { $0.data }, as: UTF8.self) == "hello from wasmlet\n")
+            _ = try await harness.delete("t-fifo")
+            await harness.stop()
+        }
+
         @Test func v3ServiceNameAndUnsupportedMethods() async throws {
             let harness = try await TaskHarness()
             var connect = Containerd_Task_V2_ConnectRequest()

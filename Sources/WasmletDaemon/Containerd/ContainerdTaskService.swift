@@ -30,6 +30,8 @@ final class ContainerdTaskService: Sendable {
         /// Publishes /tasks/exit once the instance ends; Delete waits for it so that
         /// /tasks/delete always follows /tasks/exit.
         var exitWatcher: _Concurrency.Task<Void, Never>?
+        /// stdout/stderr FIFOs held open from Create until the guest exits (see OutputFIFOHold).
+        var outputHold: OutputFIFOHold?
     }
 
     private let service: RuntimeService
@@ -132,12 +134,19 @@ final class ContainerdTaskService: Sendable {
         }
         let create = try TaskSpecMapping.createRequest(
             task: request, spec: spec, identity: identity, sandboxModuleDigest: sandboxDigest)
-        _ = try await service.createDurably(create)
+        // Before the instance exists, so containerd's end of each FIFO is open once Create answers.
+        let outputHold = await OutputFIFOHold.open([request.stdout, request.stderr])
+        do {
+            _ = try await service.createDurably(create)
+        } catch {
+            outputHold.release()
+            throw error
+        }
         let key = InstanceKey(namespace: identity.namespace, id: request.id)
         tasks.withLock {
             $0[key] = Task(
                 identity: identity, bundle: request.bundle, stdin: request.stdin, stdout: request.stdout,
-                stderr: request.stderr)
+                stderr: request.stderr, outputHold: outputHold)
         }
         logger.info(
             "task created",
@@ -179,8 +188,12 @@ final class ContainerdTaskService: Sendable {
         publisher.publish(address: address, namespace: key.namespace, topic: ContainerdEventsAPI.Topic.taskStart, event: event)
 
         // Queued after /tasks/start, so the exit can never be published first.
+        let outputHold = tasks.withLock { $0[key]?.outputHold }
         let watcher = _Concurrency.Task { [runtime, publisher, logger] in
-            guard let exit = try? await runtime.wait(key) else { return }
+            let ended = try? await runtime.wait(key)
+            // The guest's own descriptors are closed: let containerd's readers see end-of-file.
+            outputHold?.release()
+            guard let exit = ended else { return }
             var event = Containerd_Events_TaskExit()
             event.containerID = key.id
             event.id = key.id
@@ -258,6 +271,7 @@ final class ContainerdTaskService: Sendable {
         }
         let task = tasks.withLock { $0[key] }
         await task?.exitWatcher?.value
+        task?.outputHold?.release()  // a task deleted without having been started
         var delete = Wasmlet_V1_DeleteRequest()
         delete.namespace = key.namespace
         delete.id = key.id
