@@ -78,6 +78,21 @@ func createInstance(
     _ = try await client.call(WasmletRuntimeAPI.create, request)
 }
 
+/// `<directory>/state` as a daemon killed with SIGKILL leaves it: `prepare` runs against that
+/// daemon first (its log is first.log).
+func stateLeftByKilledDaemon(
+    _ directory: TemporaryDirectory, _ prepare: (RuntimeClient, _ state: String) async throws -> Void
+) async throws -> String {
+    let state = directory.path + "/state"
+    let first = try await DaemonProcess(directory: directory, stateDirectory: state, logName: "first.log")
+    let client = try await first.client()
+    try await prepare(client, state)
+    await client.close()
+    first.signal(SIGKILL)
+    _ = await first.waitForExit()
+    return state
+}
+
 /// One instance per exit reason the runtime produces (daemon_restarted comes from recovery),
 /// created in this order: running (a sleeper left running), hello (exited), hog (out_of_fuel),
 /// late (deadline_exceeded), victim (killed), deep (trapped), tiny (failed_to_start).
@@ -202,14 +217,10 @@ extension DaemonEndToEndTests {
         /// and every metric the Grafana dashboard uses is in the scrape.
         @Test func everyExitReasonAndPerInstanceSeriesLintClean() async throws {
             let directory = try TemporaryDirectory()
-            let state = directory.path + "/state"
-            let first = try await DaemonProcess(directory: directory, stateDirectory: state, logName: "first.log")
-            let early = try await first.client()
-            try await createInstance(early, "orphan", module: "sleeper")
-            _ = try await early.start("orphan")
-            await early.close()
-            first.signal(SIGKILL)
-            _ = await first.waitForExit()
+            let state = try await stateLeftByKilledDaemon(directory) { early, _ in
+                try await createInstance(early, "orphan", module: "sleeper")
+                _ = try await early.start("orphan")
+            }
 
             let port = try freePort()
             let daemon = try await DaemonProcess(

@@ -16,13 +16,9 @@ extension DaemonEndToEndTests {
         /// recovered instance is there.
         @Test func readyzAnswers503WhileRecoveringThen200() async throws {
             let directory = try TemporaryDirectory()
-            let state = directory.path + "/state"
-            let first = try await DaemonProcess(directory: directory, stateDirectory: state, logName: "first.log")
-            let early = try await first.client()
-            try await createInstance(early, "left", module: "hello")
-            await early.close()
-            first.signal(SIGKILL)
-            _ = await first.waitForExit()
+            let state = try await stateLeftByKilledDaemon(directory) { early, _ in
+                try await createInstance(early, "left", module: "hello")
+            }
 
             let gate = directory.path + "/recover-now"
             let port = try freePort()
@@ -85,21 +81,17 @@ extension DaemonEndToEndTests {
         /// promtool finds nothing in any scrape.
         @Test func recoveredInstancesCountAsExited() async throws {
             let directory = try TemporaryDirectory()
-            let state = directory.path + "/state"
-            let first = try await DaemonProcess(directory: directory, stateDirectory: state, logName: "first.log")
-            let early = try await first.client()
-            try await createInstance(early, "done", module: "hello")
-            _ = try await early.start("done")
-            #expect(try await early.wait("done").code == 0)
-            try await createInstance(early, "waiting", module: "hello")
-            try await createInstance(early, "running", module: "sleeper")
-            _ = try await early.start("running")
-            await early.close()
-            // The exit record reaches the disk from the runtime's event queue.
-            let doneFile = state + "/instances/test/done.json"
-            #expect(await eventually { (try? String(contentsOfFile: doneFile, encoding: .utf8))?.contains("\"exited\"") == true })
-            first.signal(SIGKILL)
-            _ = await first.waitForExit()
+            let state = try await stateLeftByKilledDaemon(directory) { early, state in
+                try await createInstance(early, "done", module: "hello")
+                _ = try await early.start("done")
+                #expect(try await early.wait("done").code == 0)
+                try await createInstance(early, "waiting", module: "hello")
+                try await createInstance(early, "running", module: "sleeper")
+                _ = try await early.start("running")
+                // The exit record reaches the disk from the runtime's event queue.
+                let doneFile = state + "/instances/test/done.json"
+                #expect(await eventually { (try? String(contentsOfFile: doneFile, encoding: .utf8))?.contains("\"exited\"") == true })
+            }
 
             let port = try freePort()
             let daemon = try await DaemonProcess(
