@@ -39,7 +39,7 @@ let package = Package(
         .target(
             name: "WasmletDaemon",
             dependencies: [
-                "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletSystemd", "WasmletMetrics",
+                "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletSystemd", "WasmletMetrics", "WasmletJSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -137,11 +137,14 @@ let package = Package(
         .target(
             name: "WasmletClient",
             dependencies: [
-                "WasmletTTRPC", "WasmletAPI",
+                "WasmletTTRPC", "WasmletAPI", "WasmletJSON",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // A small JSON writer into UTF-8 bytes: the daemon's instance records and wasmletctl's
+        // JSON output. Standard library and libc only.
+        .target(name: "WasmletJSON"),
         // OCI image archives holding a Wasm module (`wasmletctl image build`), which
         // `ctr image import` accepts. Foundation and a SHA-256; no engine, no sockets.
         .target(
@@ -179,7 +182,7 @@ let package = Package(
             name: "WasmletCtlTests",
             // wasmletctl is a dependency so that the binary is built before the tests run them.
             dependencies: [
-                "WasmletClient", "WasmletAPI", "WasmletTTRPC", "wasmletctl",
+                "WasmletClient", "WasmletJSON", "WasmletAPI", "WasmletTTRPC", "wasmletctl",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),

@@ -1,5 +1,6 @@
 import SwiftProtobuf
 import WasmletAPI
+import WasmletJSON
 
 #if canImport(Glibc)
 import Glibc
@@ -123,37 +124,12 @@ public enum InstanceFormatting {
 
     /// `timestamp(_:)` appended as UTF-8, without a String per call (a list has thousands).
     static func appendTimestamp(_ value: Google_Protobuf_Timestamp, to out: inout [UInt8]) {
-        var seconds = time_t(value.seconds)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ number: Int32, _ width: Int, then separator: UInt8) {
-            var rest = number
-            if rest < 0 {
-                out.append(0x2D)
-                rest = -rest
-            }
-            var digits = 1
-            var scale: Int32 = 10
-            while digits < 10, rest >= scale {
-                digits += 1
-                scale = scale > Int32.max / 10 ? Int32.max : scale * 10
-            }
-            if digits < width { out.append(contentsOf: repeatElement(0x30, count: width - digits)) }
-            JSONWriter.appendDecimal(UInt64(rest), to: &out)
-            out.append(separator)
-        }
-        pad(parts.tm_year + 1900, 4, then: 0x2D)
-        pad(parts.tm_mon + 1, 2, then: 0x2D)
-        pad(parts.tm_mday, 2, then: 0x54)
-        pad(parts.tm_hour, 2, then: 0x3A)
-        pad(parts.tm_min, 2, then: 0x3A)
-        pad(parts.tm_sec, 2, then: 0x2E)
-        pad(value.nanos / 1_000_000, 3, then: 0x5A)
+        JSONWriter.appendTimestamp(seconds: value.seconds, milliseconds: value.nanos / 1_000_000, to: &out)
     }
 
     private static func writeTimestamp(_ present: Bool, _ value: Google_Protobuf_Timestamp, to writer: inout JSONWriter) {
         guard present else { return writer.null() }
-        writer.unescapedString { appendTimestamp(value, to: &$0) }
+        writer.timestamp(seconds: value.seconds, milliseconds: value.nanos / 1_000_000)
     }
 
     /// The exit record as JSON, keys in a fixed order.
@@ -180,12 +156,7 @@ public enum InstanceFormatting {
         writer.key("id"); writer.string(instance.id)
         writer.key("state"); writer.string(stateName(instance.state))
         writer.key("serial"); writer.uint(UInt64(instance.serial))
-        writer.key("labels")
-        writer.beginObject()
-        for (key, value) in instance.labels.sorted(by: { $0.key < $1.key }) {
-            writer.key(key); writer.string(value)
-        }
-        writer.endObject()
+        writer.key("labels"); writer.sortedStringObject(instance.labels)
         writer.key("moduleDigest"); writer.string(instance.moduleDigest)
         writer.key("modulePath"); writer.string(instance.modulePath)
         writer.key("createdAt"); writeTimestamp(instance.hasCreatedAt, instance.createdAt, to: &writer)

@@ -1,3 +1,5 @@
+import WasmletJSON
+
 /// A JSON document whose objects keep the key order they were built with, so output is stable.
 /// Small documents (inspect, stats) are built as values; `wasmletctl list` writes its large one
 /// through `JSONWriter` directly, which is also what renders these.

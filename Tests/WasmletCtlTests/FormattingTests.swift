@@ -4,6 +4,7 @@ import Testing
 import WasmletAPI
 import WasmletTTRPC
 @testable import WasmletClient
+import WasmletJSON
 
 func makeInstance(
     namespace: String = "default", id: String, state: Wasmlet_V1_State, exitCode: Int32? = nil,

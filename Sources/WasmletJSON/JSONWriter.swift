@@ -1,10 +1,18 @@
-/// Writes JSON straight into UTF-8 bytes, member by member, with the same layout as
-/// `JSONValue.rendered` (two-space indentation when pretty, `"key": value`, `{}`/`[]` when empty).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes JSON straight into UTF-8 bytes, member by member: compact, or pretty with two-space
+/// indentation (`"key": value`, `{}`/`[]` when empty).
 ///
-/// Why not always build a `JSONValue`: for `wasmletctl list -o json` with 10,000 instances,
-/// building the tree, walking it and freeing it again was most of the command's time. Callers
-/// with large documents write through this; `JSONValue` renders through it too, so there is one
-/// layout.
+/// Why not build a value tree: for `wasmletctl list -o json` with 10,000 instances, building
+/// the tree, walking it and freeing it again was most of the command's time, and the daemon
+/// writes an instance record (as JSONEncoder would, at a fraction of its cost) on every state
+/// change. `JSONValue` (WasmletClient) renders through this too, so there is one layout.
 public struct JSONWriter {
     public private(set) var bytes: [UInt8] = []
     private let pretty: Bool
@@ -51,6 +59,52 @@ public struct JSONWriter {
     public mutating func int(_ value: Int64) {
         if value < 0 { bytes.append(0x2D) }
         Self.appendDecimal(value.magnitude, to: &bytes)
+    }
+
+    /// An object of string members with its keys sorted (labels, environment), so the output
+    /// does not depend on a dictionary's order.
+    public mutating func sortedStringObject(_ members: [String: String]) {
+        beginObject()
+        for (name, value) in members.sorted(by: { $0.key < $1.key }) {
+            key(name)
+            string(value)
+        }
+        endObject()
+    }
+
+    /// `"2025-01-02T03:04:05.678Z"`: RFC 3339, UTC, milliseconds.
+    public mutating func timestamp(seconds: Int64, milliseconds: Int32) {
+        unescapedString { Self.appendTimestamp(seconds: seconds, milliseconds: milliseconds, to: &$0) }
+    }
+
+    /// The timestamp of `timestamp(seconds:milliseconds:)`, unquoted.
+    public static func appendTimestamp(seconds: Int64, milliseconds: Int32, to out: inout [UInt8]) {
+        var time = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        func pad(_ number: Int32, _ width: Int, then separator: UInt8) {
+            var rest = number
+            if rest < 0 {
+                out.append(0x2D)
+                rest = -rest
+            }
+            var digits = 1
+            var scale: Int32 = 10
+            while digits < 10, rest >= scale {
+                digits += 1
+                scale = scale > Int32.max / 10 ? Int32.max : scale * 10
+            }
+            if digits < width { out.append(contentsOf: repeatElement(0x30, count: width - digits)) }
+            appendDecimal(UInt64(rest), to: &out)
+            out.append(separator)
+        }
+        pad(parts.tm_year + 1900, 4, then: 0x2D)
+        pad(parts.tm_mon + 1, 2, then: 0x2D)
+        pad(parts.tm_mday, 2, then: 0x54)
+        pad(parts.tm_hour, 2, then: 0x3A)
+        pad(parts.tm_min, 2, then: 0x3A)
+        pad(parts.tm_sec, 2, then: 0x2E)
+        pad(milliseconds, 3, then: 0x5A)
     }
 
     /// Appends bytes that already are a JSON value (e.g. a quoted timestamp).
