@@ -20,12 +20,14 @@ final class LogLevelBox: Sendable {
     }
 }
 
-struct DaemonLogHandler: LogHandler {
-    let label: String
-    let levelBox: LogLevelBox
-    var metadata: Logger.Metadata = [:]
-    var metadataProvider: Logger.MetadataProvider?
+/// The level and metadata plumbing both of the daemon's handlers share: one level for every
+/// logger (SIGHUP changes it in `LogLevelBox`), metadata per logger.
+protocol LevelBoxLogHandler: LogHandler {
+    var levelBox: LogLevelBox { get }
+    var metadata: Logger.Metadata { get set }
+}
 
+extension LevelBoxLogHandler {
     var logLevel: Logger.Level {
         get { levelBox.value }
         set { levelBox.value = newValue }
@@ -35,6 +37,13 @@ struct DaemonLogHandler: LogHandler {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
+}
+
+struct DaemonLogHandler: LevelBoxLogHandler {
+    let label: String
+    let levelBox: LogLevelBox
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
 
     private static let dateStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
     private static let lock = Mutex(())
@@ -55,22 +64,12 @@ struct DaemonLogHandler: LogHandler {
 
 /// Sends each entry to the journal with its metadata as fields; an entry the journal refuses
 /// (journald gone) is written to stderr instead, so nothing is lost silently.
-struct JournalLogHandler: LogHandler {
+struct JournalLogHandler: LevelBoxLogHandler {
     let label: String
     let levelBox: LogLevelBox
     let sink: JournalLogSink
     var metadata: Logger.Metadata = [:]
     var metadataProvider: Logger.MetadataProvider?
-
-    var logLevel: Logger.Level {
-        get { levelBox.value }
-        set { levelBox.value = newValue }
-    }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
 
     func log(event: LogEvent) {
         let all = DaemonLogging.metadata(of: event, handler: metadata, provider: metadataProvider)
