@@ -95,6 +95,19 @@ extension DaemonEndToEndTests {
             #expect(bad?.1.contains("garbage.wasm") == true || bad?.1.lowercased().contains("magic") == true, "\(bad?.1 ?? "")")
             #expect(await statusCode { _ = try await client.create("rel", module: "relative.wasm") }?.0 == .invalidArgument)
 
+            // A payload that is not the method's request message: INVALID_ARGUMENT naming it, for
+            // the handlers that answer with bytes too; the connection goes on working.
+            let notProtobuf: [UInt8] = [0xFF, 0xFF, 0xFF]
+            for method in [WasmletRuntimeAPI.inspect.method, WasmletRuntimeAPI.list.method] {
+                let refused = await statusCode {
+                    _ = try await client.connection.call(
+                        service: WasmletRuntimeAPI.inspect.service, method: method, payload: notProtobuf, timeout: .seconds(30))
+                }
+                #expect(refused?.0 == .invalidArgument)
+                #expect(refused?.1.contains("request is not a valid") == true, "\(refused?.1 ?? "")")
+            }
+            #expect(try await client.inspect("dup").id == "dup")
+
             // Wrong state: start twice, delete while running.
             _ = try await client.create("s", module: example("sleeper"))
             _ = try await client.start("s")
