@@ -1,0 +1,97 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Copies one FIFO to one of our descriptors on a thread of its own, until EOF, or until a
+/// grace period after `finish` passes without data (a daemon that keeps its write end open).
+final class OutputPump: Sendable {
+    private let source: Int32
+    private let destination: Int32
+    /// Monotonic nanoseconds after which an idle pump stops; 0 while the guest runs.
+    private let stopAfter = Atomic<UInt64>(0)
+    private let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    init(source: Int32, destination: Int32) {
+        self.source = source
+        self.destination = destination
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            self.pump()
+            let waiters = self.state.withLock { state in
+                state.done = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+        thread.name = "wasmletctl-pump-\(destination)"
+        thread.start()
+    }
+
+    /// Returns once the pump has copied everything, or `grace` passed without data.
+    func finish(grace: Duration) async {
+        let (seconds, attoseconds) = grace.components
+        stopAfter.store(
+            Self.now() + UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000), ordering: .relaxed)
+        await withCheckedContinuation { continuation in
+            let alreadyDone = state.withLock { state in
+                if state.done { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if alreadyDone { continuation.resume() }
+        }
+    }
+
+    private static func now() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+
+    private func pump() {
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var outputOpen = true
+        while true {
+            var descriptor = pollfd(fd: source, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, 100)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            if ready == 0 {
+                let deadline = stopAfter.load(ordering: .relaxed)
+                if deadline != 0 && Self.now() >= deadline { return }
+                continue
+            }
+            let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
+            if count == 0 { return }  // EOF: every writer has closed
+            if count < 0 {
+                if errno == EAGAIN || errno == EINTR { continue }
+                return
+            }
+            if outputOpen {
+                outputOpen = buffer.withUnsafeBytes { raw in
+                    var offset = 0
+                    while offset < count {
+                        let written = write(destination, raw.baseAddress! + offset, count - offset)
+                        if written < 0 {
+                            if errno == EINTR { continue }
+                            return false  // e.g. EPIPE: keep draining, stop writing
+                        }
+                        offset += written
+                    }
+                    return true
+                }
+            }
+        }
+    }
+}
+
