@@ -7,15 +7,27 @@ import Glibc
 import Musl
 #endif
 
-/// Two FIFOs (stdout, stderr) in a fresh 0700 temporary directory. The read ends are opened
-/// non-blocking first (so opening never waits for a writer), then a write end of each is held
-/// by this process so that reads see EOF only once both we and the daemon have closed theirs.
+/// The guest's stdio as three FIFOs (stdin, stdout, stderr) in a fresh 0700 temporary
+/// directory, whose paths go to the daemon, which opens them itself.
+///
+/// Output: the read ends are opened non-blocking first (so opening never waits for a writer),
+/// then a write end of each is held by this process, so that reads see EOF only once both we
+/// and the daemon have closed theirs.
+///
+/// Input: a read end is held here too (never read), so that the write end can be opened before
+/// the daemon opens the FIFO, and so that what is written before then stays in the pipe. The
+/// guest sees end-of-file once the input pump closes the write end. Closing the held read end
+/// (`remove`) makes a pump blocked on a full pipe fail with EPIPE instead of hanging.
 final class StdioFIFOs: Sendable {
     let directory: String
+    let stdinPath: String
     let stdoutPath: String
     let stderrPath: String
     let stdoutRead: Int32
     let stderrRead: Int32
+    /// The write end of the stdin FIFO, blocking; handed to the input pump, which closes it.
+    let stdinWrite: Int32
+    private let stdinHeldRead: Int32
     private let writers: Mutex<[Int32]>
 
     init() throws(CLIError) {
@@ -26,36 +38,46 @@ final class StdioFIFOs: Sendable {
         }
         let directory = String(cString: made)
         chmod(directory, 0o700)
-        let stdoutPath = directory + "/stdout"
-        let stderrPath = directory + "/stderr"
+        let paths = ["stdin", "stdout", "stderr"].map { directory + "/" + $0 }
         var opened: [Int32] = []
         func fail(_ what: String) -> CLIError {
             let reason = String(cString: strerror(errno))
             for fd in opened { close(fd) }
-            unlink(stdoutPath); unlink(stderrPath); rmdir(directory)
+            for path in paths { unlink(path) }
+            rmdir(directory)
             return CLIError("cannot \(what): \(reason)")
         }
-        for path in [stdoutPath, stderrPath] {
+        for path in paths {
             guard mkfifo(path, 0o600) == 0 else { throw fail("create FIFO \(path)") }
         }
-        for path in [stdoutPath, stderrPath] {
+        // Read ends first (a non-blocking read open never waits), then the write ends, which
+        // open at once because a reader exists.
+        for path in paths {
             let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { throw fail("open FIFO \(path)") }
             opened.append(fd)
         }
-        for path in [stdoutPath, stderrPath] {
+        for path in paths {
             let fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { throw fail("open FIFO \(path) for writing") }
             opened.append(fd)
         }
+        // The input pump writes with blocking writes; the guest's pace sets ours.
+        let stdinWrite = opened[3]
+        _ = fcntl(stdinWrite, F_SETFL, fcntl(stdinWrite, F_GETFL) & ~O_NONBLOCK)
         self.directory = directory
-        self.stdoutPath = stdoutPath
-        self.stderrPath = stderrPath
-        stdoutRead = opened[0]
-        stderrRead = opened[1]
-        writers = Mutex([opened[2], opened[3]])
+        stdinPath = paths[0]
+        stdoutPath = paths[1]
+        stderrPath = paths[2]
+        stdinHeldRead = opened[0]
+        stdoutRead = opened[1]
+        stderrRead = opened[2]
+        self.stdinWrite = stdinWrite
+        writers = Mutex([opened[4], opened[5]])
     }
 
+    /// Drops our write ends of stdout and stderr, so the pumps see EOF once the daemon's are
+    /// closed too.
     func closeWriters() {
         writers.withLock { fds in
             for fd in fds { close(fd) }
@@ -63,14 +85,14 @@ final class StdioFIFOs: Sendable {
         }
     }
 
-    /// Closes everything and removes the FIFOs and the directory.
+    /// Closes everything but `stdinWrite` (the input pump's) and removes the FIFOs and the
+    /// directory.
     func remove() {
         closeWriters()
+        close(stdinHeldRead)
         close(stdoutRead)
         close(stderrRead)
-        unlink(stdoutPath)
-        unlink(stderrPath)
+        for path in [stdinPath, stdoutPath, stderrPath] { unlink(path) }
         rmdir(directory)
     }
 }
-

@@ -95,3 +95,40 @@ final class OutputPump: Sendable {
     }
 }
 
+
+/// Copies this process's stdin into the guest's stdin FIFO on a thread of its own, and closes
+/// the FIFO's write end at end-of-input, so the guest sees end-of-file. Nobody waits for it:
+/// once the guest has exited, wasmletctl exits whether or not our stdin has ended (a terminal
+/// never does), and closing the FIFO's last read end fails a write blocked on a full pipe.
+enum InputPump {
+    static func start(source: Int32, destination: Int32) {
+        let thread = Thread {
+            copy(source: source, destination: destination)
+            close(destination)
+        }
+        thread.name = "wasmletctl-stdin"
+        thread.start()
+    }
+
+    private static func copy(source: Int32, destination: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return }  // end of input, or an unreadable stdin: EOF either way
+            let delivered = buffer.withUnsafeBytes { raw -> Bool in
+                var offset = 0
+                while offset < count {
+                    let written = write(destination, raw.baseAddress! + offset, count - offset)
+                    if written < 0 {
+                        if errno == EINTR { continue }
+                        return false  // EPIPE: the guest and we have let go of the FIFO
+                    }
+                    offset += written
+                }
+                return true
+            }
+            guard delivered else { return }
+        }
+    }
+}
