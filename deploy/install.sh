@@ -5,8 +5,9 @@
 #     systemd/wasmlet.sysusers.conf as /etc/sysusers.d/wasmlet.conf; then systemd-sysusers,
 #     daemon-reload, enable --now wasmletd.socket wasmletd.service;
 #   - the wasmlet runtime into containerd's config.toml if it is not configured yet
-#     (deploy/containerd/config-1.x.toml or config-2.x.toml; a backup is kept), and tells you
-#     to restart containerd (or restarts it with --restart-containerd).
+#     (deploy/containerd/config-1.x.toml for config format 2, config-2.x.toml for formats 3
+#     and 4; a backup is kept), and tells you to restart containerd (or restarts it with
+#     --restart-containerd).
 # Running it again is safe: unchanged files are left alone, the runtime is added once.
 #
 # Usage: deploy/install.sh [options] [BINDIR]
@@ -155,7 +156,7 @@ has_runtime() {
 }
 
 # Checks a candidate config with `containerd config dump` when the installed containerd reads
-# its format (format 2 is containerd 1.x's, 3 is 2.x's; 2.x converts 2 itself).
+# its format (format 2 is containerd 1.x's, 3 and 4 are 2.x's; 2.x converts 2 itself).
 validate_config() {
     local major format output
     major="$(installed_containerd_major)"
@@ -197,10 +198,12 @@ configure_containerd_runtime() {
             return
         fi
         format="$(config_format "$config_file")"
+        # Format 4 (containerd 2.4) moves only server settings: its CRI tables are format 3's.
         case "$format" in
         2) snippet="$snippets_src/config-1.x.toml" ;;
-        3) snippet="$snippets_src/config-2.x.toml" ;;
-        *) die "$config_file uses containerd config format $format; this script edits formats 2 (containerd 1.x) and 3 (2.x). Convert it first (containerd config migrate), or add the tables of $snippets_src/config-1.x.toml by hand." ;;
+        3 | 4) snippet="$snippets_src/config-2.x.toml" ;;
+        1) die "$config_file uses containerd config format 1 (no \"version = 2\" line, containerd 1.x); this script edits formats 2 (containerd 1.x), 3 and 4 (2.x). Convert it first (containerd config migrate), or add the tables of $snippets_src/config-1.x.toml by hand." ;;
+        *) die "$config_file uses containerd config format $format; this script edits formats 2 (containerd 1.x), 3 and 4 (2.x). Convert it first (containerd config migrate), or add the tables of $snippets_src/config-2.x.toml by hand if its CRI runtime tables are still under \"io.containerd.cri.v1.runtime\"." ;;
         esac
         if grep -Eq '^[[:space:]]*disabled_plugins[[:space:]]*=.*"(cri|io\.containerd\.grpc\.v1\.cri)"' "$config_file"; then
             warn "$config_file disables the CRI plugin (disabled_plugins), as Docker's containerd package does; Kubernetes cannot use this containerd until it is removed from that list"

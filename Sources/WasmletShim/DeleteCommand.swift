@@ -48,7 +48,8 @@ public enum DeleteCommand {
         // but removing it here keeps /run/containerd/s clean.
         if !arguments.address.isEmpty && !namespace.isEmpty {
             let socket = ShimSocketPath.path(
-                address: arguments.address, namespace: namespace, group: group, directory: ShimSocketPath.directory())
+                address: arguments.address, namespace: namespace, group: group,
+                directory: ShimSocketPath.rememberedDirectory(bundle: bundle))
             removeIfStale(socket)
         }
         return FileIO.writeAll(1, output) ? 0 : 1

@@ -10,6 +10,8 @@ public struct ShimArguments: Sendable, Equatable {
     public var bundle = ""
     public var debug = false
     public var version = false
+    /// `-info` (containerd 2.2+): print RuntimeInfo. A flag, not an action, as containerd runs it.
+    public var info = false
     /// "start", "delete", or whatever else was given ("" when none).
     public var action = ""
     /// Arguments after the action (unused, kept for error messages).
@@ -50,7 +52,7 @@ public struct ShimArguments: Sendable, Equatable {
             let takesValue: Bool
             if Self.valueFlags.contains(String(name)) {
                 takesValue = true
-            } else if ["debug", "v", "version"].contains(String(name)) {
+            } else if ["debug", "v", "version", "info"].contains(String(name)) {
                 takesValue = false
             } else {
                 let next = index < arguments.count ? arguments[index] : nil
@@ -73,6 +75,7 @@ public struct ShimArguments: Sendable, Equatable {
         case "bundle": bundle = value ?? ""
         case "debug": debug = Self.boolValue(value)
         case "v", "version": version = Self.boolValue(value)
+        case "info": info = Self.boolValue(value)
         default: break  // unknown flags are ignored (newer containerd versions add some)
         }
     }

@@ -19,7 +19,8 @@ public struct ShimContext: Sendable {
     /// The metadata appended to every forwarded request, encoded once.
     public let encodedMetadata: [UInt8]
 
-    public static let version = "wasmlet-shim/0.1.0"
+    public static let versionNumber = "0.1.0"
+    public static let version = "wasmlet-shim/" + versionNumber
     public static let defaultDaemonSocket = "/run/wasmlet/wasmlet.sock"
 
     public init(

@@ -7,6 +7,9 @@ public enum ShimMain {
             FileIO.writeAll(1, "containerd-shim-wasmlet-v1 \(ShimContext.version)\n")
             return 0
         }
+        if parsed.info {
+            return InfoCommand.run()
+        }
         switch parsed.action {
         case "start":
             return StartCommand.run(parsed)
@@ -17,7 +20,7 @@ public enum ShimMain {
             FileIO.writeAll(
                 2,
                 "containerd-shim-wasmlet-v1: \(what); usage: containerd-shim-wasmlet-v1 -namespace NS "
-                    + "-address ADDR -id ID [-debug] [-bundle DIR] start|delete\n")
+                    + "-address ADDR -id ID [-debug] [-bundle DIR] start|delete; or: containerd-shim-wasmlet-v1 -info\n")
             return 1
         }
     }

@@ -2,8 +2,11 @@
 // print its address, exit 0. containerd waits for this process and reads its stdout, so the
 // serving shim is forked off with stdout pointed elsewhere, and the parent exits at once.
 //
-// containerd 1.6 reads stdout and stderr COMBINED (CombinedOutput) and dials whatever it got:
-// on success, this process must write nothing but the address, not even a debug line.
+// Who the task is comes from BootstrapParams on stdin (containerd 2.3+), answered with a
+// BootstrapResult; otherwise from the flags and environment, answered with the address line.
+//
+// containerd reads stdout and stderr COMBINED (CombinedOutput) and dials whatever it got:
+// on success, this process must write nothing but the answer, not even a debug line.
 
 #if canImport(Glibc)
 import Glibc
@@ -14,20 +17,31 @@ public enum StartCommand {
         guard let bundle = FileIO.currentDirectory() else {
             return fail("cannot determine the bundle directory (getcwd: \(SystemError.last))")
         }
-        let namespace = arguments.namespace.isEmpty ? (ShimContext.environment("NAMESPACE") ?? "") : arguments.namespace
-        let address = arguments.address.isEmpty ? (ShimContext.environment("GRPC_ADDRESS") ?? "") : arguments.address
+        // Anything else on stdin (runtime options from containerd 2.0-2.2) is not for us.
+        let params = StandardInput.readToEnd().flatMap(BootstrapParams.decode).flatMap {
+            $0.matches(id: arguments.id, namespace: arguments.namespace) ? $0 : nil
+        }
+        let id = params?.instanceID ?? arguments.id
+        let namespace = firstNonEmpty(params?.namespace, arguments.namespace, ShimContext.environment("NAMESPACE"))
+        let address = firstNonEmpty(params?.grpcAddress, arguments.address, ShimContext.environment("GRPC_ADDRESS"))
+        let ttrpcAddress = firstNonEmpty(params?.ttrpcAddress, ShimContext.environment("TTRPC_ADDRESS"))
+        let debug = arguments.debug || params?.debug == true
         guard !namespace.isEmpty else { return fail("-namespace is required") }
-        guard !arguments.id.isEmpty else { return fail("-id is required") }
-        let group = ShimSocketPath.group(bundle: bundle, id: arguments.id)
-        let directory = ShimSocketPath.directory()
+        guard !id.isEmpty else { return fail("-id is required") }
+        let group = ShimSocketPath.group(bundle: bundle, id: id)
+        let directory = ShimSocketPath.directory(configured: params?.socketDir)
         let path = ShimSocketPath.path(address: address, namespace: namespace, group: group, directory: directory)
+        let answer = params == nil ? Array("unix://\(path)\n".utf8) : BootstrapResult.encode(address: "unix://" + path)
 
         if let error = FileIO.makeDirectories(directory, mode: 0o711) {
             return fail("cannot create the shim socket directory \(directory): \(error)")
         }
+        if params?.socketDir?.isEmpty == false {
+            ShimSocketPath.remember(directory: directory, bundle: bundle)
+        }
         // The group's shim may already be serving (pod grouping): reuse it.
         if probeExisting(path) {
-            return announce(path)
+            return announce(answer)
         }
         let listener: Int32
         switch UnixSocket.listen(path: path) {
@@ -35,7 +49,7 @@ public enum StartCommand {
             listener = fd
         case .failure(let error) where error.code == EADDRINUSE && probeExisting(path):
             // Another `start` of the same group won the race.
-            return announce(path)
+            return announce(answer)
         case .failure(let error):
             return fail("cannot listen on \(path): \(error)")
         }
@@ -49,16 +63,16 @@ public enum StartCommand {
         }
         if child > 0 {
             close(listener)
-            return announce(path)
+            return announce(answer)
         }
 
         // The serving shim.
         detach(bundle: bundle, keeping: listener)
         let context = ShimContext(
             pid: getpid(), namespace: namespace, group: group,
-            ttrpcAddress: ShimContext.environment("TTRPC_ADDRESS") ?? "",
+            ttrpcAddress: ttrpcAddress,
             daemonSocketPath: ShimContext.daemonSocketFromEnvironment(), socketPath: path,
-            log: ShimLog(debugEnabled: arguments.debug))
+            log: ShimLog(debugEnabled: debug))
         let status = ShimServer(context: context, listener: listener).run()
         exit(status)
     }
@@ -79,8 +93,12 @@ public enum StartCommand {
         }
     }
 
-    private static func announce(_ path: String) -> Int32 {
-        FileIO.writeAll(1, "unix://\(path)\n") ? 0 : 1
+    private static func announce(_ answer: [UInt8]) -> Int32 {
+        FileIO.writeAll(1, answer) ? 0 : 1
+    }
+
+    private static func firstNonEmpty(_ values: String?...) -> String {
+        values.lazy.compactMap { $0 }.first { !$0.isEmpty } ?? ""
     }
 
     private static func fail(_ message: String) -> Int32 {

@@ -31,7 +31,7 @@ struct ProcessResult {
 /// speed check: reaching it records an issue and kills the process.
 func runProcess(
     _ executable: String, _ arguments: [String], environment: [String: String], directory: String,
-    timeout: Duration = .seconds(60)
+    stdin: String = "/dev/null", timeout: Duration = .seconds(60)
 ) async throws -> ProcessResult {
     let base = NSTemporaryDirectory() + "wshim-\(UUID().uuidString)"
     defer {
@@ -42,7 +42,7 @@ func runProcess(
     let started = clock.now
     let child = try ChildProcess(
         executable, arguments, environment: environment, directory: directory,
-        stdout: base + ".out", stderr: base + ".err")
+        stdin: stdin, stdout: base + ".out", stderr: base + ".err")
     let termination: ChildProcess.Termination
     // Polled every 2 ms at most: `elapsed` is what measureStartLatencyAndIdleMemory reports.
     if let ended = await child.wait(timeout: timeout, maxInterval: .milliseconds(2)) {
@@ -124,10 +124,13 @@ final class ShimHarness: @unchecked Sendable {
         ["-namespace", namespace, "-address", containerdAddress, "-publish-binary", "/bin/false", "-id", id, "-debug"]
     }
 
-    func start(id: String, environment extra: [String: String] = [:]) async throws -> ProcessResult {
+    /// `stdin`: a file (or FIFO) the shim reads as its standard input, as containerd's pipe.
+    func start(id: String, environment extra: [String: String] = [:], stdin: String = "/dev/null") async throws
+        -> ProcessResult
+    {
         try await runProcess(
             shimBinaryPath, flags(id: id) + ["start"], environment: environment.merging(extra) { $1 },
-            directory: bundle)
+            directory: bundle, stdin: stdin)
     }
 
     func delete(id: String) async throws -> ProcessResult {

@@ -13,7 +13,8 @@
 #   - a negative control: the runtime table alone (no runc) must make the CRI plugin fail, so
 #     the check can tell a broken config from a good one;
 #   - config-2.x.toml: TOML syntax and table layout only (python3 tomllib), as no containerd
-#     2.x is installed here.
+#     2.x is installed here; install.sh's merge of it into version-3 and version-4 files (and
+#     --uninstall of the latter), and its refusal of an unknown format.
 # Each containerd gets its own root, state and socket under a temporary directory (CNI config
 # and the opt plugin's directory too), is stopped by its pid, and the directory is removed.
 set -euo pipefail
@@ -195,6 +196,46 @@ EOF
     pass "install.sh merges config-2.x.toml's tables into a version-3 file as valid TOML"
 else
     fail "install.sh merge into a version-3 file: $(cat "$work/v3.log")"
+fi
+
+# containerd 2.4 writes format 4; its CRI runtime tables are format 3's, so it takes the 2.x
+# snippet, and --uninstall must give the file back unchanged.
+mkdir -p "$work/v4/etc/containerd"
+printf 'version = 4\n\n[plugins."io.containerd.cri.v1.images".pinned_images]\n  sandbox = "registry.k8s.io/pause:3.10"\n' \
+    >"$work/v4/etc/containerd/config.toml"
+cp "$work/v4/etc/containerd/config.toml" "$work/v4-original.toml"
+if "$INSTALL" --only-containerd --root "$work/v4" >"$work/v4.log" 2>&1 &&
+    python3 - "$work/v4/etc/containerd/config.toml" <<'EOF'; then
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    config = tomllib.load(f)
+assert config["version"] == 4
+runtimes = config["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]
+assert runtimes["wasmlet"]["runtime_type"] == "io.containerd.wasmlet.v1"
+assert runtimes["runc"]["runtime_type"] == "io.containerd.runc.v2"
+assert "io.containerd.grpc.v1.cri" not in config["plugins"]
+EOF
+    pass "install.sh merges config-2.x.toml's tables into a version-4 file as valid TOML"
+else
+    fail "install.sh merge into a version-4 file: $(cat "$work/v4.log")"
+fi
+if "$INSTALL" --only-containerd --uninstall --root "$work/v4" >"$work/v4-uninstall.log" 2>&1 &&
+    cmp -s "$work/v4/etc/containerd/config.toml" "$work/v4-original.toml"; then
+    pass "install.sh --uninstall restores a version-4 file byte for byte"
+else
+    fail "install.sh --uninstall of a version-4 file: $(cat "$work/v4-uninstall.log")"
+fi
+# A format it does not know is refused, unchanged, with the 2.x snippet named for a manual merge.
+mkdir -p "$work/v5/etc/containerd"
+printf 'version = 5\n' >"$work/v5/etc/containerd/config.toml"
+if "$INSTALL" --only-containerd --root "$work/v5" >"$work/v5.log" 2>&1; then
+    fail "install.sh accepted config format 5: $(cat "$work/v5.log")"
+elif grep -q 'formats 2 (containerd 1.x), 3 and 4 (2.x)' "$work/v5.log" &&
+    grep -q 'config-2\.x\.toml' "$work/v5.log" && ! grep -q 'config-1\.x\.toml' "$work/v5.log" &&
+    [ "$(cat "$work/v5/etc/containerd/config.toml")" = "version = 5" ]; then
+    pass "install.sh refuses config format 5, leaves the file alone and points at config-2.x.toml"
+else
+    fail "install.sh on config format 5: unexpected message or changed file: $(cat "$work/v5.log")"
 fi
 
 if [ "$failures" = 0 ]; then
