@@ -145,6 +145,7 @@ public enum InstanceFormatting {
         writer.key("cpuTimeNs"); writer.uint(exit.cpuTimeNs)
         writer.key("peakMemoryBytes"); writer.uint(exit.peakMemoryBytes)
         writer.key("memoryLimitHit"); writer.bool(exit.memoryLimitHit)
+        writer.key("memoryBudgetHit"); writer.bool(exit.memoryBudgetHit)
         writer.endObject()
     }
 
@@ -207,6 +208,8 @@ public enum InstanceFormatting {
             ("exited", stats.exited),
             ("memoryReservedBytes", stats.memoryReservedBytes),
             ("memoryBudgetBytes", stats.memoryBudgetBytes),
+            ("memoryChargedBytes", stats.memoryChargedBytes),
+            ("memoryBudgetDenials", stats.memoryBudgetDenials),
             ("moduleCacheEntries", stats.moduleCacheEntries),
             ("moduleCacheBytes", stats.moduleCacheBytes),
             ("fuelConsumedTotal", stats.fuelConsumedTotal),

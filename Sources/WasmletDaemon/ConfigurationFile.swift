@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import TOMLKit
+import WasmletRuntime
 
 /// The settings a TOML configuration file may carry; every one is optional.
 ///
@@ -20,6 +21,7 @@ import TOMLKit
 /// [limits]
 /// max_instances = 10000
 /// memory_budget = "8GiB"     # or a number of bytes
+/// memory_admission = "committed"   # or "reserve-caps"
 /// default_memory = "128MiB"
 /// ```
 ///
@@ -35,6 +37,7 @@ struct ConfigurationFile: Equatable {
     var statusInterval: Duration?
     var maxInstances: Int?
     var memoryBudget: UInt64?
+    var memoryAdmission: MemoryAdmission?
     var defaultMemory: UInt64?
     var metricsPerInstance: Bool?
     var metricsPerInstanceLimit: Int?
@@ -81,12 +84,19 @@ struct ConfigurationFile: Equatable {
         file.statusInterval = try reader.seconds(table, "status_interval", allowZero: false)
         if let limits = table["limits"] {
             guard let limits = limits.table else { throw .file(path: path, "key limits: expected a table ([limits])") }
-            try reader.rejectUnknown(limits, allowed: ["max_instances", "memory_budget", "default_memory"], prefix: "limits.")
+            try reader.rejectUnknown(
+                limits, allowed: ["max_instances", "memory_budget", "memory_admission", "default_memory"], prefix: "limits.")
             if let value = try reader.integer(limits, "max_instances", prefix: "limits.") {
                 guard value > 0 else { throw .file(path: path, "key limits.max_instances: must be at least 1") }
                 file.maxInstances = value
             }
             file.memoryBudget = try reader.size(limits, "memory_budget", prefix: "limits.")
+            if let mode = try reader.string(limits, "memory_admission", prefix: "limits.") {
+                guard let parsed = MemoryAdmission(rawValue: mode) else {
+                    throw .file(path: path, "key limits.memory_admission: \(DaemonConfiguration.admissionHelp(mode))")
+                }
+                file.memoryAdmission = parsed
+            }
             file.defaultMemory = try reader.size(limits, "default_memory", prefix: "limits.")
         }
         if let metrics = table["metrics"] {
@@ -112,6 +122,7 @@ struct ConfigurationFile: Equatable {
         if let statusInterval { configuration.statusInterval = statusInterval }
         if let maxInstances { configuration.maxInstances = maxInstances }
         if let memoryBudget { configuration.memoryBudgetBytes = memoryBudget }
+        if let memoryAdmission { configuration.memoryAdmission = memoryAdmission }
         if let defaultMemory { configuration.defaultMemoryCapBytes = defaultMemory }
         if let metricsPerInstance { configuration.metricsPerInstance = metricsPerInstance }
         if let metricsPerInstanceLimit { configuration.metricsPerInstanceLimit = metricsPerInstanceLimit }

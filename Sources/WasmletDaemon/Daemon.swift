@@ -230,6 +230,7 @@ public struct Daemon {
         var configuration = RuntimeConfiguration()
         if let value = settings.maxInstances { configuration.maxInstances = value }
         if let value = settings.memoryBudgetBytes { configuration.memoryBudgetBytes = value }
+        if let value = settings.memoryAdmission { configuration.memoryAdmission = value }
         if let value = settings.defaultMemoryCapBytes { configuration.defaultMemoryCapBytes = value }
         return configuration
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import WasmletRuntime
 
 /// Everything the daemon runs with, resolved from (highest wins) command-line flags, the TOML
 /// file, and built-in defaults that work without any file.
@@ -22,6 +23,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var statusInterval: Duration
     public var maxInstances: Int?
     public var memoryBudgetBytes: UInt64?
+    /// `[limits] memory_admission` / `--memory-admission`; nil keeps the runtime's default
+    /// (committed).
+    public var memoryAdmission: MemoryAdmission?
     public var defaultMemoryCapBytes: UInt64?
 
     /// Built-in defaults for the user the daemon runs as. Root gets the system locations the
@@ -51,7 +55,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         return DaemonConfiguration(
             configFile: nil, socketPath: socket, stateDirectory: state, group: nil, metricsAddress: nil,
             logLevel: .info, shutdownGrace: .seconds(10), statusInterval: .seconds(5), maxInstances: nil,
-            memoryBudgetBytes: nil, defaultMemoryCapBytes: nil)
+            memoryBudgetBytes: nil, memoryAdmission: nil, defaultMemoryCapBytes: nil)
     }
 
     /// Defaults, then the file named by `--config` (if any), then the flags.
@@ -77,7 +81,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The runtime settings this configuration implies.
     public var runtimeConfiguration: RuntimeSettings {
         RuntimeSettings(
-            maxInstances: maxInstances, memoryBudgetBytes: memoryBudgetBytes, defaultMemoryCapBytes: defaultMemoryCapBytes)
+            maxInstances: maxInstances, memoryBudgetBytes: memoryBudgetBytes, memoryAdmission: memoryAdmission,
+            defaultMemoryCapBytes: defaultMemoryCapBytes)
     }
 
     private mutating func apply(_ options: DaemonOptions) throws(ConfigurationError) {
@@ -112,6 +117,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
             guard let bytes = ByteSize.parse(value) else { throw .flag("--memory-budget", ByteSize.help(value)) }
             memoryBudgetBytes = bytes
         }
+        if let value = options.memoryAdmission {
+            guard let mode = MemoryAdmission(rawValue: value) else {
+                throw .flag("--memory-admission", Self.admissionHelp(value))
+            }
+            memoryAdmission = mode
+        }
         if let value = options.defaultMemory {
             guard let bytes = ByteSize.parse(value) else { throw .flag("--default-memory", ByteSize.help(value)) }
             defaultMemoryCapBytes = bytes
@@ -134,12 +145,17 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 
     static let levelNames = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+
+    static func admissionHelp(_ value: String) -> String {
+        "unknown memory admission \"\(value)\"; use committed (count what guests commit) or reserve-caps (reserve each cap at create)"
+    }
 }
 
 /// The runtime limits a configuration sets; nil keeps the runtime's own default.
 public struct RuntimeSettings: Sendable, Equatable {
     public var maxInstances: Int?
     public var memoryBudgetBytes: UInt64?
+    public var memoryAdmission: MemoryAdmission?
     public var defaultMemoryCapBytes: UInt64?
 }
 

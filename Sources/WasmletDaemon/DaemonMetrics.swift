@@ -120,7 +120,8 @@ private final class RuntimeBox: Sendable {
             moduleCacheEntries: s.moduleCacheEntries, moduleCacheBytes: s.moduleCacheBytes,
             moduleCacheHits: s.moduleCacheHits, moduleCacheMisses: s.moduleCacheMisses,
             fuelConsumedTotal: s.fuelConsumedTotal, warmInstancesIdle: s.warmInstancesIdle,
-            linearMemoryBytes: s.linearMemoryBytes, guestsBlockedInHostCalls: s.guestsBlockedInHostCalls)
+            linearMemoryBytes: s.linearMemoryBytes, guestsBlockedInHostCalls: s.guestsBlockedInHostCalls,
+            memoryChargedBytes: s.memoryChargedBytes, memoryBudgetDenials: s.memoryBudgetDenials)
         if settings.perInstance {
             let report = runtime.usageReport(limit: settings.perInstanceLimit)
             numbers.perInstance = report.instances.map { entry in

@@ -54,6 +54,13 @@ public struct DaemonOptions: ParsableArguments, Sendable {
     public var memoryBudget: String?
 
     @Option(
+        name: .customLong("memory-admission"),
+        help: ArgumentHelp(
+            "What counts against the memory budget: committed (linear memory guests commit, plus a fixed overhead each; the default) or reserve-caps (each instance's whole cap, reserved at create).",
+            valueName: "mode"))
+    public var memoryAdmission: String?
+
+    @Option(
         name: .customLong("default-memory"),
         help: ArgumentHelp("Memory cap of an instance that sets none, e.g. 128MiB.", valueName: "size"))
     public var defaultMemory: String?

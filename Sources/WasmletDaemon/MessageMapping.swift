@@ -82,6 +82,7 @@ enum MessageMapping {
         message.cpuTimeNs = record.cpuTimeNanoseconds
         message.peakMemoryBytes = record.peakMemoryBytes
         message.memoryLimitHit = record.memoryLimitHit
+        message.memoryBudgetHit = record.memoryBudgetHit
         message.signal = UInt32(clamping: record.signal)
         return message
     }

@@ -92,6 +92,8 @@ enum RecordJSON {
         date(exit.exitedAt, to: &out)
         out.key("fuelConsumed")
         out.uint(exit.fuelConsumed)
+        out.key("memoryBudgetHit")
+        out.bool(exit.memoryBudgetHit)
         out.key("memoryLimitHit")
         out.bool(exit.memoryLimitHit)
         out.key("message")

@@ -438,6 +438,8 @@ public final class RuntimeService: Sendable {
         response.exited = UInt64(statistics.exited + directory.recoveredCount)
         response.memoryReservedBytes = statistics.memoryReservedBytes
         response.memoryBudgetBytes = statistics.memoryBudgetBytes
+        response.memoryChargedBytes = statistics.memoryChargedBytes
+        response.memoryBudgetDenials = statistics.memoryBudgetDenials
         response.moduleCacheEntries = UInt64(statistics.moduleCacheEntries)
         response.moduleCacheBytes = UInt64(statistics.moduleCacheBytes)
         response.fuelConsumedTotal = statistics.fuelConsumedTotal

@@ -5,8 +5,13 @@ import Synchronization
 /// library stays free of the engine.
 public struct RuntimeNumbers: Sendable {
     public var instancesByState: [String: Int]
+    /// The sum of the memory caps of live instances.
     public var memoryReservedBytes: UInt64
     public var memoryBudgetBytes: UInt64
+    /// What counts against the budget now (depends on the admission mode).
+    public var memoryChargedBytes: UInt64
+    /// Growths and instantiations the node budget refused, since the runtime started.
+    public var memoryBudgetDenials: UInt64
     public var moduleCacheEntries: Int
     public var moduleCacheBytes: Int
     public var moduleCacheHits: UInt64
@@ -25,8 +30,10 @@ public struct RuntimeNumbers: Sendable {
         moduleCacheEntries: Int = 0, moduleCacheBytes: Int = 0, moduleCacheHits: UInt64 = 0,
         moduleCacheMisses: UInt64 = 0, fuelConsumedTotal: UInt64 = 0, warmInstancesIdle: Int = 0,
         linearMemoryBytes: UInt64 = 0, guestsBlockedInHostCalls: Int = 0, perInstance: [InstanceNumbers]? = nil,
-        perInstanceOmitted: Int = 0
+        perInstanceOmitted: Int = 0, memoryChargedBytes: UInt64 = 0, memoryBudgetDenials: UInt64 = 0
     ) {
+        self.memoryChargedBytes = memoryChargedBytes
+        self.memoryBudgetDenials = memoryBudgetDenials
         self.linearMemoryBytes = linearMemoryBytes
         self.guestsBlockedInHostCalls = guestsBlockedInHostCalls
         self.perInstance = perInstance
@@ -78,6 +85,8 @@ public final class WasmletMetrics: Sendable {
     private let fuel: CumulativeCounter
     private let memoryReserved: Gauge
     private let memoryBudget: Gauge
+    private let memoryCharged: Gauge
+    private let budgetDenials: CumulativeCounter
     private let cacheEntries: Gauge
     private let cacheBytes: Gauge
     private let cacheHits: CumulativeCounter
@@ -146,8 +155,22 @@ public final class WasmletMetrics: Sendable {
             buckets: Self.latencyBuckets)
         fuel = CumulativeCounter(registry.makeCounter(descriptor: d("fuel_consumed", "total", "Fuel units consumed by all guests.")))
         memoryReserved = registry.makeGauge(
-            descriptor: d("memory_caps_reserved", "bytes", "Linear-memory caps reserved by live instances against the node budget."))
-        memoryBudget = registry.makeGauge(descriptor: d("memory_budget", "bytes", "The node's linear-memory budget."))
+            descriptor: d(
+                "memory_caps_reserved", "bytes",
+                "Sum of the memory caps of live instances. Charged against the node budget only when memory_admission is reserve-caps; under committed admission caps may add up to more than the budget."
+            ))
+        memoryBudget = registry.makeGauge(descriptor: d("memory_budget", "bytes", "The node memory budget for guests."))
+        memoryCharged = registry.makeGauge(
+            descriptor: d(
+                "memory_charged", "bytes",
+                "Memory counted against the node budget: under committed admission, each live instance's fixed overhead plus the running guests' linear memory; under reserve-caps admission, the sum of the memory caps of live instances."
+            ))
+        budgetDenials = CumulativeCounter(
+            registry.makeCounter(
+                descriptor: d(
+                    "memory_budget_denials", "total",
+                    "memory.grow calls and instantiations refused because the node memory budget was exhausted (committed admission); the guest saw an allocation failure."
+                )))
         cacheEntries = registry.makeGauge(descriptor: d("module_cache_entries", "", "Compiled modules in the module cache."))
         cacheBytes = registry.makeGauge(descriptor: d("module_cache_size", "bytes", "Size of the modules in the module cache."))
         cacheHits = CumulativeCounter(registry.makeCounter(descriptor: d("module_cache_hits", "total", "Module cache lookups that found the module.")))
@@ -229,6 +252,8 @@ public final class WasmletMetrics: Sendable {
         fuel.update(total: Double(numbers.fuelConsumedTotal))
         memoryReserved.set(Double(numbers.memoryReservedBytes))
         memoryBudget.set(Double(numbers.memoryBudgetBytes))
+        memoryCharged.set(Double(numbers.memoryChargedBytes))
+        budgetDenials.update(total: Double(numbers.memoryBudgetDenials))
         cacheEntries.set(Double(numbers.moduleCacheEntries))
         cacheBytes.set(Double(numbers.moduleCacheBytes))
         cacheHits.update(total: Double(numbers.moduleCacheHits))

@@ -40,13 +40,17 @@ public struct ExitRecord: Sendable, Codable, Equatable {
     public var fuelConsumed: UInt64
     public var cpuTimeNanoseconds: UInt64
     public var peakMemoryBytes: UInt64
-    /// Whether a `memory.grow` (or instantiation) was refused by the memory cap.
+    /// Whether a `memory.grow` (or instantiation) was refused by the instance's memory cap.
     public var memoryLimitHit: Bool
+    /// Whether a `memory.grow` (or instantiation) was refused because the node memory budget
+    /// was exhausted (committed admission), although the instance's own cap had room. Either
+    /// flag means the guest ran out of memory; the daemon reports both as an OOM.
+    public var memoryBudgetHit: Bool
 
     public init(
         code: Int32, reason: ExitReason, message: String = "", signal: Int32 = 0, startedAt: Date? = nil,
         exitedAt: Date = Date(), fuelConsumed: UInt64 = 0, cpuTimeNanoseconds: UInt64 = 0,
-        peakMemoryBytes: UInt64 = 0, memoryLimitHit: Bool = false
+        peakMemoryBytes: UInt64 = 0, memoryLimitHit: Bool = false, memoryBudgetHit: Bool = false
     ) {
         self.code = code
         self.reason = reason
@@ -58,7 +62,11 @@ public struct ExitRecord: Sendable, Codable, Equatable {
         self.cpuTimeNanoseconds = cpuTimeNanoseconds
         self.peakMemoryBytes = peakMemoryBytes
         self.memoryLimitHit = memoryLimitHit
+        self.memoryBudgetHit = memoryBudgetHit
     }
+
+    /// Whether the guest was refused memory, by its cap or by the node budget.
+    public var memoryExhausted: Bool { memoryLimitHit || memoryBudgetHit }
 
     public static let trapExitCode: Int32 = 134
     public static let failedToStartExitCode: Int32 = 126
@@ -67,5 +75,23 @@ public struct ExitRecord: Sendable, Codable, Equatable {
     /// What the daemon records for an instance that was running when the daemon died.
     public static func daemonRestarted(startedAt: Date?) -> ExitRecord {
         ExitRecord(code: 137, reason: .daemonRestarted, message: "daemon restarted", signal: 9, startedAt: startedAt)
+    }
+}
+
+extension ExitRecord {
+    /// Records written before `memoryBudgetHit` existed lack it: read them as false.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        code = try container.decode(Int32.self, forKey: .code)
+        reason = try container.decode(ExitReason.self, forKey: .reason)
+        message = try container.decode(String.self, forKey: .message)
+        signal = try container.decode(Int32.self, forKey: .signal)
+        startedAt = try container.decodeIfPresent(Date.self, forKey: .startedAt)
+        exitedAt = try container.decode(Date.self, forKey: .exitedAt)
+        fuelConsumed = try container.decode(UInt64.self, forKey: .fuelConsumed)
+        cpuTimeNanoseconds = try container.decode(UInt64.self, forKey: .cpuTimeNanoseconds)
+        peakMemoryBytes = try container.decode(UInt64.self, forKey: .peakMemoryBytes)
+        memoryLimitHit = try container.decode(Bool.self, forKey: .memoryLimitHit)
+        memoryBudgetHit = try container.decodeIfPresent(Bool.self, forKey: .memoryBudgetHit) ?? false
     }
 }

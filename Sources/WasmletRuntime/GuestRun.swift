@@ -20,6 +20,7 @@ struct GuestOutcome: Sendable {
     var cpuTimeNanoseconds: UInt64 = 0
     var peakMemoryBytes: UInt64 = 0
     var memoryLimitHit = false
+    var memoryBudgetHit = false
 }
 
 /// Executes one guest on the calling (dedicated) thread: stdio, WASI bridge, instantiation,
@@ -52,6 +53,7 @@ struct GuestRun {
         outcome.cpuTimeNanoseconds = GuestThread.currentThreadCPUTime() &- cpuAtStart
         outcome.peakMemoryBytes = limiter.peakBytes
         outcome.memoryLimitHit = limiter.limitHit
+        outcome.memoryBudgetHit = limiter.budgetHit
         return outcome
     }
 
@@ -87,8 +89,7 @@ struct GuestRun {
             // Same check a fresh instantiation makes against the cap.
             guard (try? limiter.limitMemoryGrowth(to: Int(pooled.memoryBytes))) == true else {
                 pool?.release(pooled, digest: module.digest, stackBytes: stackBytes)
-                return GuestOutcome(ending: .failedToStart(
-                    "memory cap of \(memoryCap) bytes is below the module's initial memory"), memoryLimitHit: true)
+                return initialMemoryRefused(pooled.memoryBytes)
             }
             pooled.store.resourceLimiter = limiter
             warm = pooled
@@ -97,10 +98,7 @@ struct GuestRun {
             do {
                 warm = try WarmInstance(module: module, engine: engine, limiter: limiter)
             } catch {
-                if limiter.limitHit {
-                    return GuestOutcome(ending: .failedToStart(
-                        "memory cap of \(memoryCap) bytes is below the module's initial memory"), memoryLimitHit: true)
-                }
+                if limiter.limitHit || limiter.budgetHit { return initialMemoryRefused(nil) }
                 return GuestOutcome(ending: .failedToStart("instantiation failed: \(Self.text(error))"))
             }
         }
@@ -133,6 +131,17 @@ struct GuestRun {
             pool.release(warm, digest: module.digest, stackBytes: stackBytes)
         }
         return outcome
+    }
+
+    /// The start failure when the limiter refused the module's initial memory.
+    private func initialMemoryRefused(_ bytes: UInt64?) -> GuestOutcome {
+        if limiter.budgetHit {
+            let size = bytes.map { "the module's initial memory of \($0) bytes" } ?? "the module's initial memory"
+            return GuestOutcome(
+                ending: .failedToStart("node memory budget exhausted: \(size) does not fit"), memoryBudgetHit: true)
+        }
+        return GuestOutcome(
+            ending: .failedToStart("memory cap of \(memoryCap) bytes is below the module's initial memory"), memoryLimitHit: true)
     }
 
     /// The one place that tells trap reasons apart: WasmKit's `TrapReason` is package-internal,

@@ -12,6 +12,9 @@ final class InstanceRecord: @unchecked Sendable {
     let spec: InstanceSpec
     let module: LoadedModule
     let memoryCap: UInt64
+    /// What create charged to the node budget (the overhead under committed admission, the cap
+    /// under reserve-caps), released at exit or at the delete of a never-started instance.
+    let budgetCharge: UInt64
     let serial: UInt32
     let createdAt = Date()
     /// Position in creation order within this runtime (per-instance metrics pick the oldest).
@@ -28,10 +31,11 @@ final class InstanceRecord: @unchecked Sendable {
     /// Callers blocked in `wait`, by a token so a cancelled wait can remove itself.
     var waiters: [UInt64: CheckedContinuation<ExitRecord, any Error>] = [:]
 
-    init(spec: InstanceSpec, module: LoadedModule, memoryCap: UInt64, serial: UInt32) {
+    init(spec: InstanceSpec, module: LoadedModule, memoryCap: UInt64, budgetCharge: UInt64, serial: UInt32) {
         self.spec = spec
         self.module = module
         self.memoryCap = memoryCap
+        self.budgetCharge = budgetCharge
         self.serial = serial
     }
 
@@ -48,7 +52,7 @@ final class InstanceRecord: @unchecked Sendable {
         var record = ExitRecord(
             code: 0, reason: .exited, startedAt: outcome.startedAt ?? startedAt, fuelConsumed: outcome.fuelConsumed,
             cpuTimeNanoseconds: outcome.cpuTimeNanoseconds, peakMemoryBytes: outcome.peakMemoryBytes,
-            memoryLimitHit: outcome.memoryLimitHit)
+            memoryLimitHit: outcome.memoryLimitHit, memoryBudgetHit: outcome.memoryBudgetHit)
         switch outcome.ending {
         case .exited(let code):
             record.code = code

@@ -5,8 +5,21 @@ public struct RuntimeConfiguration: Sendable {
     /// Most instances alive (created or running) at once; past it, create fails with
     /// "resource exhausted".
     public var maxInstances: Int = 10_000
-    /// The node memory budget: the sum of the memory caps of live instances may not exceed it.
+    /// The node memory budget for guests. What counts against it depends on `memoryAdmission`:
+    /// under `.committed` (the default) what live instances commit (their linear memory plus a
+    /// fixed overhead each), under `.reserveCaps` the sum of their memory caps.
     public var memoryBudgetBytes: UInt64 = RuntimeConfiguration.defaultMemoryBudget()
+    /// How instances are admitted against `memoryBudgetBytes`; see `MemoryAdmission`.
+    public var memoryAdmission: MemoryAdmission = .committed
+    /// Committed admission's charge for an instance beyond its linear memory, on top of its
+    /// interpreter stack (which is charged at its full size, since a deep recursion touches all
+    /// of it). It covers the guest thread's native stack pages that get touched, the WASI
+    /// bridge and its descriptors, the instance's records and the code WasmKit translates into
+    /// its store: a sleeping C guest measured about 76 KiB of RSS in all (`wasmlet-bench --only
+    /// density`, BENCHMARKS.md), so 256 KiB leaves room for larger programs without keeping a
+    /// 24 GiB node from holding 10,000 default guests (768 KiB of overhead + 128 KiB of memory
+    /// each is 8.5 GiB of a 12 GiB budget).
+    public var instanceOverheadBytes: UInt64 = 256 << 10
     /// The memory cap of an instance whose spec sets none.
     public var defaultMemoryCapBytes: UInt64 = 128 << 20
     /// The interpreter stack of an instance whose spec sets none (WasmKit's default).
@@ -51,7 +64,8 @@ public struct InstanceSnapshot: Sendable {
     public var createdAt: Date
     public var startedAt: Date?
     public var limits: InstanceLimits
-    /// The effective memory cap reserved against the node budget.
+    /// The effective memory cap (reserved against the node budget only under reserve-caps
+    /// admission).
     public var memoryCapBytes: UInt64
     /// A small number stable for the instance's life, unique in this process (for pid fields).
     public var serial: UInt32
@@ -92,8 +106,17 @@ public struct RuntimeStatistics: Sendable {
     public var created: Int
     public var running: Int
     public var exited: Int
+    /// The sum of the memory caps of live (created or running) instances. Reserved against the
+    /// budget under reserve-caps admission; under committed admission it may exceed the budget.
     public var memoryReservedBytes: UInt64
+    /// What counts against the budget now: under committed admission the live instances'
+    /// overhead plus the running guests' linear memory; under reserve-caps the sum of caps.
+    public var memoryChargedBytes: UInt64
     public var memoryBudgetBytes: UInt64
+    public var memoryAdmission: MemoryAdmission
+    /// Growths and instantiations refused because the node budget was exhausted (committed
+    /// admission), since the runtime started. Creates refused for the budget are not counted.
+    public var memoryBudgetDenials: UInt64
     public var moduleCacheEntries: Int
     public var moduleCacheBytes: Int
     public var moduleCacheHits: UInt64

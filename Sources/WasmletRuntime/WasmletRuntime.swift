@@ -17,6 +17,7 @@ public final class WasmletRuntime: Sendable {
     private let eventHandler: (@Sendable (RuntimeEvent) -> Void)?
     private let hooks: RuntimeHooks
     private let counters = LiveCounters()
+    private let budget: NodeMemoryBudget
 
     private struct State: ~Copyable {
         var instances: [InstanceKey: InstanceRecord] = [:]
@@ -24,6 +25,7 @@ public final class WasmletRuntime: Sendable {
         /// Instances ever created; never wraps, unlike the serial.
         var createdCount: UInt64 = 0
         var liveCount = 0
+        /// The sum of the memory caps of live instances (what reserve-caps admission charges).
         var reservedBytes: UInt64 = 0
         var fuelConsumedTotal: UInt64 = 0
         var exitsByReason: [ExitReason: UInt64] = [:]
@@ -43,6 +45,7 @@ public final class WasmletRuntime: Sendable {
         self.configuration = configuration
         self.eventHandler = eventHandler
         self.hooks = hooks
+        budget = NodeMemoryBudget(limitBytes: configuration.memoryBudgetBytes)
         let pool = InstancePool(maxIdlePerModule: configuration.warmInstancesPerModule)
         self.pool = pool
         // Warm instances of an evicted module would otherwise stay in the pool forever.
@@ -70,7 +73,9 @@ public final class WasmletRuntime: Sendable {
 
     // MARK: Lifecycle
 
-    /// Creates an instance of a loaded module, reserving its memory cap against the node budget.
+    /// Creates an instance of a loaded module, admitting it against the node memory budget: under
+    /// committed admission its fixed overhead is charged now and its linear memory as it grows;
+    /// under reserve-caps admission its whole memory cap is reserved now.
     @discardableResult
     public func create(_ spec: InstanceSpec) throws -> InstanceSnapshot {
         try Self.validate(spec)
@@ -78,6 +83,13 @@ public final class WasmletRuntime: Sendable {
             throw RuntimeError.notFound("module \(spec.moduleDigest) is not loaded (never loaded, or evicted from the cache)")
         }
         let cap = spec.limits.memoryBytes ?? configuration.defaultMemoryCapBytes
+        let charge: UInt64
+        switch configuration.memoryAdmission {
+        case .committed:
+            charge = configuration.instanceOverheadBytes &+ (spec.limits.stackBytes ?? configuration.defaultStackBytes)
+        case .reserveCaps:
+            charge = cap
+        }
         let snapshot = try state.withLock { state throws -> InstanceSnapshot in
             guard state.instances[spec.key] == nil else {
                 throw RuntimeError.alreadyExists("instance \(spec.key) already exists")
@@ -85,11 +97,12 @@ public final class WasmletRuntime: Sendable {
             guard state.liveCount < configuration.maxInstances else {
                 throw RuntimeError.resourceExhausted("instance limit reached: \(configuration.maxInstances) live instances")
             }
-            guard state.reservedBytes + cap <= configuration.memoryBudgetBytes else {
+            guard budget.tryCharge(charge) else {
+                let what = configuration.memoryAdmission == .committed ? "committed" : "reserved"
                 throw RuntimeError.resourceExhausted(
-                    "node memory budget exhausted: \(state.reservedBytes) of \(configuration.memoryBudgetBytes) bytes reserved, \(cap) more asked")
+                    "node memory budget exhausted: \(budget.chargedBytes) of \(configuration.memoryBudgetBytes) bytes \(what), \(charge) more asked")
             }
-            let record = InstanceRecord(spec: spec, module: module, memoryCap: cap, serial: state.nextSerial)
+            let record = InstanceRecord(spec: spec, module: module, memoryCap: cap, budgetCharge: charge, serial: state.nextSerial)
             record.creationOrder = state.createdCount
             state.createdCount += 1
             state.nextSerial = state.nextSerial == UInt32.max ? 1 : state.nextSerial + 1
@@ -112,7 +125,8 @@ public final class WasmletRuntime: Sendable {
             record.state = .running
             record.startedAt = Date()
             record.interrupter = GuestInterrupter()
-            record.limiter = MemoryLimiter(capBytes: record.memoryCap)
+            record.limiter = MemoryLimiter(
+                capBytes: record.memoryCap, budget: configuration.memoryAdmission == .committed ? budget : nil)
             let stack = record.spec.limits.stackBytes ?? configuration.defaultStackBytes
             return (record, Self.engine(stackBytes: stack, in: &state), stack)
         }
@@ -200,6 +214,7 @@ public final class WasmletRuntime: Sendable {
             if record.state == .created {
                 state.liveCount -= 1
                 state.reservedBytes -= record.memoryCap
+                budget.release(record.budgetCharge)
             }
             state.instances[key] = nil
             return record.snapshot
@@ -355,7 +370,9 @@ public final class WasmletRuntime: Sendable {
             }
             return RuntimeStatistics(
                 created: created, running: running, exited: exited, memoryReservedBytes: state.reservedBytes,
-                memoryBudgetBytes: configuration.memoryBudgetBytes, moduleCacheEntries: cache.entries,
+                memoryChargedBytes: budget.chargedBytes, memoryBudgetBytes: configuration.memoryBudgetBytes,
+                memoryAdmission: configuration.memoryAdmission, memoryBudgetDenials: budget.denials,
+                moduleCacheEntries: cache.entries,
                 moduleCacheBytes: cache.bytes, moduleCacheHits: cache.hits, moduleCacheMisses: cache.misses,
                 fuelConsumedTotal: state.fuelConsumedTotal, exitsByReason: state.exitsByReason,
                 warmInstancesIdle: warm, linearMemoryBytes: linearMemory,
@@ -441,7 +458,7 @@ public final class WasmletRuntime: Sendable {
             record.stopRequest = .killed(signal: signal)
             var exit = ExitRecord(code: 0, reason: .killed)
             record.applyStopRequest(to: &exit)
-            return Self.markExited(record, exit, in: &state)
+            return markExited(record, exit, in: &state)
         }
         if let (snapshot, waiters) = snapshot { deliver(snapshot, waiters) }
     }
@@ -453,12 +470,12 @@ public final class WasmletRuntime: Sendable {
             if abandonedAfterKill {
                 exit.message += "; the guest did not stop within \(configuration.killEscalationTimeout) and its thread was abandoned"
             }
-            return Self.markExited(record, exit, in: &state)
+            return markExited(record, exit, in: &state)
         }
         if let (snapshot, waiters) = result { deliver(snapshot, waiters) }
     }
 
-    private static func markExited(_ record: InstanceRecord, _ exit: ExitRecord, in state: inout State)
+    private func markExited(_ record: InstanceRecord, _ exit: ExitRecord, in state: inout State)
         -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, any Error>])
     {
         record.state = .exited
@@ -467,6 +484,10 @@ public final class WasmletRuntime: Sendable {
         record.deadlineTimer = nil
         state.liveCount -= 1
         state.reservedBytes -= record.memoryCap
+        // The guest's linear memory, then what create charged. A thread abandoned after a kill
+        // may still run: its limiter refuses any growth from here on.
+        record.limiter?.releaseCharge()
+        budget.release(record.budgetCharge)
         state.fuelConsumedTotal &+= exit.fuelConsumed
         state.exitsByReason[exit.reason, default: 0] += 1
         let waiters = Array(record.waiters.values)

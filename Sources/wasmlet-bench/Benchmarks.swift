@@ -298,3 +298,62 @@ struct PhaseBenchmark {
         report.add("phase: close", microseconds(closeT.median), "-")
     }
 }
+
+/// Admission on the runtime's defaults (budget half of RAM, committed admission, 128 MiB default
+/// cap, 10,000 instances at most): how many sleeping guests started with no limits, as plain
+/// `wasmletctl run` starts them, are admitted, what they are charged, and what they cost in RSS.
+/// Then the same creates under reserve-caps admission, for comparison (never started).
+struct AdmissionBenchmark {
+    let directory: String
+    let count: Int
+
+    func run(_ report: Report) async throws {
+        let defaults = RuntimeConfiguration()
+        let runtime = try WasmletRuntime(configuration: defaults)
+        let guests = Guests(runtime: runtime, directory: directory)
+        let sleeper = try guests.digest("sleeper")
+        let before = residentBytes()
+        var keys: [InstanceKey] = []
+        var refusal: String?
+        let start = now()
+        for _ in 0..<count {
+            do {
+                // One long nanosleep, so every guest is counted as blocked once it is asleep.
+                keys.append(try guests.start(sleeper, args: ["sleeper", "3600"], limits: InstanceLimits()))
+            } catch {
+                refusal = "\(error)"
+                break
+            }
+        }
+        print("  admission: \(keys.count) started; waiting until all are asleep")
+        while runtime.statistics().guestsBlockedInHostCalls < keys.count { try await Task.sleep(for: .milliseconds(50)) }
+        let seconds = Double(now() - start) / 1e9
+        let statistics = runtime.statistics()
+        let after = residentBytes()
+        let gib = { (bytes: UInt64) in String(format: "%.2f GiB", Double(bytes) / Double(1 << 30)) }
+        print(String(format: "  admission: %d asleep in %.1f s; physical memory %@", keys.count, seconds,
+            gib(ProcessInfo.processInfo.physicalMemory)))
+        if let refusal { print("  admission: refused after \(keys.count): \(refusal)") }
+        report.add("committed admission, defaults: sleeping guests admitted of \(count)", "\(keys.count)", "\(count)")
+        report.add("  budget / charged / sum of caps", "\(gib(statistics.memoryBudgetBytes)) / \(gib(statistics.memoryChargedBytes)) / \(gib(statistics.memoryReservedBytes))", "charged ≤ budget")
+        report.add("  charged per guest", String(format: "%.0f KiB", Double(statistics.memoryChargedBytes) / Double(max(1, keys.count)) / 1024), "-")
+        report.add("  RSS per guest", String(format: "%.1f KiB", Double(after &- before) / Double(max(1, keys.count)) / 1024), "< charged")
+        report.add("  budget denials", "\(statistics.memoryBudgetDenials)", "0")
+        for key in keys { try runtime.kill(key) }
+        for key in keys { _ = try await runtime.wait(key); _ = try? runtime.delete(key) }
+
+        var strict = defaults
+        strict.memoryAdmission = .reserveCaps
+        let reserving = try WasmletRuntime(configuration: strict)
+        let digest = try reserving.loadModule(path: guests.path("sleeper")).digest
+        var created = 0
+        while created < count {
+            do {
+                try reserving.create(InstanceSpec(key: InstanceKey(namespace: "bench", id: "strict-\(created)"), moduleDigest: digest))
+                created += 1
+            } catch { break }
+        }
+        report.add("reserve-caps admission, defaults: creates admitted of \(count)", "\(created)", "budget / 128 MiB")
+        for index in 0..<created { _ = try? reserving.delete(InstanceKey(namespace: "bench", id: "strict-\(index)")) }
+    }
+}

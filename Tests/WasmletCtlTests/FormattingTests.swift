@@ -99,7 +99,8 @@ func makeInstance(
                 "fuelConsumed": 0,
                 "cpuTimeNs": 0,
                 "peakMemoryBytes": 0,
-                "memoryLimitHit": false
+                "memoryLimitHit": false,
+                "memoryBudgetHit": false
               }
             }
             """

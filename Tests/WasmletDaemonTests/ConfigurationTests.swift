@@ -50,6 +50,8 @@ import Testing
         ("[limits]\nmax_instance = 3", "unknown key limits.max_instance"),
         ("log_level = \"loud\"", "key log_level: unknown level"),
         ("[limits]\nmemory_budget = \"lots\"", "key limits.memory_budget"),
+        ("[limits]\nmemory_admission = \"reserve\"", "key limits.memory_admission: unknown memory admission \"reserve\"; use committed"),
+        ("[limits]\nmemory_admission = 1", "key limits.memory_admission: expected a string"),
         ("group = \"no-such-group-xyz\"", "group \"no-such-group-xyz\" does not exist"),
         ("[metrics]\nper_instances = true", "unknown key metrics.per_instances"),
         ("[metrics]\nper_instance = 1", "key metrics.per_instance: expected true or false"),
@@ -81,12 +83,35 @@ import Testing
         #expect(defaults.metricsSettings == MetricsSettings(perInstance: false, perInstanceLimit: 500))
     }
 
+    @Test func memoryAdmissionFromFileAndFlags() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/a.toml"
+        try "[limits]\nmemory_admission = \"reserve-caps\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let fromFile = try DaemonConfiguration.resolve(options: DaemonOptions.parse(["--config", path]), uid: 0, environment: [:])
+        #expect(fromFile.memoryAdmission == .reserveCaps)
+        #expect(Daemon.runtimeConfiguration(fromFile.runtimeConfiguration).memoryAdmission == .reserveCaps)
+        let overridden = try DaemonConfiguration.resolve(
+            options: DaemonOptions.parse(["--config", path, "--memory-admission", "committed"]), uid: 0, environment: [:])
+        #expect(overridden.memoryAdmission == .committed)
+        // Unset, the runtime's default: committed.
+        let defaults = try DaemonConfiguration.resolve(options: DaemonOptions.parse([]), uid: 0, environment: [:])
+        #expect(defaults.memoryAdmission == nil)
+        #expect(Daemon.runtimeConfiguration(defaults.runtimeConfiguration).memoryAdmission == .committed)
+        let bad = try DaemonOptions.parse(["--memory-admission", "lazy"])
+        #expect {
+            _ = try DaemonConfiguration.resolve(options: bad, uid: 0, environment: [:])
+        } throws: { error in
+            "\(error)" == "--memory-admission: unknown memory admission \"lazy\"; use committed (count what guests commit) or reserve-caps (reserve each cap at create)"
+        }
+    }
+
     @Test func theExampleFileParses() throws {
         let file = try ConfigurationFile.load(path: repositoryRoot + "/deploy/wasmletd.toml")
         #expect(file.metricsAddress == "127.0.0.1:9464")
         #expect(file.metricsPerInstance == false)
         #expect(file.metricsPerInstanceLimit == 500)
         #expect(file.maxInstances == 10_000)
+        #expect(file.memoryAdmission == .committed)
     }
 
     @Test func badFlagsAreRefused() throws {

@@ -17,9 +17,10 @@ final class TaskHarness: @unchecked Sendable {
     let namespace = "ctr-test"
     let shimPID: UInt32 = 4242
 
-    init() async throws {
+    /// - Parameter arguments: extra `wasmletd` flags.
+    init(arguments: [String] = []) async throws {
         directory = try TemporaryDirectory()
-        daemon = try await DaemonProcess(directory: directory)
+        daemon = try await DaemonProcess(directory: directory, arguments: arguments)
         events = try await EventRecorder(path: directory.path + "/containerd.sock.ttrpc")
         client = try await TTRPCClient.connect(unixSocketPath: daemon.socketPath)
     }
@@ -303,6 +304,27 @@ extension DaemonEndToEndTests {
             #expect(again?.1.contains("already finished") == true)
             #expect(try await harness.delete("sleep").exitStatus == 143)
             _ = try await harness.delete("bomb")
+            await harness.stop()
+        }
+
+        /// A growth the node budget refuses (committed admission; the cap had room) is an OOM
+        /// to containerd, as a cap hit is; a task beside it runs on.
+        @Test func nodeBudgetDenialPublishesOOM() async throws {
+            let harness = try await TaskHarness(arguments: ["--memory-budget", "8MiB"])
+            let sleeper = try harness.bundle("neighbour", module: "sleeper")
+            _ = try await harness.create("neighbour", bundle: sleeper)
+            _ = try await harness.start("neighbour")
+            // The default cap (128 MiB) is far past the whole budget.
+            let bomb = try harness.bundle("bomb", module: "membomb")
+            _ = try await harness.create("bomb", bundle: bomb)
+            _ = try await harness.start("bomb")
+            #expect(try await harness.wait("bomb").exitStatus == 3)
+            #expect(await eventually { harness.events.topics(for: "bomb").contains("/tasks/oom") })
+            #expect(harness.events.topics(for: "bomb") == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/oom"])
+            #expect(try await harness.state("neighbour").status == .running)
+            try await harness.kill("neighbour", signal: 9)
+            #expect(try await harness.wait("neighbour").exitStatus == 137)
+            #expect(!harness.events.topics(for: "neighbour").contains("/tasks/oom"))
             await harness.stop()
         }
 

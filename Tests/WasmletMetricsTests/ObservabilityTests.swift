@@ -455,3 +455,58 @@ extension DaemonEndToEndTests {
         #expect(String(decoding: buffer, as: UTF8.self) == text)
     }
 }
+
+extension DaemonEndToEndTests {
+    /// Committed admission through the real daemon: caps add up past the budget, and a growth
+    /// the budget refuses is the guest's own allocation failure, recorded and counted.
+    @Suite struct MemoryAdmission {
+        @Test func nodeBudgetDenialIsRecordedAndCountedWhileANeighbourRuns() async throws {
+            let directory = try TemporaryDirectory()
+            let port = try freePort()
+            let daemon = try await DaemonProcess(
+                directory: directory, arguments: ["--metrics-address", "127.0.0.1:\(port)", "--memory-budget", "8MiB"])
+            defer { daemon.killAndReap() }
+            #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
+            let client = try await daemon.client()
+            // Both with the default 128 MiB cap, each far past the 8 MiB budget on its own.
+            try await createInstance(client, "neighbour", module: "sleeper")
+            _ = try await client.start("neighbour")
+            try await createInstance(client, "bomb", module: "membomb")
+            _ = try await client.start("bomb")
+            let exit = try await client.wait("bomb")
+            #expect(exit.code == 3, "membomb exits 3 once malloc fails")
+            #expect(exit.memoryBudgetHit)
+            #expect(!exit.memoryLimitHit)
+            #expect(exit.peakMemoryBytes < 8 << 20)
+            #expect(try await client.inspect("neighbour").state == .running)
+
+            let stats = try await client.stats()
+            #expect(stats.memoryBudgetBytes == 8 << 20)
+            #expect(stats.memoryBudgetDenials >= 1)
+            #expect(stats.memoryReservedBytes == 128 << 20, "the neighbour's cap, past the budget")
+            #expect(stats.memoryChargedBytes > 0 && stats.memoryChargedBytes < 8 << 20)
+            let metrics = body(of: try get(port: port, "/metrics").text)
+            #expect(sampleValue(metrics, "wasmlet_memory_budget_denials_total") == Double(stats.memoryBudgetDenials))
+            #expect(sampleValue(metrics, "wasmlet_memory_caps_reserved_bytes") == Double(128 << 20))
+            #expect((sampleValue(metrics, "wasmlet_memory_charged_bytes") ?? 0) > 0)
+
+            try await client.kill("neighbour")
+            #expect(try await client.wait("neighbour").reason == .killed)
+            #expect(try await client.stats().memoryChargedBytes == 0)
+            await client.close()
+        }
+
+        @Test func reserveCapsRefusesTheCreate() async throws {
+            let directory = try TemporaryDirectory()
+            let daemon = try await DaemonProcess(
+                directory: directory, arguments: ["--memory-budget", "200MiB", "--memory-admission", "reserve-caps"])
+            defer { daemon.killAndReap() }
+            let client = try await daemon.client()
+            try await createInstance(client, "first", module: "sleeper")
+            let refused = await statusCode { try await createInstance(client, "second", module: "sleeper") }
+            #expect(refused?.0 == .resourceExhausted)
+            #expect(refused?.1.contains("node memory budget exhausted") == true)
+            await client.close()
+        }
+    }
+}

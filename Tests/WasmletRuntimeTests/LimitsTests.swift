@@ -104,8 +104,11 @@ import Testing
         try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: "c"), moduleDigest: module.digest))
     }
 
-    @Test func admissionEnforcesTheNodeMemoryBudget() async throws {
-        let runtime = try Fixtures.makeRuntime { $0.memoryBudgetBytes = 100 << 20 }
+    @Test func reserveCapsAdmissionEnforcesTheNodeMemoryBudget() async throws {
+        let runtime = try Fixtures.makeRuntime {
+            $0.memoryBudgetBytes = 100 << 20
+            $0.memoryAdmission = .reserveCaps
+        }
         let module = try runtime.loadModule(path: Fixtures.guest("hello"))
         try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: "a"), moduleDigest: module.digest, limits: InstanceLimits(memoryBytes: 60 << 20)))
         let error = #expect(throws: RuntimeError.self) {

@@ -227,11 +227,16 @@ public nonisolated struct Wasmlet_V1_ExitRecord: Sendable {
 
   public var peakMemoryBytes: UInt64 = 0
 
-  /// True when a memory.grow was refused because of `Limits.memory_bytes`.
+  /// True when a memory.grow (or the instantiation) was refused because of `Limits.memory_bytes`.
   public var memoryLimitHit: Bool = false
 
   /// The signal given to Kill when reason is EXIT_REASON_KILLED; else 0.
   public var signal: UInt32 = 0
+
+  /// True when a memory.grow (or the instantiation) was refused because the node memory budget
+  /// was exhausted (committed admission), although `Limits.memory_bytes` had room. Either this
+  /// or memory_limit_hit means the guest ran out of memory (an OOM to containerd).
+  public var memoryBudgetHit: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -647,7 +652,9 @@ public nonisolated struct Wasmlet_V1_StatsResponse: Sendable {
   /// Instances now in STATE_CREATED.
   public var created: UInt64 = 0
 
-  /// Memory reserved by live instances' limits, in bytes.
+  /// The sum of the memory caps (`Limits.memory_bytes`) of live instances, in bytes. Reserved
+  /// against the budget only under reserve-caps admission; under committed admission (the
+  /// default) caps may add up to more than the budget.
   public var memoryReservedBytes: UInt64 = 0
 
   /// The daemon's total memory budget for guests, in bytes.
@@ -664,6 +671,15 @@ public nonisolated struct Wasmlet_V1_StatsResponse: Sendable {
 
   /// Instances deleted since the daemon started.
   public var instancesDeleted: UInt64 = 0
+
+  /// What counts against memory_budget_bytes now, in bytes: under committed admission each live
+  /// instance's fixed overhead plus the running guests' linear memory; under reserve-caps
+  /// admission the same as memory_reserved_bytes.
+  public var memoryChargedBytes: UInt64 = 0
+
+  /// memory.grow calls and instantiations refused because the node memory budget was exhausted,
+  /// since the daemon started.
+  public var memoryBudgetDenials: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -801,7 +817,7 @@ nonisolated extension Wasmlet_V1_Preopen: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Wasmlet_V1_ExitRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExitRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}reason\0\u{1}message\0\u{3}started_at\0\u{3}exited_at\0\u{3}fuel_consumed\0\u{3}cpu_time_ns\0\u{3}peak_memory_bytes\0\u{3}memory_limit_hit\0\u{1}signal\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}reason\0\u{1}message\0\u{3}started_at\0\u{3}exited_at\0\u{3}fuel_consumed\0\u{3}cpu_time_ns\0\u{3}peak_memory_bytes\0\u{3}memory_limit_hit\0\u{1}signal\0\u{3}memory_budget_hit\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -819,6 +835,7 @@ nonisolated extension Wasmlet_V1_ExitRecord: SwiftProtobuf.Message, SwiftProtobu
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.peakMemoryBytes) }()
       case 9: try { try decoder.decodeSingularBoolField(value: &self.memoryLimitHit) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.signal) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self.memoryBudgetHit) }()
       default: break
       }
     }
@@ -859,6 +876,9 @@ nonisolated extension Wasmlet_V1_ExitRecord: SwiftProtobuf.Message, SwiftProtobu
     if self.signal != 0 {
       try visitor.visitSingularUInt32Field(value: self.signal, fieldNumber: 10)
     }
+    if self.memoryBudgetHit != false {
+      try visitor.visitSingularBoolField(value: self.memoryBudgetHit, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -873,6 +893,7 @@ nonisolated extension Wasmlet_V1_ExitRecord: SwiftProtobuf.Message, SwiftProtobu
     if lhs.peakMemoryBytes != rhs.peakMemoryBytes {return false}
     if lhs.memoryLimitHit != rhs.memoryLimitHit {return false}
     if lhs.signal != rhs.signal {return false}
+    if lhs.memoryBudgetHit != rhs.memoryBudgetHit {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1585,7 +1606,7 @@ nonisolated extension Wasmlet_V1_StatsRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Wasmlet_V1_StatsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}instances_created\0\u{1}running\0\u{1}exited\0\u{1}created\0\u{3}memory_reserved_bytes\0\u{3}memory_budget_bytes\0\u{3}module_cache_entries\0\u{3}module_cache_bytes\0\u{3}fuel_consumed_total\0\u{3}uptime_seconds\0\u{3}instances_deleted\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}instances_created\0\u{1}running\0\u{1}exited\0\u{1}created\0\u{3}memory_reserved_bytes\0\u{3}memory_budget_bytes\0\u{3}module_cache_entries\0\u{3}module_cache_bytes\0\u{3}fuel_consumed_total\0\u{3}uptime_seconds\0\u{3}instances_deleted\0\u{3}memory_charged_bytes\0\u{3}memory_budget_denials\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1604,6 +1625,8 @@ nonisolated extension Wasmlet_V1_StatsResponse: SwiftProtobuf.Message, SwiftProt
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.fuelConsumedTotal) }()
       case 10: try { try decoder.decodeSingularUInt64Field(value: &self.uptimeSeconds) }()
       case 11: try { try decoder.decodeSingularUInt64Field(value: &self.instancesDeleted) }()
+      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.memoryChargedBytes) }()
+      case 13: try { try decoder.decodeSingularUInt64Field(value: &self.memoryBudgetDenials) }()
       default: break
       }
     }
@@ -1643,6 +1666,12 @@ nonisolated extension Wasmlet_V1_StatsResponse: SwiftProtobuf.Message, SwiftProt
     if self.instancesDeleted != 0 {
       try visitor.visitSingularUInt64Field(value: self.instancesDeleted, fieldNumber: 11)
     }
+    if self.memoryChargedBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryChargedBytes, fieldNumber: 12)
+    }
+    if self.memoryBudgetDenials != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryBudgetDenials, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1658,6 +1687,8 @@ nonisolated extension Wasmlet_V1_StatsResponse: SwiftProtobuf.Message, SwiftProt
     if lhs.fuelConsumedTotal != rhs.fuelConsumedTotal {return false}
     if lhs.uptimeSeconds != rhs.uptimeSeconds {return false}
     if lhs.instancesDeleted != rhs.instancesDeleted {return false}
+    if lhs.memoryChargedBytes != rhs.memoryChargedBytes {return false}
+    if lhs.memoryBudgetDenials != rhs.memoryBudgetDenials {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -201,7 +201,8 @@ final class ContainerdTaskService: Sendable {
             event.exitStatus = Self.exitStatus(exit.code)
             event.exitedAt = Google_Protobuf_Timestamp(date: exit.exitedAt)
             publisher.publish(address: address, namespace: key.namespace, topic: ContainerdEventsAPI.Topic.taskExit, event: event)
-            if exit.memoryLimitHit && exit.code != 0 {
+            // Refused memory by its cap or by the node budget: both are an OOM to containerd.
+            if exit.memoryExhausted && exit.code != 0 {
                 var oom = Containerd_Events_TaskOOM()
                 oom.containerID = key.id
                 publisher.publish(address: address, namespace: key.namespace, topic: ContainerdEventsAPI.Topic.taskOOM, event: oom)
