@@ -49,14 +49,14 @@ final class ChildProcess: @unchecked Sendable {
     private let termination = Mutex<Termination?>(nil)
 
     /// Spawns `executable` (an absolute path) with exactly `environment`, in `directory` (nil:
-    /// this process's), stdin from the file `stdin`, stdout to the file `stdout` and stderr to
+    /// this process's), stdin from the file `stdin` (nil: closed), stdout to the file `stdout` and stderr to
     /// `stderr` (both created or truncated; nil stderr shares stdout's descriptor). The child
     /// gets no other descriptor of the test process, an empty signal mask and default signal
     /// dispositions whatever the spawning thread had, and its own process group (as `Process`
     /// gives it).
     init(
         _ executable: String, _ arguments: [String], environment: [String: String], directory: String? = nil,
-        stdin: String = "/dev/null", stdout: String = "/dev/null", stderr: String? = "/dev/null"
+        stdin: String? = "/dev/null", stdout: String = "/dev/null", stderr: String? = "/dev/null"
     ) throws {
         self.executable = executable
         self.arguments = arguments
@@ -71,7 +71,11 @@ final class ChildProcess: @unchecked Sendable {
             guard code == 0 else { throw SpawnError(description: "\(what): \(String(cString: strerror(code)))") }
         }
         let create = O_WRONLY | O_CREAT | O_TRUNC
-        try check("open \(stdin)", posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0))
+        if let stdin {
+            try check("open \(stdin)", posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0))
+        } else {
+            try check("close stdin", posix_spawn_file_actions_addclose(&actions, 0))
+        }
         try check("open \(stdout)", posix_spawn_file_actions_addopen(&actions, 1, stdout, create, 0o644))
         if let stderr {
             try check("open \(stderr)", posix_spawn_file_actions_addopen(&actions, 2, stderr, create, 0o644))

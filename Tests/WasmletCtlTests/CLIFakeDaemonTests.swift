@@ -107,6 +107,60 @@ import Glibc
         #expect(daemon.instanceCount() == 0)
     }
 
+    /// The guest's output can arrive before Start's answer does: a Ctrl-C in that window is
+    /// forwarded as a Kill once the answer comes, instead of ending wasmletctl and leaving the
+    /// guest running in the daemon.
+    @Test func ctrlCWhileStartIsUnansweredKillsTheInstance() async throws {
+        let daemon = try await FakeDaemon.start()
+        defer { Task { await daemon.stop() } }
+        daemon.startAnswers.close()
+        let child = try Child(
+            wasmletctlPath, ["--socket", daemon.socketPath, "run", "--id", "s2", "examples/build/hello.wasm", "--sleep"],
+            currentDirectory: repositoryRoot)
+        #expect(await until { child.stdout.contains("sleeping\n") })
+        child.signal(SIGINT)
+        // wasmletctl must still be there, waiting for the answer, not ended by the signal.
+        #expect(child.child.poll() == nil)
+        daemon.startAnswers.open()
+        let result = await child.finish()
+        #expect(result.status == 130)
+        #expect(daemon.kills.withLock { $0 } == ["default/s2:2"])
+        #expect(daemon.instanceCount() == 0)
+    }
+
+    /// A Ctrl-C while Create is outstanding: the instance is deleted unstarted (with --no-rm,
+    /// killed unstarted), never left behind in the created state.
+    @Test(arguments: [true, false])
+    func ctrlCWhileCreateIsUnansweredLeavesNoLiveInstance(rm: Bool) async throws {
+        let daemon = try await FakeDaemon.start()
+        defer { Task { await daemon.stop() } }
+        daemon.createAnswers.close()
+        let child = try Child(
+            wasmletctlPath, ["--socket", daemon.socketPath, "run", "--id", "c2"] + (rm ? [] : ["--no-rm"])
+                + ["examples/build/hello.wasm", "--sleep"],
+            currentDirectory: repositoryRoot)
+        #expect(await until { daemon.instanceCount() == 1 })
+        child.signal(SIGINT)
+        #expect(child.child.poll() == nil)
+        daemon.createAnswers.open()
+        let result = await child.finish()
+        #expect(result.status == 130)
+        // The signal may be seen before or after Create's answer is read: either the guest
+        // never starts, or it is killed once started. Never is it left created or running.
+        let started = !daemon.starts.withLock { $0 }.isEmpty
+        if started {
+            #expect(daemon.kills.withLock { $0 } == ["default/c2:2"])
+        } else {
+            #expect(result.stderr.contains("default/c2 interrupted by signal 2 before it started; \(rm ? "deleted" : "killed")"))
+        }
+        if rm {
+            #expect(daemon.instanceCount() == 0)
+        } else {
+            let instance = daemon.instance(namespace: "default", id: "c2")
+            #expect(instance?.state == .exited && instance?.exit.reason == .killed && instance?.exit.signal == 2)
+        }
+    }
+
     @Test func listInspectKillDeleteAndErrors() async throws {
         let daemon = try await FakeDaemon.start()
         defer { Task { await daemon.stop() } }

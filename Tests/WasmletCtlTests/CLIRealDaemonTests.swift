@@ -170,4 +170,64 @@ struct CLIRealDaemonTests {
         let list = try await wasmletctl(["--socket", daemon.socketPath, "list"])
         #expect(list.stdout.split(separator: "\n").count == 1, "the instance was deleted (--rm)")
     }
+
+    /// stdin reaches the guest: 100 KB of random bytes round-trip through the C cat, which
+    /// copies stdin to stdout until end-of-file.
+    @Test func stdinRoundTripsThroughTheGuest() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: wasmletdPath), "wasmletd not built at \(wasmletdPath)")
+        let daemon = try await RealDaemon()
+        defer { daemon.stop() }
+        let input = (0..<100_000).map { _ in UInt8.random(in: 0...255) }
+        let inputPath = daemon.directory + "/input.bin"
+        try Data(input).write(to: URL(fileURLWithPath: inputPath))
+        let child = try Child(
+            wasmletctlPath, ["--socket", daemon.socketPath, "run", "examples/build/cat.wasm"],
+            currentDirectory: repositoryRoot, stdin: inputPath)
+        let ended = await child.child.wait(timeout: .seconds(60))
+        let output = child.stdoutBytes
+        let result = await child.finish()
+        #expect(ended == .exited(0), "stderr: \(result.stderr)")
+        #expect(output.count == input.count)
+        #expect(output == input)
+    }
+
+    /// An empty stdin, a closed one, and --no-stdin each give the guest end-of-file at once.
+    @Test(arguments: ["empty", "closed", "--no-stdin"])
+    func noInputIsEndOfFile(kind: String) async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: wasmletdPath), "wasmletd not built at \(wasmletdPath)")
+        let daemon = try await RealDaemon()
+        defer { daemon.stop() }
+        let child = try Child(
+            wasmletctlPath, ["--socket", daemon.socketPath, "run"] + (kind == "--no-stdin" ? [kind] : []) + ["examples/build/cat.wasm"],
+            currentDirectory: repositoryRoot, stdin: kind == "closed" ? nil : "/dev/null")
+        let result = await child.finish()
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        #expect(result.stdout == "")
+    }
+
+    /// Ctrl-C while the guest is blocked reading a stdin that never ends (a FIFO this test
+    /// holds open without writing): the guest is killed and wasmletctl exits 130.
+    @Test func ctrlCWhileTheGuestWaitsOnStdin() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: wasmletdPath), "wasmletd not built at \(wasmletdPath)")
+        let daemon = try await RealDaemon()
+        defer { daemon.stop() }
+        let fifo = daemon.directory + "/stdin.fifo"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let held = open(fifo, O_RDWR | O_CLOEXEC)  // a writer that never writes, so no EOF
+        defer { close(held) }
+        let child = try Child(
+            wasmletctlPath, ["--socket", daemon.socketPath, "run", "--id", "reader", "examples/build/cat.wasm"],
+            currentDirectory: repositoryRoot, stdin: fifo)
+        #expect(await until { (try? Self.inspect(daemon, "reader"))?.contains("\"state\": \"running\"") == true })
+        child.signal(SIGINT)
+        let result = await child.finish()
+        #expect(result.status == 130)
+        #expect(result.stderr.contains("default/reader killed by signal 2"))
+    }
+
+    private static func inspect(_ daemon: RealDaemon, _ id: String) throws -> String {
+        let child = try Child(wasmletctlPath, ["--socket", daemon.socketPath, "inspect", id])
+        _ = child.child.waitBlocking()
+        return child.stdout
+    }
 }

@@ -25,6 +25,12 @@ final class FakeDaemon: Sendable {
     /// Every Kill request, in order, as "ns/id:signal".
     let kills = Mutex<[String]>([])
     private let serverBox = Mutex<TTRPCServer?>(nil)
+    /// Every Start request, in order, as "ns/id".
+    let starts = Mutex<[String]>([])
+    /// While closed, Create (after creating) and Start (after starting the guest) hold their
+    /// answers: the windows in which wasmletctl has an instance but does not know it yet.
+    let createAnswers = AnswerGate()
+    let startAnswers = AnswerGate()
 
     private init(socketPath: String) { self.socketPath = socketPath }
 
@@ -47,6 +53,10 @@ final class FakeDaemon: Sendable {
     }
 
     func instanceCount() -> Int { entries.withLock { $0.count } }
+
+    func instance(namespace: String, id: String) -> Wasmlet_V1_Instance? {
+        entries.withLock { $0[Self.key(namespace, id)]?.instance }
+    }
 
     private static func key(_ namespace: String, _ id: String) -> String { "\(namespace)/\(id)" }
 
@@ -73,6 +83,7 @@ final class FakeDaemon: Sendable {
                 guard entries[key] == nil else { throw .alreadyExists("instance \(key) already exists") }
                 entries[key] = Entry(instance: instance, request: request)
             }
+            await self.createAnswers.pass()
             return .with { $0.instance = instance }
         }
         registry.register(service: api.serviceName, method: api.start.method) {
@@ -86,7 +97,9 @@ final class FakeDaemon: Sendable {
                 entries[key] = entry
                 return entry
             }
+            self.starts.withLock { $0.append(key) }
             Thread.detachNewThread { self.runGuest(key: key, request: entry.request) }
+            await self.startAnswers.pass()
             return .with { $0.instance = entry.instance }
         }
         registry.register(service: api.serviceName, method: api.wait.method) {
@@ -108,8 +121,21 @@ final class FakeDaemon: Sendable {
             let key = Self.key(request.namespace, request.id)
             try self.entries.withLock { entries throws(TTRPCError) in
                 guard entries[key] != nil else { throw self.notFound(request.namespace, request.id) }
-                guard entries[key]!.instance.state == .running else { throw .failedPrecondition("instance \(key) is not running") }
-                entries[key]!.killSignal = request.signal == 0 ? 9 : request.signal
+                let signal = request.signal == 0 ? 9 : request.signal
+                switch entries[key]!.instance.state {
+                case .running:
+                    entries[key]!.killSignal = signal
+                case .created:
+                    // As the daemon does: a created instance never runs, and exits killed.
+                    entries[key]!.instance.state = .exited
+                    entries[key]!.instance.exit = .with {
+                        $0.code = 128 + Int32(signal)
+                        $0.reason = .killed
+                        $0.signal = signal
+                    }
+                default:
+                    throw .failedPrecondition("instance \(key) is not running")
+                }
             }
             self.kills.withLock { $0.append("\(key):\(request.signal)") }
             return .init()
@@ -149,6 +175,29 @@ final class FakeDaemon: Sendable {
         registry.register(service: api.serviceName, method: api.version.method) {
             (_, _: Wasmlet_V1_VersionRequest) async throws -> Wasmlet_V1_VersionResponse in
             .with { $0.version = "9.9.9-fake"; $0.revision = "abc123"; $0.engine = "none"; $0.apiVersion = "wasmlet.v1" }
+        }
+    }
+
+    /// Holds callers of `pass` while closed (it starts open).
+    final class AnswerGate: Sendable {
+        private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((true, []))
+        func close() { state.withLock { $0.open = false } }
+        func open() {
+            let waiters = state.withLock { state in
+                state.open = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+        func pass() async {
+            await withCheckedContinuation { continuation in
+                let open = state.withLock { state in
+                    if !state.open { state.waiters.append(continuation) }
+                    return state.open
+                }
+                if open { continuation.resume() }
+            }
         }
     }
 

@@ -40,19 +40,21 @@ final class Child: @unchecked Sendable {
     private let errPath: String
 
     init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-         currentDirectory: String? = nil) throws {
+         currentDirectory: String? = nil, stdin: String? = "/dev/null") throws {
         let base = NSTemporaryDirectory() + "wctl-\(UUID().uuidString)"
         outPath = base + ".out"
         errPath = base + ".err"
         child = try ChildProcess(
             executable, arguments, environment: environment ?? ProcessInfo.processInfo.environment,
-            directory: currentDirectory, stdout: outPath, stderr: errPath)
+            directory: currentDirectory, stdin: stdin, stdout: outPath, stderr: errPath)
     }
 
     deinit { child.killAndReap() }
 
     var stdout: String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "" }
+    /// stdout as bytes, for output that is not text (read before `finish`, which removes it).
+    var stdoutBytes: [UInt8] { FileManager.default.contents(atPath: outPath).map { [UInt8]($0) } ?? [] }
 
     /// Waits up to `timeout` for exit (then kills it and records an issue). `status` is the
     /// exit code, or minus the signal number.
@@ -81,4 +83,14 @@ func wasmletctl(_ arguments: [String], environment: [String: String] = [:], time
     env.merge(environment) { $1 }
     return try await Child(wasmletctlPath, arguments, environment: env, currentDirectory: repositoryRoot)
         .finish(timeout: timeout)
+}
+
+/// Polls `condition` until it holds or `timeout` passes (a state to wait for, never a time).
+func until(timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
+    let end = ContinuousClock.now + timeout
+    while ContinuousClock.now < end {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return condition()
 }

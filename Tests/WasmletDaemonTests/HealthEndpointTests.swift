@@ -67,18 +67,31 @@ private func httpStatus(port: Int, _ path: String) -> Int {
     /// fine; it passes again once the queue drains. Ticked by hand: a real watchdog in this
     /// process would send to whatever NOTIFY_SOCKET another test has set.
     @Test func probeFailsWhileTheLifecycleQueueIsWedgedAndRecovers() async throws {
+        let entered = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
         let runtime = try WasmletRuntime(eventHandler: { event in
-            if case .created(let snapshot) = event, snapshot.key.id == "wedge" { release.wait() }
+            if case .created(let snapshot) = event, snapshot.key.id == "wedge" {
+                entered.signal()
+                release.wait()
+            }
         })
-        let probe = ProgressProbe(runtime: runtime)
-        #expect(probe.isMakingProgress(), "the first tick has nothing to judge")
-        #expect(await Self.eventually { probe.isMakingProgress() }, "an idle runtime makes progress")
+        let idle = ProgressProbe(runtime: runtime)
+        #expect(idle.isMakingProgress(), "the first tick has nothing to judge")
+        #expect(await Self.eventually { idle.isMakingProgress() }, "an idle runtime makes progress")
 
         let module = try runtime.loadModule(bytes: SandboxModule.bytes())
         _ = try runtime.create(InstanceSpec(key: InstanceKey(namespace: "test", id: "wedge"), moduleDigest: module.digest))
-        #expect(await Self.eventually { !probe.isMakingProgress() }, "the heartbeat did not come back")
-        // The heartbeat is stuck behind the wedge, so every tick fails until it drains.
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                entered.wait()
+                continuation.resume()
+            }
+        }
+        // A probe whose first heartbeat is launched only now, with the queue wedged: it cannot
+        // come back (a heartbeat launched before the wedge might still, late, and make a later
+        // tick pass; that one is `idle`'s, not this probe's).
+        let probe = ProgressProbe(runtime: runtime)
+        #expect(probe.isMakingProgress(), "the first tick has nothing to judge")
         for _ in 0..<3 {
             try await Task.sleep(for: .milliseconds(50))
             #expect(!probe.isMakingProgress())

@@ -18,7 +18,7 @@ let containerdSkipReason: String? = {
 
 /// A containerd of our own: root, state and sockets in a temporary directory, no CRI plugin.
 /// Stopped (SIGTERM, then SIGKILL) by its pid.
-final class PrivateContainerd {
+final class PrivateContainerd: @unchecked Sendable {
     let directory: TemporaryDirectory
     let socket: String
     let process = Process()
@@ -52,7 +52,7 @@ final class PrivateContainerd {
         try process.run()
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
-            if FileManager.default.fileExists(atPath: socket), (try? ctr(["version"]))?.status == 0 { return }
+            if FileManager.default.fileExists(atPath: socket), (try? ctrSync(["version"]))?.status == 0 { return }
             guard process.isRunning else { break }
             usleep(50_000)
         }
@@ -60,8 +60,18 @@ final class PrivateContainerd {
         throw POSIXError(.ETIMEDOUT)
     }
 
-    func ctr(_ arguments: [String]) throws -> ProcessResult {
-        try runProcess("/usr/bin/ctr", ["-a", socket, "-n", namespace] + arguments)
+    /// Starts it off the concurrency pool (see `offThePool`), and returns once it answers.
+    static func start() async throws -> PrivateContainerd {
+        try await offThePool { try PrivateContainerd() }
+    }
+
+    func ctr(_ arguments: [String]) async throws -> ProcessResult {
+        let (socket, namespace) = (self.socket, self.namespace)
+        return try await offThePool { try ctrNow(socket, namespace, arguments) }
+    }
+
+    private func ctrSync(_ arguments: [String]) throws -> ProcessResult {
+        try ctrNow(socket, namespace, arguments)
     }
 
     func stop() {
@@ -80,13 +90,17 @@ extension TemporaryDirectory {
     init(existing path: String) { self.path = path }
 }
 
+private func ctrNow(_ socket: String, _ namespace: String, _ arguments: [String]) throws -> ProcessResult {
+    try runProcess("/usr/bin/ctr", ["-a", socket, "-n", namespace] + arguments)
+}
+
 @Suite("containerd 1.6 imports the archives", .serialized)
 struct ContainerdImportTests {
     @Test(
         "ctr image import: linux style plainly, wasi style with --all-platforms; export round-trips; image mount shows the module",
         .enabled(if: containerdSkipReason == nil, Comment(rawValue: containerdSkipReason ?? "")))
-    func importBothStyles() throws {
-        let containerd = try PrivateContainerd()
+    func importBothStyles() async throws {
+        let containerd = try await PrivateContainerd.start()
         defer { containerd.stop() }
         let module = moduleWithCustomSection("containerd-import")
 
@@ -101,16 +115,16 @@ struct ContainerdImportTests {
         let wasiTar = containerd.directory.file("wasi.tar")
         try ImageBuilder.writeAtomically(wasiImage.archive, to: wasiTar)
 
-        let plain = try containerd.ctr(["image", "import", linuxTar])
+        let plain = try await containerd.ctr(["image", "import", linuxTar])
         #expect(plain.status == 0, "import linux style: \(plain.stderr)")
         // Without --all-platforms containerd 1.6 filters the wasip1/wasm manifest out and fails.
-        let filtered = try containerd.ctr(["image", "import", wasiTar])
+        let filtered = try await containerd.ctr(["image", "import", wasiTar])
         #expect(filtered.status != 0)
         #expect(filtered.stderr.contains("filtered out"), "\(filtered.stderr)")
-        let all = try containerd.ctr(["image", "import", "--all-platforms", wasiTar])
+        let all = try await containerd.ctr(["image", "import", "--all-platforms", wasiTar])
         #expect(all.status == 0, "import wasi style: \(all.stderr)")
 
-        let list = try containerd.ctr(["image", "ls"])
+        let list = try await containerd.ctr(["image", "ls"])
         #expect(list.status == 0, "\(list.stderr)")
         let rows = list.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
         let linuxRow = rows.first { $0.first == "docker.io/wasmlet/hello:latest" }
@@ -120,12 +134,12 @@ struct ContainerdImportTests {
         #expect(wasiRow?.contains(wasiImage.manifestDigest) == true, "\(list.stdout)")
         #expect(wasiRow?.contains("wasip1/wasm") == true, "\(list.stdout)")
 
-        let check = try containerd.ctr(["image", "check"])
+        let check = try await containerd.ctr(["image", "check"])
         #expect(check.stdout.split(separator: "\n").filter { $0.contains("complete (2/2)") }.count == 2, "\(check.stdout)")
 
         // containerd exports the same manifest back, and inspect reads its archive.
         let exported = containerd.directory.file("exported.tar")
-        let export = try containerd.ctr(["image", "export", exported, "docker.io/wasmlet/hello:latest"])
+        let export = try await containerd.ctr(["image", "export", exported, "docker.io/wasmlet/hello:latest"])
         #expect(export.status == 0, "export: \(export.stderr)")
         let summaries = try ImageArchive.inspect(path: exported)
         #expect(summaries.map(\.manifestDigest) == [linuxImage.manifestDigest])
@@ -138,12 +152,12 @@ struct ContainerdImportTests {
         ] {
             let target = containerd.directory.file("mnt-" + platform.replacingOccurrences(of: "/", with: "-"))
             try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false)
-            let mount = try containerd.ctr(["image", "mount", "--platform", platform, reference, target])
+            let mount = try await containerd.ctr(["image", "mount", "--platform", platform, reference, target])
             try #require(mount.status == 0, "image mount \(reference): \(mount.stderr)")
             #expect(try readBytes(target + "/app.wasm") == module, "\(reference)")
             let mode = try FileManager.default.attributesOfItem(atPath: target + "/app.wasm")[.posixPermissions]
             #expect((mode as? NSNumber)?.intValue == 0o755, "\(reference)")
-            let unmount = try containerd.ctr(["image", "unmount", "--rm", target])
+            let unmount = try await containerd.ctr(["image", "unmount", "--rm", target])
             #expect(unmount.status == 0, "unmount: \(unmount.stderr)")
         }
     }

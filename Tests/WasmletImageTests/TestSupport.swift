@@ -21,6 +21,16 @@ struct ProcessResult {
     var stderr: String
 }
 
+/// Runs blocking work on a thread of its own and suspends until it is done. A test that blocks
+/// one of the concurrency pool's threads (two on a 2-core machine) for seconds stalls every test
+/// in the process that needs the pool: the daemon's health-probe tests, which measure exactly
+/// that, failed when this suite's containerd start and imports held a pool thread.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}
+
 /// Runs a program to completion and collects its output.
 @discardableResult
 func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil) throws -> ProcessResult {

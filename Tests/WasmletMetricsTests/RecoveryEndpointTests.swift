@@ -67,7 +67,9 @@ extension DaemonEndToEndTests {
                     guard let answer = try? get(port: port, "/readyz") else { return false }
                     return answer.status == 503 && body(of: answer.text) == "recovering state\n"
                 }, "log:\n\(daemon.log)")
-            #expect(daemon.log.contains("serving metrics on the socket-activated descriptor"))
+            // The daemon logs this once the server has taken the descriptor, which can be after
+            // it has answered: wait for the line, not only the answer.
+            #expect(await eventually { daemon.log.contains("serving metrics on the socket-activated descriptor") }, "log:\n\(daemon.log)")
             _ = FileManager.default.createFile(atPath: gate, contents: nil)
             #expect(
                 await eventually(timeout: .seconds(60)) { (try? get(port: port, "/readyz").status) == 200 },
