@@ -110,9 +110,7 @@ struct RunCommand: AsyncParsableCommand {
         request.stderr = pipes.stderrPath
         if stdin {
             request.stdin = pipes.stdinPath
-            InputPump.start(source: STDIN_FILENO, destination: pipes.stdinWrite)
-        } else {
-            close(pipes.stdinWrite)
+            InputPump.start(source: STDIN_FILENO, fifo: pipes.stdinPath)
         }
 
         let key = (namespace: request.namespace, id: request.id)

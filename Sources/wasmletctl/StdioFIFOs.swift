@@ -14,10 +14,8 @@ import Musl
 /// then a write end of each is held by this process, so that reads see EOF only once both we
 /// and the daemon have closed theirs.
 ///
-/// Input: a read end is held here too (never read), so that the write end can be opened before
-/// the daemon opens the FIFO, and so that what is written before then stays in the pipe. The
-/// guest sees end-of-file once the input pump closes the write end. Closing the held read end
-/// (`remove`) makes a pump blocked on a full pipe fail with EPIPE instead of hanging.
+/// Input: the FIFO only; the input pump opens its write end once the daemon has opened the read
+/// end (see `InputPump`).
 final class StdioFIFOs: Sendable {
     let directory: String
     let stdinPath: String
@@ -25,9 +23,6 @@ final class StdioFIFOs: Sendable {
     let stderrPath: String
     let stdoutRead: Int32
     let stderrRead: Int32
-    /// The write end of the stdin FIFO, blocking; handed to the input pump, which closes it.
-    let stdinWrite: Int32
-    private let stdinHeldRead: Int32
     private let writers: Mutex<[Int32]>
 
     init() throws(CLIError) {
@@ -52,28 +47,23 @@ final class StdioFIFOs: Sendable {
         }
         // Read ends first (a non-blocking read open never waits), then the write ends, which
         // open at once because a reader exists.
-        for path in paths {
+        for path in paths.dropFirst() {
             let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { throw fail("open FIFO \(path)") }
             opened.append(fd)
         }
-        for path in paths {
+        for path in paths.dropFirst() {
             let fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { throw fail("open FIFO \(path) for writing") }
             opened.append(fd)
         }
-        // The input pump writes with blocking writes; the guest's pace sets ours.
-        let stdinWrite = opened[3]
-        _ = fcntl(stdinWrite, F_SETFL, fcntl(stdinWrite, F_GETFL) & ~O_NONBLOCK)
         self.directory = directory
         stdinPath = paths[0]
         stdoutPath = paths[1]
         stderrPath = paths[2]
-        stdinHeldRead = opened[0]
-        stdoutRead = opened[1]
-        stderrRead = opened[2]
-        self.stdinWrite = stdinWrite
-        writers = Mutex([opened[4], opened[5]])
+        stdoutRead = opened[0]
+        stderrRead = opened[1]
+        writers = Mutex([opened[2], opened[3]])
     }
 
     /// Drops our write ends of stdout and stderr, so the pumps see EOF once the daemon's are
@@ -85,11 +75,9 @@ final class StdioFIFOs: Sendable {
         }
     }
 
-    /// Closes everything but `stdinWrite` (the input pump's) and removes the FIFOs and the
-    /// directory.
+    /// Closes everything and removes the FIFOs and the directory.
     func remove() {
         closeWriters()
-        close(stdinHeldRead)
         close(stdoutRead)
         close(stderrRead)
         for path in [stdinPath, stdoutPath, stderrPath] { unlink(path) }

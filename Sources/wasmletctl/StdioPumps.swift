@@ -97,17 +97,40 @@ final class OutputPump: Sendable {
 
 
 /// Copies this process's stdin into the guest's stdin FIFO on a thread of its own, and closes
-/// the FIFO's write end at end-of-input, so the guest sees end-of-file. Nobody waits for it:
-/// once the guest has exited, wasmletctl exits whether or not our stdin has ended (a terminal
-/// never does), and closing the FIFO's last read end fails a write blocked on a full pipe.
+/// the FIFO's write end at end-of-input, so the guest sees end-of-file.
+///
+/// The write end is opened only once the daemon has opened the read end (a non-blocking write
+/// open fails with ENXIO until then). Opened earlier and closed at once, as an empty input would
+/// be, it would leave the daemon a FIFO whose writer came and went before it looked: Linux then
+/// never reports end-of-file to a reader that opened it without blocking, and the guest would
+/// wait for a writer that never comes.
+///
+/// Nobody waits for the pump: once the guest has exited, wasmletctl exits whether or not our
+/// stdin has ended (a terminal never does), and a write blocked on a full pipe fails with EPIPE
+/// once the guest's read end is closed.
 enum InputPump {
-    static func start(source: Int32, destination: Int32) {
+    static func start(source: Int32, fifo: String) {
         let thread = Thread {
+            guard let destination = openWhenRead(fifo) else { return }
             copy(source: source, destination: destination)
             close(destination)
         }
         thread.name = "wasmletctl-stdin"
         thread.start()
+    }
+
+    /// Retries the open until a reader is there; the daemon opens the FIFO when the guest starts.
+    private static func openWhenRead(_ fifo: String) -> Int32? {
+        while true {
+            let fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+            if fd >= 0 {
+                // Blocking writes from here on: the guest's reading sets our pace.
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+                return fd
+            }
+            guard errno == ENXIO || errno == EINTR else { return nil }  // e.g. removed: the run is over
+            usleep(1_000)
+        }
     }
 
     private static func copy(source: Int32, destination: Int32) {
@@ -122,7 +145,7 @@ enum InputPump {
                     let written = write(destination, raw.baseAddress! + offset, count - offset)
                     if written < 0 {
                         if errno == EINTR { continue }
-                        return false  // EPIPE: the guest and we have let go of the FIFO
+                        return false  // EPIPE: the guest's end is closed
                     }
                     offset += written
                 }
