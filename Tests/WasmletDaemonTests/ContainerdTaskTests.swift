@@ -305,7 +305,7 @@ extension DaemonEndToEndTests {
                 "Wait answered before containerd's reader had read the output")
             #expect(await eventually { reader.withLock { $0.eof } }, "end-of-file once the output was read")
             #expect(!reader.withLock { $0.exitPublishedBeforeRead }, "/tasks/exit was published before the output was read")
-            #expect(harness.events.exit(of: id) != nil)
+            #expect(await eventually { harness.events.exit(of: id) != nil })  // published, then delivered
             #expect(try await harness.state(id).status == .stopped)
             _ = try await harness.delete(id)
             await harness.stop()
