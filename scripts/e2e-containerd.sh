@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# e2e-containerd.sh [test|bench|exec] [ARGS...]: runs wasmlet under the real containerd.
+# e2e-containerd.sh [test|bench|repeat|exec] [ARGS...]: runs wasmlet under the real containerd.
 #
 # As root on a Debian 12 machine with Swift: installs containerd (and runc) and the Python gRPC
 # packages when missing, starts wasmletd and a private containerd (config, sockets, state and
 # shim sockets all in a temporary directory), then runs Tests/containerd-e2e/run_tests.py (`test`,
 # the default: ctr and CRI end-to-end tests; TEST names select some, e.g. `basic cri`) or
-# Tests/containerd-e2e/bench.py (`bench`, ARGS go to it), or `exec CMD...` (any command, with the
-# same environment: for debugging, e.g. `exec bash`). Both daemons are stopped by their PIDs on exit,
-# leftover mounts under the temporary directory are unmounted and the directory removed.
+# Tests/containerd-e2e/bench.py (`bench`, ARGS go to it), or Tests/containerd-e2e/repeat.py
+# (`repeat`, ARGS go to it: many `ctr run --rm` of hello under load, counting lost output), or
+# `exec CMD...` (any command, with the same environment: for debugging, e.g. `exec bash`). Both
+# daemons are stopped by their PIDs on exit, leftover mounts under the temporary directory are
+# unmounted and the directory removed.
 #
 # Binaries come from WASMLET_BIN_DIR, else `swift build --show-bin-path` (the caller has built
 # them: wasmletd, wasmletctl, containerd-shim-wasmlet-v1). Example images come from
@@ -20,7 +22,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 MODE=test
-case "${1:-}" in test|bench|exec) MODE="$1"; shift ;; esac
+case "${1:-}" in test|bench|repeat|exec) MODE="$1"; shift ;; esac
 E2E="$ROOT/Tests/containerd-e2e"
 
 say() { echo "e2e: $*" >&2; }
@@ -120,7 +122,7 @@ say "wasmletd pid $(cat "$WORK/wasmletd.pid"), socket $WORK/wasmlet.sock"
 
 # ---- containerd
 SNAP="${E2E_SNAPSHOTTER:-overlayfs}"
-if [ "$MODE" = bench ]; then LEVEL="${E2E_LOG_LEVEL:-info}"; else LEVEL="${E2E_LOG_LEVEL:-debug}"; fi
+if [ "$MODE" = bench ] || [ "$MODE" = repeat ]; then LEVEL="${E2E_LOG_LEVEL:-info}"; else LEVEL="${E2E_LOG_LEVEL:-debug}"; fi
 # A loopback-only CNI network makes the CRI plugin report the network ready (the tests' pods use
 # the host network and need no CNI); only when the plugin is installed.
 if [ -x /usr/lib/cni/loopback ]; then
@@ -210,6 +212,8 @@ export PATH="$BIN:$PATH"
 set +e
 if [ "$MODE" = bench ]; then
     python3 "$E2E/bench.py" "$@"
+elif [ "$MODE" = repeat ]; then
+    python3 "$E2E/repeat.py" "$@"
 elif [ "$MODE" = exec ]; then
     export CONTAINERD_ADDRESS="$WORK/containerd.sock" WASMLET_SOCKET="$WORK/wasmlet.sock"
     "$@"

@@ -240,6 +240,77 @@ extension DaemonEndToEndTests {
             await harness.stop()
         }
 
+        /// The exit is reported only once containerd's client has read the guest's output. Its
+        /// reader of each FIFO is a goroutine that counts as open only when it runs again after
+        /// the kernel's open(2) returned; on Delete (which `ctr run --rm` sends as soon as Wait
+        /// answers) the client drops every FIFO not yet counted, unread. This reader opens at
+        /// Create (the hold wakes it) but reads nothing until either Wait has answered (then the
+        /// real client would have dropped the line: the failure) or the daemon is seen holding
+        /// back an exit that has happened (the guest has exited, State still says RUNNING).
+        @Test func exitIsReportedOnlyAfterALateReaderReadTheOutput() async throws {
+            let harness = try await TaskHarness()
+            let id = "t-late"
+            let fifo = harness.directory.path + "/\(id).stdout"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            struct Reader { var opened = false, data: [UInt8] = [], eof = false, exitPublishedBeforeRead = false }
+            let reader = Mutex(Reader())
+            let released = DispatchSemaphore(value: 0)
+            Thread {
+                let fd = open(fifo, O_RDONLY | O_CLOEXEC)
+                reader.withLock { $0.opened = fd >= 0 }
+                guard fd >= 0 else { return }
+                released.wait()
+                reader.withLock { $0.exitPublishedBeforeRead = harness.events.exit(of: id) != nil }
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let count = read(fd, &buffer, buffer.count)
+                    if count > 0 {
+                        reader.withLock { $0.data += buffer[0..<count] }
+                    } else if count < 0, errno == EINTR {
+                        continue
+                    } else {
+                        break
+                    }
+                }
+                close(fd)
+                reader.withLock { $0.eof = true }
+            }.start()
+            _ = try await harness.create(id, bundle: try harness.bundle(id), stdout: fifo)
+            #expect(await eventually { reader.withLock { $0.opened } })
+            _ = try await harness.start(id)
+            let answered = Mutex<[UInt8]?>(nil)
+            let waiting = Task {
+                let response = try await harness.wait(id)
+                answered.withLock { $0 = reader.withLock { $0.data } }
+                return response
+            }
+            var inspect = Wasmlet_V1_InspectRequest()
+            inspect.namespace = harness.namespace
+            inspect.id = id
+            let holding = await eventually {
+                if answered.withLock({ $0 != nil }) { return true }
+                let instance = try? await harness.client.call(
+                    service: WasmletRuntimeAPI.inspect.service, method: WasmletRuntimeAPI.inspect.method, request: inspect,
+                    responseType: Wasmlet_V1_InspectResponse.self, timeout: .seconds(30), metadata: harness.metadata
+                ).instance
+                guard instance?.state == .exited else { return false }
+                return (try? await harness.state(id).status) == .running
+            }
+            #expect(holding, "neither did Wait answer nor was the exit seen held back")
+            released.signal()
+            let response = try await waiting.value
+            #expect(response.exitStatus == 0)
+            #expect(
+                answered.withLock { $0.map { String(decoding: $0, as: UTF8.self) } } == "hello from wasmlet\n",
+                "Wait answered before containerd's reader had read the output")
+            #expect(await eventually { reader.withLock { $0.eof } }, "end-of-file once the output was read")
+            #expect(!reader.withLock { $0.exitPublishedBeforeRead }, "/tasks/exit was published before the output was read")
+            #expect(await eventually { harness.events.exit(of: id) != nil })  // published, then delivered
+            #expect(try await harness.state(id).status == .stopped)
+            _ = try await harness.delete(id)
+            await harness.stop()
+        }
+
         @Test func v3ServiceNameAndUnsupportedMethods() async throws {
             let harness = try await TaskHarness()
             var connect = Containerd_Task_V2_ConnectRequest()

@@ -30,8 +30,11 @@ final class ContainerdTaskService: Sendable {
         /// Publishes /tasks/exit once the instance ends; Delete waits for it so that
         /// /tasks/delete always follows /tasks/exit.
         var exitWatcher: _Concurrency.Task<Void, Never>?
-        /// stdout/stderr FIFOs held open from Create until the guest exits (see OutputFIFOHold).
+        /// stdout/stderr FIFOs held open from Create until containerd has read them (see OutputFIFOHold).
         var outputHold: OutputFIFOHold?
+        /// Opens once the exit has been reported (/tasks/exit published, after the output was
+        /// read): Wait answers and State says STOPPED only then. Made at Start; nil before.
+        var exitReported: ExitGate?
     }
 
     private let service: RuntimeService
@@ -178,7 +181,16 @@ final class ContainerdTaskService: Sendable {
         var start = Wasmlet_V1_StartRequest()
         start.namespace = key.namespace
         start.id = key.id
-        let started = try service.start(start)
+        // Before the guest runs, so a Wait that sees it exit always finds the gate to wait on.
+        let exitReported = ExitGate()
+        tasks.withLock { $0[key]?.exitReported = exitReported }
+        let started: Wasmlet_V1_StartResponse
+        do {
+            started = try service.start(start)
+        } catch {
+            exitReported.open()
+            throw error
+        }
         let pid = Self.pid(started.instance, fallback: identity)
         let address = tasks.withLock { $0[key]?.identity.ttrpcAddress } ?? identity.ttrpcAddress
 
@@ -190,9 +202,22 @@ final class ContainerdTaskService: Sendable {
         // Queued after /tasks/start, so the exit can never be published first.
         let outputHold = tasks.withLock { $0[key]?.outputHold }
         let watcher = _Concurrency.Task { [runtime, publisher, logger] in
+            defer { exitReported.open() }
             let ended = try? await runtime.wait(key)
-            // The guest's own descriptors are closed: let containerd's readers see end-of-file.
-            outputHold?.release()
+            // The guest's own descriptors are closed. Report the exit only once containerd's
+            // client has read what the guest wrote and seen end-of-file: its Delete drops every
+            // FIFO it has not yet marked open (see OutputFIFOHold).
+            if let drained = await outputHold?.drain() {
+                if !drained.unread.isEmpty {
+                    logger.warning(
+                        "reporting a task's exit with output nobody read",
+                        metadata: ["namespace": "\(key.namespace)", "id": "\(key.id)", "fifos": "\(drained.unread)"])
+                } else if let waited = drained.waited {
+                    logger.debug(
+                        "exit held until containerd read the output",
+                        metadata: ["namespace": "\(key.namespace)", "id": "\(key.id)", "waited": "\(waited)"])
+                }
+            }
             guard let exit = ended else { return }
             var event = Containerd_Events_TaskExit()
             event.containerID = key.id
@@ -225,6 +250,9 @@ final class ContainerdTaskService: Sendable {
         wait.namespace = identity.namespace
         wait.id = request.id
         let exit = try await service.wait(wait).exit
+        // Not before /tasks/exit: ctr deletes the task (dropping unread FIFOs) once Wait answers.
+        let key = InstanceKey(namespace: identity.namespace, id: request.id)
+        await tasks.withLock { $0[key]?.exitReported }?.wait()
         var response = Containerd_Task_V2_WaitResponse()
         response.exitStatus = Self.exitStatus(exit.code)
         response.exitedAt = exit.exitedAt
@@ -316,12 +344,15 @@ final class ContainerdTaskService: Sendable {
         response.stdin = task?.stdin ?? ""
         response.stdout = task?.stdout ?? ""
         response.stderr = task?.stderr ?? ""
+        // An exit not yet reported (its output still being read) is still RUNNING to containerd.
+        let reported = task?.exitReported?.isOpen ?? true
         switch instance.state {
         case .created: response.status = .created
         case .running: response.status = .running
+        case .exited where !reported: response.status = .running
         case .exited, .unspecified, .UNRECOGNIZED: response.status = .stopped
         }
-        if instance.hasExit {
+        if instance.hasExit && reported {
             response.exitStatus = Self.exitStatus(instance.exit.code)
             response.exitedAt = instance.exit.exitedAt
         }
