@@ -28,10 +28,18 @@ final class ProgressProbe: Sendable {
     private let lastVerdict = Atomic<Bool>(true)
     private let runtime: WasmletRuntime
     private let group: any EventLoopGroup
+    private let pool: (any TaskExecutor)?
 
-    init(runtime: WasmletRuntime, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    /// `group` and `pool` are the event loops and the executor the heartbeat must pass through:
+    /// the shared NIO loops and the global concurrency pool in the daemon. A test passes its own,
+    /// since in a test process hundreds of other tests keep the shared ones busy.
+    init(
+        runtime: WasmletRuntime, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        pool: (any TaskExecutor)? = nil
+    ) {
         self.runtime = runtime
         self.group = group
+        self.pool = pool
     }
 
     /// Called once per watchdog tick (on the watchdog's queue).
@@ -55,7 +63,7 @@ final class ProgressProbe: Sendable {
     private func launchHeartbeat(_ generation: UInt64) {
         let group = self.group
         let runtime = self.runtime
-        Task { [self] in
+        Task(executorPreference: pool) { [self] in
             for loop in group.makeIterator() {
                 try? await loop.submit {}.get()
             }

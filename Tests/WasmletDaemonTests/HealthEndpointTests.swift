@@ -30,13 +30,28 @@ private func httpStatus(port: Int, _ path: String) -> Int {
     return Int(String(decoding: buffer[9..<12], as: UTF8.self)) ?? 0
 }
 
+/// A task executor of one test's own: the probe's heartbeat must pass through "the pool", and in
+/// a test process the global pool is shared with hundreds of other tests whose synchronous
+/// bodies (module loads, guest runs) can hold both its threads for many seconds at the start of
+/// a run; the probe then rightly calls the pool stalled (seen in CI: a 10 s wait for an idle
+/// heartbeat ran out while every test in the process was held up by about 20 s).
+private final class PrivatePool: TaskExecutor, @unchecked Sendable {
+    private let queue = DispatchQueue(label: "health-test-pool")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        queue.async { job.runSynchronously(on: executor) }
+    }
+}
+
 /// `/healthz` follows the progress probe the systemd watchdog uses: a wedged event loop turns
 /// it 503 at the next tick, and it recovers once the heartbeat gets through.
 @Suite struct HealthEndpointTests {
     @Test func healthzTurns503WhileAnEventLoopIsWedgedAndRecovers() async throws {
         let runtime = try WasmletRuntime()
         let wedgeable = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let probe = ProgressProbe(runtime: runtime, group: wedgeable)
+        let probe = ProgressProbe(runtime: runtime, group: wedgeable, pool: PrivatePool())
         let server = try await MetricsServer.bind(
             address: "127.0.0.1:0",
             endpoints: MetricsServer.Endpoints(metrics: { [] }, healthy: { probe.isHealthy }, ready: { true }))
@@ -75,11 +90,12 @@ private func httpStatus(port: Int, _ path: String) -> Int {
                 release.wait()
             }
         })
-        // Event loops of the probe's own: other suites in this process use the shared ones,
-        // and one of theirs busy for seconds made the idle heartbeat late (in 2 of 2 runs).
-        // This test is about the lifecycle queue; the event-loop case is the test above.
+        // Event loops and a pool of the probe's own: other suites in this process keep the shared
+        // ones busy (see PrivatePool). This test is about the lifecycle queue; the event-loop
+        // case is the test above.
         let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let idle = ProgressProbe(runtime: runtime, group: loops)
+        let pool = PrivatePool()
+        let idle = ProgressProbe(runtime: runtime, group: loops, pool: pool)
         #expect(idle.isMakingProgress(), "the first tick has nothing to judge")
         #expect(await Self.eventually { idle.isMakingProgress() }, "an idle runtime makes progress")
 
@@ -94,7 +110,7 @@ private func httpStatus(port: Int, _ path: String) -> Int {
         // A probe whose first heartbeat is launched only now, with the queue wedged: it cannot
         // come back (a heartbeat launched before the wedge might still, late, and make a later
         // tick pass; that one is `idle`'s, not this probe's).
-        let probe = ProgressProbe(runtime: runtime, group: loops)
+        let probe = ProgressProbe(runtime: runtime, group: loops, pool: pool)
         #expect(probe.isMakingProgress(), "the first tick has nothing to judge")
         for _ in 0..<3 {
             try await Task.sleep(for: .milliseconds(50))
