@@ -121,7 +121,8 @@ let package = Package(
         .executableTarget(name: "wasmlet-sd-probe", dependencies: ["WasmletSystemd"]),
         .executableTarget(
             name: "wasmlet-run",
-            dependencies: ["WasmletRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            // WasmletClient for its `[ADDR:]PORT` parser (ListenAddress.swift) only.
+            dependencies: ["WasmletRuntime", "WasmletClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "wasmlet-bench",

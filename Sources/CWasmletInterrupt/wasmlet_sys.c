@@ -2,7 +2,9 @@
 #include "wasmlet_sys.h"
 
 #include <malloc.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -20,4 +22,12 @@ int wasmlet_ppoll(struct pollfd *fds, unsigned long count, const struct timespec
 
 size_t wasmlet_malloc_usable_size(void *pointer) {
     return malloc_usable_size(pointer);
+}
+
+int wasmlet_accept_nonblocking(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+short wasmlet_pollrdhup(void) {
+    return POLLRDHUP;
 }

@@ -169,7 +169,23 @@ public enum InstanceFormatting {
         writer.key("fuel"); writer.uint(limits.fuel)
         writer.key("timeoutMs"); writer.uint(limits.timeoutMs)
         writer.key("stackBytes"); writer.uint(limits.stackBytes)
+        if limits.maxConnections != 0 { writer.key("maxConnections"); writer.uint(UInt64(limits.maxConnections)) }
         writer.endObject()
+        // Only for instances that have listeners, so other documents keep their shape.
+        if !instance.listeners.isEmpty {
+            writer.key("listeners")
+            writer.beginArray()
+            for listener in instance.listeners {
+                writer.element()
+                writer.beginObject()
+                writer.key("requested"); writer.string(ListenAddress(address: listener.requested.address, port: UInt16(clamping: listener.requested.port)).description)
+                writer.key("boundAddress"); writer.string(listener.boundAddress)
+                writer.key("boundPort"); writer.uint(UInt64(listener.boundPort))
+                writer.key("guestFd"); writer.uint(UInt64(listener.guestFd))
+                writer.endObject()
+            }
+            writer.endArray()
+        }
         writer.key("exit")
         if instance.hasExit { write(instance.exit, to: &writer) } else { writer.null() }
         writer.endObject()

@@ -46,6 +46,20 @@ public enum ArgumentParsing {
         return product
     }
 
+    /// `--listen [ADDR:]PORT` (ADDR defaults to 127.0.0.1; see `ListenAddress`).
+    public static func parseListener(_ text: String, defaultAddress: String = "127.0.0.1") throws(ParseError) -> Wasmlet_V1_Listener {
+        let parsed: ListenAddress
+        do {
+            parsed = try ListenAddress.parse(text, defaultAddress: defaultAddress)
+        } catch {
+            throw ParseError("--listen: \(error.message)")
+        }
+        var listener = Wasmlet_V1_Listener()
+        listener.address = parsed.address
+        listener.port = UInt32(parsed.port)
+        return listener
+    }
+
     /// "KEY=VALUE" (VALUE may be empty or contain "="); returned unchanged for CreateRequest.env.
     public static func parseEnvironment(_ pairs: [String]) throws(ParseError) -> [String] {
         for pair in pairs {

@@ -19,7 +19,29 @@ enum MessageMapping {
             memoryBytes: message.memoryBytes == 0 ? nil : message.memoryBytes,
             fuel: message.fuel == 0 ? nil : message.fuel,
             timeoutMilliseconds: message.timeoutMs == 0 ? nil : message.timeoutMs,
-            stackBytes: message.stackBytes == 0 ? nil : message.stackBytes)
+            stackBytes: message.stackBytes == 0 ? nil : message.stackBytes,
+            maxConnections: message.maxConnections == 0 ? nil : message.maxConnections)
+    }
+
+    /// The listeners of a Create. An empty address is 127.0.0.1; the address itself is checked
+    /// when it is bound (the runtime's errors name the listener).
+    static func listeners(_ messages: [Wasmlet_V1_Listener]) throws -> [ListenerSpec] {
+        try messages.map { message in
+            guard message.port <= UInt32(UInt16.max) else {
+                throw RuntimeError(.invalidArgument, "listener port \(message.port) is out of range (0-65535)")
+            }
+            return ListenerSpec(address: message.address.isEmpty ? "127.0.0.1" : message.address, port: UInt16(message.port))
+        }
+    }
+
+    static func boundListener(_ listener: BoundListener) -> Wasmlet_V1_BoundListener {
+        var message = Wasmlet_V1_BoundListener()
+        message.requested.address = listener.requested.address
+        message.requested.port = UInt32(listener.requested.port)
+        message.boundAddress = listener.boundAddress
+        message.boundPort = UInt32(listener.boundPort)
+        message.guestFd = listener.guestFd
+        return message
     }
 
     /// "KEY=VALUE" entries; a later duplicate wins, as in a shell.
@@ -46,7 +68,7 @@ enum MessageMapping {
                 stdin: request.stdin.isEmpty ? nil : request.stdin,
                 stdout: request.stdout.isEmpty ? nil : request.stdout,
                 stderr: request.stderr.isEmpty ? nil : request.stderr),
-            limits: limits(request.limits))
+            limits: limits(request.limits), listeners: try listeners(request.listeners))
     }
 
     static func timestamp(_ date: Date) -> Google_Protobuf_Timestamp { Google_Protobuf_Timestamp(date: date) }
@@ -93,7 +115,7 @@ enum MessageMapping {
             namespace: record.namespace, id: record.id, labels: record.labels, moduleDigest: record.moduleDigest,
             modulePath: record.modulePath, state: record.state, createdAt: record.createdAt, startedAt: record.startedAt,
             limits: record.limits, memoryCapBytes: record.memoryCapBytes, exit: record.exit, serial: record.serial,
-            defaultStackBytes: defaultStackBytes)
+            defaultStackBytes: defaultStackBytes, listeners: record.listeners ?? [])
     }
 
     /// The same for a live instance, without building its `PersistedInstance` first (List).
@@ -102,13 +124,14 @@ enum MessageMapping {
             namespace: snapshot.key.namespace, id: snapshot.key.id, labels: snapshot.labels,
             moduleDigest: snapshot.moduleDigest, modulePath: modulePath, state: snapshot.state, createdAt: snapshot.createdAt,
             startedAt: snapshot.startedAt, limits: snapshot.limits, memoryCapBytes: snapshot.memoryCapBytes,
-            exit: snapshot.exit, serial: snapshot.serial, defaultStackBytes: defaultStackBytes)
+            exit: snapshot.exit, serial: snapshot.serial, defaultStackBytes: defaultStackBytes, listeners: snapshot.listeners)
     }
 
     private static func instance(
         namespace: String, id: String, labels: [String: String], moduleDigest: String, modulePath: String?,
         state: InstanceSnapshot.State, createdAt: Date, startedAt: Date?, limits recordLimits: InstanceLimits,
-        memoryCapBytes: UInt64, exit recordExit: ExitRecord?, serial: UInt32, defaultStackBytes: UInt64
+        memoryCapBytes: UInt64, exit recordExit: ExitRecord?, serial: UInt32, defaultStackBytes: UInt64,
+        listeners: [BoundListener]
     ) -> Wasmlet_V1_Instance {
         var message = Wasmlet_V1_Instance()
         message.namespace = namespace
@@ -124,7 +147,9 @@ enum MessageMapping {
         limits.fuel = recordLimits.fuel ?? 0
         limits.timeoutMs = recordLimits.timeoutMilliseconds ?? 0
         limits.stackBytes = recordLimits.stackBytes ?? defaultStackBytes
+        limits.maxConnections = recordLimits.maxConnections ?? 0
         message.limits = limits
+        message.listeners = listeners.map(boundListener)
         if let recordExit { message.exit = Self.exit(recordExit) }
         // The serial of a recovered instance is gone with the process that issued it; report a
         // stable non-zero stand-in so pid-like consumers never see 0.

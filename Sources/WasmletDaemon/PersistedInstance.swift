@@ -25,6 +25,9 @@ struct PersistedInstance: Codable, Sendable, Equatable {
     var preopens: [PreopenSpec]
     var cwd: String?
     var stdio: StdioSpec
+    /// The listeners as bound at create; nil when it had none (and in records of daemons
+    /// before listeners existed).
+    var listeners: [BoundListener]?
 
     var key: InstanceKey { InstanceKey(namespace: namespace, id: id) }
 
@@ -46,6 +49,7 @@ struct PersistedInstance: Codable, Sendable, Equatable {
         preopens = snapshot.spec.preopens
         cwd = snapshot.spec.cwd
         stdio = snapshot.spec.stdio
+        listeners = snapshot.listeners.isEmpty ? nil : snapshot.listeners
     }
 
     /// What a record found on disk at start-up becomes: an instance that was created or running

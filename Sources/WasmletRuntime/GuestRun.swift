@@ -44,6 +44,10 @@ struct GuestRun {
     /// Shared with every guest: the count of guests blocked in host calls.
     let counters: LiveCounters
     let hooks: RuntimeHooks
+    /// The instance's pre-opened listeners, in the spec's order. Taken out by the run, so
+    /// nothing that outlives it (a parked thread keeps its last closure) holds them open.
+    var listeners = ListenerHandoff([])
+    var maxConnections: UInt32 = 1024
 
     func execute() -> GuestOutcome {
         let threadStarted = ContinuousClock.now
@@ -58,6 +62,7 @@ struct GuestRun {
     }
 
     private func run(limiter: MemoryLimiter, threadStarted: ContinuousClock.Instant, cpuAtStart: UInt64) -> GuestOutcome {
+        let listeners = self.listeners.take()
         let stdio: GuestStdio
         do {
             stdio = try GuestStdio(spec: spec.stdio, fifoWait: fifoWait, shouldGiveUp: { interrupter.isKillRequested })
@@ -66,6 +71,10 @@ struct GuestRun {
         }
         var environment = spec.environment
         if let cwd = spec.cwd, environment["PWD"] == nil { environment["PWD"] = cwd }
+        let firstListenerFd = UInt32(3 + spec.preopens.count)
+        if !listeners.isEmpty {
+            environment["WASMLET_LISTEN_FDS"] = listeners.indices.map { String(firstListenerFd + UInt32($0)) }.joined(separator: ",")
+        }
         let bridge: WASIBridgeToHost
         do {
             bridge = try WASIBridgeToHost(
@@ -81,7 +90,11 @@ struct GuestRun {
         let readOnlyFds = Set(spec.preopens.indices.filter { spec.preopens[$0].readOnly }.map { UInt32(3 + $0) })
         let host = WASIHost(
             bridge: bridge, interrupter: interrupter, stdio: stdio, readOnlyPreopenFds: readOnlyFds,
-            args: spec.args, environment: environment, counters: counters)
+            args: spec.args, environment: environment, counters: counters,
+            firstListenerFd: firstListenerFd, listeners: listeners, maxConnections: maxConnections,
+            preopenCount: spec.preopens.count)
+        // Every connection the guest accepted is closed when its run ends, however it ended.
+        defer { host.closeSockets() }
 
         let warm: WarmInstance
         var reused = false
@@ -163,5 +176,18 @@ struct GuestRun {
         if text.hasPrefix("Trap: ") { text.removeFirst(6) }
         if let newline = text.firstIndex(of: "\n") { text = String(text[..<newline]) }
         return text
+    }
+}
+
+/// Hands an instance's listeners to its one run.
+final class ListenerHandoff: @unchecked Sendable {
+    private var sockets: [ListeningSocket]?
+
+    init(_ sockets: [ListeningSocket]) { self.sockets = sockets }
+
+    /// The sockets, once; later calls get none. Only the guest thread calls it.
+    func take() -> [ListeningSocket] {
+        defer { sockets = nil }
+        return sockets ?? []
     }
 }

@@ -28,6 +28,10 @@ final class InstanceRecord: @unchecked Sendable {
     var limiter: MemoryLimiter?
     var stopRequest: StopRequest?
     var deadlineTimer: DispatchSourceTimer?
+    /// The pre-opened listeners, held from create until exit (or the delete of an instance
+    /// never started), when they are shut down; `boundListeners` stays for Inspect.
+    var listenerSockets: [ListeningSocket] = []
+    var boundListeners: [BoundListener] = []
     /// Callers blocked in `wait`, by a token so a cancelled wait can remove itself.
     var waiters: [UInt64: CheckedContinuation<ExitRecord, any Error>] = [:]
 
@@ -41,10 +45,18 @@ final class InstanceRecord: @unchecked Sendable {
 
     var isLive: Bool { state != .exited }
 
+    /// Closes the listening ports (see `ListeningSocket`); the guest thread's references, if
+    /// any, go with its run.
+    func releaseListeners() {
+        for socket in listenerSockets { socket.stopListening() }
+        listenerSockets = []
+    }
+
     var snapshot: InstanceSnapshot {
         InstanceSnapshot(
             key: spec.key, labels: spec.labels, moduleDigest: module.digest, state: state, createdAt: createdAt,
-            startedAt: startedAt, limits: spec.limits, memoryCapBytes: memoryCap, serial: serial, exit: exit, spec: spec)
+            startedAt: startedAt, limits: spec.limits, memoryCapBytes: memoryCap, serial: serial, exit: exit, spec: spec,
+            listeners: boundListeners)
     }
 
     /// Turns a run's outcome into the durable record, using why we stopped it when we did.

@@ -52,12 +52,21 @@ public struct InstanceLimits: Sendable, Equatable, Codable {
     public var timeoutMilliseconds: UInt64?
     /// Interpreter stack size in bytes (WasmKit's default is 512 KiB).
     public var stackBytes: UInt64?
+    /// Most connections the guest may hold open at once, over all its listeners (nil: the
+    /// runtime's default, 1,024). Past it, accept is not performed: new connections wait in
+    /// the kernel's backlog, a non-blocking accept answers EAGAIN, a blocking one EMFILE, and
+    /// poll does not report the listener readable.
+    public var maxConnections: UInt32?
 
-    public init(memoryBytes: UInt64? = nil, fuel: UInt64? = nil, timeoutMilliseconds: UInt64? = nil, stackBytes: UInt64? = nil) {
+    public init(
+        memoryBytes: UInt64? = nil, fuel: UInt64? = nil, timeoutMilliseconds: UInt64? = nil, stackBytes: UInt64? = nil,
+        maxConnections: UInt32? = nil
+    ) {
         self.memoryBytes = memoryBytes
         self.fuel = fuel
         self.timeoutMilliseconds = timeoutMilliseconds
         self.stackBytes = stackBytes
+        self.maxConnections = maxConnections
     }
 }
 
@@ -77,12 +86,17 @@ public struct InstanceSpec: Sendable {
     public var cwd: String?
     public var stdio: StdioSpec
     public var limits: InstanceLimits
+    /// TCP listeners bound and listening at create (a bind failure fails the create). The
+    /// guest finds them after its preopened directories, at fds 3+dirs, 3+dirs+1, ... in this
+    /// order, and their numbers in `WASMLET_LISTEN_FDS`.
+    public var listeners: [ListenerSpec]
 
     public init(
         key: InstanceKey, labels: [String: String] = [:], moduleDigest: String, args: [String] = [],
         environment: [String: String] = [:], preopens: [PreopenSpec] = [], cwd: String? = nil,
-        stdio: StdioSpec = StdioSpec(), limits: InstanceLimits = InstanceLimits()
+        stdio: StdioSpec = StdioSpec(), limits: InstanceLimits = InstanceLimits(), listeners: [ListenerSpec] = []
     ) {
+        self.listeners = listeners
         self.key = key
         self.labels = labels
         self.moduleDigest = moduleDigest

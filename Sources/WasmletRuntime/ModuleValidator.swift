@@ -98,15 +98,23 @@ struct ModuleValidator: Sendable {
         }
     }
 
-    /// The names of every preview1 function WasmKit's bridge defines.
+    /// The names of every preview1 function we provide.
     static var supportedWASIFunctions: Set<String> { Set(wasiFunctionTypes.keys) }
 
-    /// Every preview1 function WasmKit's bridge defines, with its type.
+    /// Every preview1 function WasmKit's bridge defines, and the socket calls, with their types.
     static let wasiFunctionTypes: [String: FunctionType] = {
         guard let bridge = try? WASIBridgeToHost(args: [], environment: [:], preopens: [], stdin: -1, stdout: -1, stderr: -1) else {
             return [:]
         }
         defer { try? bridge.close() }
-        return bridge.hostFunctions(capabilities: WASICapability.all).mapValues(\.type)
+        return bridge.hostFunctions(capabilities: WASICapability.all).mapValues(\.type).merging(socketFunctionTypes) { stock, _ in stock }
     }()
+
+    /// The socket calls WasmKit leaves out (it has only sock_shutdown); ours are in WASISockets.swift.
+    static let socketFunctionTypes: [String: FunctionType] = [
+        "sock_accept": FunctionType(parameters: [.i32, .i32, .i32], results: [.i32]),
+        "sock_recv": FunctionType(parameters: [.i32, .i32, .i32, .i32, .i32, .i32], results: [.i32]),
+        "sock_send": FunctionType(parameters: [.i32, .i32, .i32, .i32, .i32], results: [.i32]),
+        "sock_shutdown": FunctionType(parameters: [.i32, .i32], results: [.i32]),
+    ]
 }

@@ -44,6 +44,8 @@ public struct RuntimeConfiguration: Sendable {
     /// the translation of one huge function), the instance is reported exited anyway and its
     /// thread abandoned; see `GuestInterrupter`.
     public var killEscalationTimeout: Duration = .seconds(2)
+    /// Open connections per instance when its spec sets no `maxConnections`.
+    public var defaultMaxConnections: UInt32 = 1024
 
     public init() {}
 
@@ -71,6 +73,8 @@ public struct InstanceSnapshot: Sendable {
     public var serial: UInt32
     public var exit: ExitRecord?
     public var spec: InstanceSpec
+    /// The instance's listeners as bound at create, in the spec's order.
+    public var listeners: [BoundListener] = []
 }
 
 /// One instance of ``WasmletRuntime/list(namespace:labels:known:)``.

@@ -24,8 +24,8 @@ final class HostSlot {
 /// Everything here runs on the guest's own thread.
 final class WASIHost {
     private let stock: [String: WASIHostFunction<Memory>]
-    private let interrupter: GuestInterrupter
-    private let counters: LiveCounters
+    let interrupter: GuestInterrupter
+    let counters: LiveCounters
     private let stdioFds: [Int32]
     private let stdioMayBlock: [Bool]
     /// Cleared once the guest closes or renumbers a stdio descriptor, after which the stock
@@ -33,13 +33,21 @@ final class WASIHost {
     private var stdioIntact = [true, true, true]
     private var readOnlyFds: Set<UInt32>
     /// (count, bytes) of the args and environment string tables, for `WASIPointerChecks`.
-    private let tableSizes: (args: (UInt64, UInt64), environment: (UInt64, UInt64))
+    let tableSizes: (args: (UInt64, UInt64), environment: (UInt64, UInt64))
     var memory: Memory?
+    /// The guest's descriptor numbers: WasmKit's descriptors and our sockets (WASISockets.swift).
+    var descriptors: GuestDescriptorTable
+    /// Connections open now, and the most the guest may hold.
+    var openConnections = 0
+    let maxConnections: Int
 
     init(
         bridge: WASIBridgeToHost, interrupter: GuestInterrupter, stdio: borrowing GuestStdio, readOnlyPreopenFds: Set<UInt32>,
-        args: [String], environment: [String: String], counters: LiveCounters
+        args: [String], environment: [String: String], counters: LiveCounters,
+        firstListenerFd: UInt32 = 3, listeners: [ListeningSocket] = [], maxConnections: UInt32 = 1024, preopenCount: Int = 0
     ) {
+        self.descriptors = GuestDescriptorTable(preopenCount: preopenCount, listeners: listeners)
+        self.maxConnections = Int(maxConnections)
         self.counters = counters
         self.tableSizes = (
             (UInt64(args.count), args.reduce(0) { $0 + UInt64($1.utf8.count) + 1 }),
@@ -71,11 +79,19 @@ final class WASIHost {
     private static func wrapper(for name: String) -> Body? {
         switch name {
         case "poll_oneoff": return { try $0.pollOneoff($1) }
-        case "fd_read": return { try $0.fdRead($1) }
-        case "fd_write": return { try $0.fdWrite($1) }
+        case "fd_read": return { try $0.socket(for: $1) != nil ? $0.sockRecv($1, fdRead: true) : $0.fdRead($1) }
+        case "fd_write": return { try $0.socket(for: $1) != nil ? $0.sockSend($1, fdWrite: true) : $0.fdWrite($1) }
         case "fd_close": return { try $0.fdClose($1) }
         case "fd_renumber": return { try $0.fdRenumber($1) }
         case "path_open": return { try $0.pathOpen($1) }
+        case "sock_accept": return { try $0.sockAccept($1) }
+        case "sock_recv": return { try $0.sockRecv($1, fdRead: false) }
+        case "sock_send": return { try $0.sockSend($1, fdWrite: false) }
+        case "sock_shutdown": return { try $0.sockShutdown($1) }
+        case "fd_fdstat_get": return { try $0.socket(for: $1) != nil ? $0.socketFdstatGet($1) : $0.callStock(name, $1) }
+        case "fd_filestat_get": return { try $0.socket(for: $1) != nil ? $0.socketFilestatGet($1) : $0.callStock(name, $1) }
+        case "fd_fdstat_set_flags":
+            return { try $0.socket(for: $1) != nil ? $0.socketSetFlags($1) : $0.refuseIfReadOnly(name, $1, fdArguments: [0]) }
         // Calls that modify the tree under their directory argument(s).
         case "path_create_directory", "path_remove_directory", "path_unlink_file", "path_filestat_set_times":
             return { try $0.refuseIfReadOnly(name, $1, fdArguments: [0]) }
@@ -84,34 +100,82 @@ final class WASIHost {
         case "path_link": return { try $0.refuseIfReadOnly(name, $1, fdArguments: [4]) }
         // Calls that modify an open file: a read-only file descriptor is opened O_RDONLY, so the
         // kernel refuses writes, but not timestamps, size changes or allocation by its owner.
-        case "fd_pwrite", "fd_allocate", "fd_filestat_set_size", "fd_filestat_set_times", "fd_fdstat_set_flags":
+        case "fd_pwrite", "fd_allocate", "fd_filestat_set_size", "fd_filestat_set_times":
             return { try $0.refuseIfReadOnly(name, $1, fdArguments: [0]) }
         default: return nil
         }
     }
 
-    private func requireMemory() throws -> Memory {
+    func requireMemory() throws -> Memory {
         guard let memory else { throw WASIError(description: "guest memory is not available") }
         return memory
     }
 
-    /// Calls WasmKit's implementation once every pointer it will touch is known to be in bounds.
-    private func callStock(_ name: String, _ arguments: [Value]) throws -> [Value] {
-        guard let function = stock[name] else { return errno(.notcapable) }
-        let memory = try requireMemory()
-        guard WASIPointerChecks.check(name, arguments, memory: memory, tableSizes: tableSizes) else { return errno(.fault) }
-        return try function.implementation(memory, arguments)
+    /// Which arguments of each call are descriptors (poll_oneoff's are in its subscriptions).
+    static let descriptorArguments: [String: [Int]] = [
+        "fd_advise": [0], "fd_allocate": [0], "fd_close": [0], "fd_datasync": [0], "fd_fdstat_get": [0],
+        "fd_fdstat_set_flags": [0], "fd_fdstat_set_rights": [0], "fd_filestat_get": [0], "fd_filestat_set_size": [0],
+        "fd_filestat_set_times": [0], "fd_pread": [0], "fd_prestat_get": [0], "fd_prestat_dir_name": [0], "fd_pwrite": [0],
+        "fd_read": [0], "fd_readdir": [0], "fd_renumber": [0, 1], "fd_seek": [0], "fd_sync": [0], "fd_tell": [0],
+        "fd_write": [0], "path_create_directory": [0], "path_filestat_get": [0], "path_filestat_set_times": [0],
+        "path_link": [0, 4], "path_open": [0], "path_readlink": [0], "path_remove_directory": [0], "path_rename": [0, 3],
+        "path_symlink": [2], "path_unlink_file": [0], "sock_accept": [0], "sock_recv": [0], "sock_send": [0],
+        "sock_shutdown": [0],
+    ]
+
+    /// What a call that WasmKit would serve answers when a descriptor argument is a socket.
+    private static func socketErrno(_ name: String) -> WASIErrno {
+        switch name {
+        case "fd_seek", "fd_tell", "fd_pread", "fd_pwrite", "fd_advise": return .spipe
+        case "fd_prestat_get", "fd_prestat_dir_name": return .badf
+        case "fd_readdir": return .notdir
+        case "fd_fdstat_set_rights": return .notsup
+        default: return name.hasPrefix("path_") ? .notdir : .inval
+        }
     }
 
-    private func errno(_ value: WASIErrno) -> [Value] { [.i32(value.rawValue)] }
+    /// The socket behind a call's first argument, if it is one.
+    func socket(for arguments: [Value]) -> GuestSocket? {
+        guard case .i32(let fd) = arguments.first, case .socket(let socket) = descriptors[fd] else { return nil }
+        return socket
+    }
 
-    private func checkKilled() throws {
+    /// Calls WasmKit's implementation once every pointer it will touch is known to be in bounds,
+    /// with the guest's descriptor numbers turned into WasmKit's (and a new one back).
+    func callStock(_ name: String, _ arguments: [Value]) throws -> [Value] {
+        let memory = try requireMemory()
+        guard WASIPointerChecks.check(name, arguments, memory: memory, tableSizes: tableSizes) else { return errno(.fault) }
+        var translated = arguments
+        for index in Self.descriptorArguments[name] ?? [] {
+            guard index < translated.count, case .i32(let fd) = translated[index] else { return errno(.inval) }
+            switch descriptors[fd] {
+            case .wasi(let wasiFd): translated[index] = .i32(wasiFd)
+            case .socket: return errno(Self.socketErrno(name))
+            case nil: return errno(.badf)
+            }
+        }
+        // The descriptor exists and is not a socket.
+        if name.hasPrefix("sock_") { return errno(.notsock) }
+        guard let function = stock[name] else { return errno(.notcapable) }
+        let result = try function.implementation(memory, translated)
+        if name == "path_open", result.first == .i32(0), case .i32(let resultPointer) = arguments[8] {
+            let access = GuestMemoryAccess(memory: memory)
+            guard let opened = try? access.load(resultPointer, as: UInt32.self) else { return errno(.fault) }
+            let fd = descriptors.insert(.wasi(opened))
+            do { try access.store(fd, at: resultPointer) } catch { return errno(.fault) }
+        }
+        return result
+    }
+
+    func errno(_ value: WASIErrno) -> [Value] { [.i32(value.rawValue)] }
+
+    func checkKilled() throws {
         if interrupter.isKillRequested { throw GuestKilled() }
     }
 
     // MARK: Read-only preopens
 
-    private func refuseIfReadOnly(_ name: String, _ arguments: [Value], fdArguments: [Int]) throws -> [Value] {
+    func refuseIfReadOnly(_ name: String, _ arguments: [Value], fdArguments: [Int]) throws -> [Value] {
         for index in fdArguments {
             if case .i32(let fd) = arguments[index], readOnlyFds.contains(fd) { return errno(.rofs) }
         }
@@ -142,23 +206,40 @@ final class WASIHost {
 
     private func fdClose(_ arguments: [Value]) throws -> [Value] {
         guard case .i32(let fd) = arguments[0] else { return errno(.inval) }
+        if case .socket(let socket) = descriptors[fd] {
+            closeSocket(socket)
+            descriptors.remove(fd)
+            if fd < 3 { stdioIntact[Int(fd)] = false }
+            return errno(.success)
+        }
         let result = try callStock("fd_close", arguments)
         if result.first == .i32(0) {
+            descriptors.remove(fd)
             if fd < 3 { stdioIntact[Int(fd)] = false }
             readOnlyFds.remove(fd)
         }
         return result
     }
 
+    /// Renumbering is ours (the numbers are): the target's resource is closed and the source
+    /// takes its number.
     private func fdRenumber(_ arguments: [Value]) throws -> [Value] {
         guard case .i32(let from) = arguments[0], case .i32(let to) = arguments[1] else { return errno(.inval) }
-        let result = try callStock("fd_renumber", arguments)
-        if result.first == .i32(0) {
-            if from < 3 { stdioIntact[Int(from)] = false }
-            if to < 3 { stdioIntact[Int(to)] = false }
-            if readOnlyFds.remove(from) != nil { readOnlyFds.insert(to) } else { readOnlyFds.remove(to) }
+        guard let source = descriptors[from], let target = descriptors[to] else { return errno(.badf) }
+        guard from != to else { return errno(.success) }
+        switch target {
+        case .socket(let socket): closeSocket(socket)
+        case .wasi(let wasiFd):
+            // Stock fd_close with WasmKit's own number; an error closing the target does not
+            // stop the renumbering, as with dup2.
+            if let function = stock["fd_close"], let memory { _ = try function.implementation(memory, [.i32(wasiFd)]) }
         }
-        return result
+        descriptors.replace(to, with: source)
+        descriptors.remove(from)
+        if from < 3 { stdioIntact[Int(from)] = false }
+        if to < 3 { stdioIntact[Int(to)] = false }
+        if readOnlyFds.remove(from) != nil { readOnlyFds.insert(to) } else { readOnlyFds.remove(to) }
+        return errno(.success)
     }
 
     // MARK: Kill-aware waits
@@ -166,17 +247,18 @@ final class WASIHost {
     /// Waits until `fd` is ready for `events` or the guest is killed. EINTR (the kill signal, or
     /// any other) just re-checks the kill flag and waits again. Counted as blocked only when
     /// the descriptor is not ready at once.
-    private func waitReady(_ fd: Int32, events: Int16) throws {
+    @discardableResult
+    func waitReady(_ fd: Int32, events: Int16) throws -> Int16 {
         var entry = pollfd(fd: fd, events: events, revents: 0)
         try checkKilled()
         let first = poll(&entry, 1, 0)
-        if first > 0 || (first < 0 && Glibc.errno != EINTR) { return }
-        try counters.whileBlocked {
+        if first > 0 || (first < 0 && Glibc.errno != EINTR) { return entry.revents }
+        return try counters.whileBlocked {
             while true {
                 try checkKilled()
                 let rc = poll(&entry, 1, 1000)
-                if rc > 0 { return }
-                if rc < 0 && Glibc.errno != EINTR { return }  // let the real call report the error
+                if rc > 0 { return entry.revents }
+                if rc < 0 && Glibc.errno != EINTR { return 0 }  // let the real call report the error
             }
         }
     }
@@ -238,7 +320,15 @@ final class WASIHost {
         var tag: UInt8
         var clockDeadline: UInt64?  // CLOCK_MONOTONIC ns
         var fd: UInt32
+        /// Its entry in the poll set, when it is waited on.
+        var pollIndex: Int?
+        /// Answered without waiting: ready (nil) or with this error.
+        var immediate: WASIErrno??
+        var isCPUClock = false
     }
+
+    /// Most subscriptions one poll_oneoff may pass (the array must also fit in guest memory).
+    static let maxPollSubscriptions: UInt32 = 1 << 17
 
     private static func monotonicNow() -> UInt64 {
         var ts = timespec()
@@ -252,16 +342,24 @@ final class WASIHost {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
-    /// Handles clock subscriptions (sleep) and waits on pipe-like stdio ourselves; anything else
-    /// (other descriptors, CPU-time clocks) goes to WasmKit, which never blocks on those.
+    /// Our own poll_oneoff: clocks, and descriptors that can block (sockets, pipe-like stdio)
+    /// waited on together with one `ppoll`, which the kill signal interrupts. Other WasmKit
+    /// descriptors (regular files, directories) are always ready, as poll(2) says of files; an
+    /// unknown number gets an event with EBADF. Only a call made of clocks alone that names a
+    /// CPU-time clock goes to WasmKit; beside descriptors, a CPU-time clock is taken as a
+    /// monotonic timeout.
     private func pollOneoff(_ arguments: [Value]) throws -> [Value] {
         guard case .i32(let input) = arguments[0], case .i32(let output) = arguments[1],
             case .i32(let count) = arguments[2], case .i32(let eventCountPointer) = arguments[3]
         else { return errno(.inval) }
-        guard count > 0 else { return errno(.inval) }
-        guard count <= 4096 else { return try callStock("poll_oneoff", arguments) }
-        let access = try GuestMemoryAccess(memory: requireMemory())
+        guard count > 0, count <= Self.maxPollSubscriptions else { return errno(.inval) }
+        let memory = try requireMemory()
+        guard WASIPointerChecks.check("poll_oneoff", arguments, memory: memory, tableSizes: tableSizes) else { return errno(.fault) }
+        let access = GuestMemoryAccess(memory: memory)
         var subscriptions: [Subscription] = []
+        subscriptions.reserveCapacity(Int(count))
+        var pollEntries: [pollfd] = []
+        let atLimit = openConnections >= maxConnections
         do {
             let now = Self.monotonicNow()
             for index in 0..<count {
@@ -273,20 +371,44 @@ final class WASIHost {
                 case 0:  // clock
                     let clock = try access.load(base &+ 16, as: UInt32.self)
                     let timeout = try access.load(base &+ 24, as: UInt64.self)
-                    let absolute = try access.load(base &+ 40, as: UInt16.self) & 1 != 0
+                    let flags = try access.load(base &+ 40, as: UInt16.self)
+                    guard flags & ~1 == 0 else { return errno(.inval) }
+                    let absolute = flags & 1 != 0
                     switch (clock, absolute) {
                     case (0, true):
                         let real = Self.realtimeNow()
                         subscription.clockDeadline = timeout > real ? now &+ (timeout - real) : now
                     case (1, true): subscription.clockDeadline = timeout
-                    case (0, false), (1, false):
+                    case (0, false), (1, false), (2, false), (3, false):
                         let (sum, overflow) = now.addingReportingOverflow(timeout)
                         subscription.clockDeadline = overflow ? .max : sum
-                    default: return try callStock("poll_oneoff", arguments)
+                        subscription.isCPUClock = clock > 1
+                    case (2, true), (3, true):
+                        subscription.clockDeadline = now
+                        subscription.isCPUClock = true
+                    default: return errno(.inval)
                     }
                 case 1, 2:  // fd_read, fd_write
-                    subscription.fd = try access.load(base &+ 16, as: UInt32.self)
-                    guard blockingStdio(subscription.fd) != nil else { return try callStock("poll_oneoff", arguments) }
+                    let fd = try access.load(base &+ 16, as: UInt32.self)
+                    subscription.fd = fd
+                    let events = Int16(subscription.tag == 1 ? POLLIN : POLLOUT)
+                    switch descriptors[fd] {
+                    case .socket(let socket):
+                        // At the connection limit a listener is never reported readable: its
+                        // connections wait in the backlog until the guest closes one.
+                        let hostFd = socket.isListener && subscription.tag == 1 && atLimit ? -1 : socket.fd
+                        subscription.pollIndex = pollEntries.count
+                        pollEntries.append(pollfd(fd: hostFd, events: events, revents: 0))
+                    case .wasi:
+                        if let host = blockingStdio(fd) {
+                            subscription.pollIndex = pollEntries.count
+                            pollEntries.append(pollfd(fd: host, events: events, revents: 0))
+                        } else {
+                            subscription.immediate = .some(nil)
+                        }
+                    case nil:
+                        subscription.immediate = .some(.badf)
+                    }
                 default:
                     return errno(.inval)
                 }
@@ -295,20 +417,22 @@ final class WASIHost {
         } catch is GuestMemoryAccess.Fault {
             return errno(.fault)
         }
-        let fdSubscriptions = subscriptions.indices.filter { subscriptions[$0].tag != 0 }
-        var pollEntries = fdSubscriptions.map { index in
-            let subscription = subscriptions[index]
-            return pollfd(fd: stdioFds[Int(subscription.fd)], events: Int16(subscription.tag == 1 ? POLLIN : POLLOUT), revents: 0)
+        if subscriptions.allSatisfy({ $0.tag == 0 }) && subscriptions.contains(where: \.isCPUClock) {
+            return try callStock("poll_oneoff", arguments)
         }
         let deadline = subscriptions.compactMap(\.clockDeadline).min()
+        let immediate = subscriptions.contains { $0.immediate != nil }
+        if immediate {
+            return try waitForSubscriptions(subscriptions, &pollEntries, Self.monotonicNow(), access, output, eventCountPointer)
+        }
         return try counters.whileBlocked {
-            try waitForSubscriptions(subscriptions, fdSubscriptions, &pollEntries, deadline, access, output, eventCountPointer)
+            try waitForSubscriptions(subscriptions, &pollEntries, deadline, access, output, eventCountPointer)
         }
     }
 
-    /// poll_oneoff's wait, counted as blocked: until a subscription fires or the guest is killed.
+    /// poll_oneoff's wait: until a subscription fires or the guest is killed.
     private func waitForSubscriptions(
-        _ subscriptions: [Subscription], _ fdSubscriptions: [Int], _ pollEntries: inout [pollfd], _ deadline: UInt64?,
+        _ subscriptions: [Subscription], _ pollEntries: inout [pollfd], _ deadline: UInt64?,
         _ access: GuestMemoryAccess, _ output: UInt32, _ eventCountPointer: UInt32
     ) throws -> [Value] {
         while true {
@@ -328,12 +452,23 @@ final class WASIHost {
             let now = Self.monotonicNow()
             var ready = 0
             do {
-                for (position, index) in fdSubscriptions.enumerated() where pollEntries[position].revents != 0 {
-                    let subscription = subscriptions[index]
-                    let hangup = pollEntries[position].revents & Int16(POLLHUP) != 0
-                    var available: Int32 = 0
-                    if subscription.tag == 1 { _ = ioctl(pollEntries[position].fd, UInt(FIONREAD), &available) }
-                    try writeEvent(access, output, ready, subscription, nbytes: UInt64(max(0, available)), hangup: hangup)
+                for subscription in subscriptions where subscription.tag != 0 {
+                    if let immediate = subscription.immediate {
+                        try writeEvent(access, output, ready, subscription, nbytes: 0, hangup: false, error: immediate ?? .success)
+                        ready += 1
+                        continue
+                    }
+                    guard let index = subscription.pollIndex else { continue }
+                    let revents = pollEntries[index].revents
+                    guard revents != 0 else { continue }
+                    if revents & Int16(POLLNVAL) != 0 {
+                        try writeEvent(access, output, ready, subscription, nbytes: 0, hangup: false, error: .badf)
+                    } else {
+                        let hangup = revents & Int16(POLLHUP) != 0
+                        var available: Int32 = 0
+                        if subscription.tag == 1 { _ = ioctl(pollEntries[index].fd, UInt(FIONREAD), &available) }
+                        try writeEvent(access, output, ready, subscription, nbytes: UInt64(max(0, available)), hangup: hangup)
+                    }
                     ready += 1
                 }
                 for subscription in subscriptions where subscription.tag == 0 && subscription.clockDeadline! <= now {
@@ -350,10 +485,13 @@ final class WASIHost {
         }
     }
 
-    private func writeEvent(_ access: GuestMemoryAccess, _ output: UInt32, _ position: Int, _ subscription: Subscription, nbytes: UInt64, hangup: Bool) throws(GuestMemoryAccess.Fault) {
+    private func writeEvent(
+        _ access: GuestMemoryAccess, _ output: UInt32, _ position: Int, _ subscription: Subscription, nbytes: UInt64, hangup: Bool,
+        error: WASIErrno = .success
+    ) throws(GuestMemoryAccess.Fault) {
         let base = output &+ UInt32(position) &* 32
         try access.store(subscription.userData, at: base)
-        try access.store(UInt16(0), at: base &+ 8)
+        try access.store(UInt16(error.rawValue), at: base &+ 8)
         try access.store(subscription.tag, at: base &+ 10)
         try access.store(nbytes, at: base &+ 16)
         try access.store(UInt16(hangup ? 1 : 0), at: base &+ 24)

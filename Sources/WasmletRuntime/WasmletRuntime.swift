@@ -90,6 +90,21 @@ public final class WasmletRuntime: Sendable {
         case .reserveCaps:
             charge = cap
         }
+        // Bound before the record exists and outside the lock; on any failure below the sockets
+        // are released with this array, so a failed create leaves no port open.
+        if !spec.listeners.isEmpty {
+            try state.withLock { state throws in
+                guard state.instances[spec.key] == nil else { throw RuntimeError.alreadyExists("instance \(spec.key) already exists") }
+            }
+        }
+        var sockets: [ListeningSocket] = []
+        for listener in spec.listeners { sockets.append(try ListeningSocket.open(listener)) }
+        let firstListenerFd = UInt32(3 + spec.preopens.count)
+        let bound = sockets.enumerated().map { index, socket in
+            BoundListener(
+                requested: spec.listeners[index], boundAddress: socket.bound.address, boundPort: socket.bound.port,
+                guestFd: firstListenerFd + UInt32(index))
+        }
         let snapshot = try state.withLock { state throws -> InstanceSnapshot in
             guard state.instances[spec.key] == nil else {
                 throw RuntimeError.alreadyExists("instance \(spec.key) already exists")
@@ -103,6 +118,8 @@ public final class WasmletRuntime: Sendable {
                     "node memory budget exhausted: \(budget.chargedBytes) of \(configuration.memoryBudgetBytes) bytes \(what), \(charge) more asked")
             }
             let record = InstanceRecord(spec: spec, module: module, memoryCap: cap, budgetCharge: charge, serial: state.nextSerial)
+            record.listenerSockets = sockets
+            record.boundListeners = bound
             record.creationOrder = state.createdCount
             state.createdCount += 1
             state.nextSerial = state.nextSerial == UInt32.max ? 1 : state.nextSerial + 1
@@ -117,7 +134,7 @@ public final class WasmletRuntime: Sendable {
 
     /// Starts a created instance on a thread of its own.
     public func start(_ key: InstanceKey) throws {
-        let (record, engine, stack) = try state.withLock { state throws -> (InstanceRecord, Engine, UInt64) in
+        let (record, engine, stack, listeners) = try state.withLock { state throws -> (InstanceRecord, Engine, UInt64, [ListeningSocket]) in
             guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
             guard record.state == .created else {
                 throw RuntimeError.failedPrecondition("instance \(key) is \(record.state.rawValue), not created")
@@ -128,13 +145,14 @@ public final class WasmletRuntime: Sendable {
             record.limiter = MemoryLimiter(
                 capBytes: record.memoryCap, budget: configuration.memoryAdmission == .committed ? budget : nil)
             let stack = record.spec.limits.stackBytes ?? configuration.defaultStackBytes
-            return (record, Self.engine(stackBytes: stack, in: &state), stack)
+            return (record, Self.engine(stackBytes: stack, in: &state), stack, record.listenerSockets)
         }
         let run = GuestRun(
             module: record.module, spec: record.spec, engine: engine, memoryCap: record.memoryCap,
             interrupter: record.interrupter!, fifoWait: configuration.fifoOpenTimeout,
             pool: configuration.warmInstancesPerModule > 0 ? pool : nil, stackBytes: stack, limiter: record.limiter!,
-            counters: counters, hooks: hooks)
+            counters: counters, hooks: hooks, listeners: ListenerHandoff(listeners),
+            maxConnections: record.spec.limits.maxConnections ?? configuration.defaultMaxConnections)
         let serial = record.serial
         do {
             try GuestThread.spawn { [self] in
@@ -212,6 +230,7 @@ public final class WasmletRuntime: Sendable {
                 throw RuntimeError.failedPrecondition("instance \(key) is running; kill it first")
             }
             if record.state == .created {
+                record.releaseListeners()
                 state.liveCount -= 1
                 state.reservedBytes -= record.memoryCap
                 budget.release(record.budgetCharge)
@@ -413,6 +432,8 @@ public final class WasmletRuntime: Sendable {
                 throw RuntimeError.invalidArgument("\(name) \"\(value)\" may not contain '/' or NUL")
             }
         }
+        if spec.listeners.count > 64 { throw RuntimeError.invalidArgument("at most 64 listeners per instance") }
+        if spec.limits.maxConnections == 0 { throw RuntimeError.invalidArgument("the connection limit must be positive") }
         for preopen in spec.preopens {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: preopen.hostPath, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -480,6 +501,7 @@ public final class WasmletRuntime: Sendable {
     {
         record.state = .exited
         record.exit = exit
+        record.releaseListeners()
         record.deadlineTimer?.cancel()
         record.deadlineTimer = nil
         state.liveCount -= 1

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import WasmletClient
 import WasmletRuntime
 
 /// Runs one WASI module in-process on the wasmlet runtime, the way wasmletd will host it: same
@@ -30,6 +31,13 @@ struct WasmletRun: AsyncParsableCommand {
     @Option(help: "Wall-clock deadline in milliseconds.")
     var timeout: UInt64?
 
+    @Option(
+        name: .customLong("listen"),
+        help: ArgumentHelp(
+            "Pre-open a TCP listener: [ADDR:]PORT (ADDR default 127.0.0.1, PORT 0 for a free one; repeatable). Bound addresses are printed on stderr.",
+            valueName: "[ADDR:]PORT"))
+    var listen: [String] = []
+
     @Flag(name: .shortAndLong, help: "Print the exit record as JSON on stderr when the guest ends.")
     var verbose = false
 
@@ -41,6 +49,14 @@ struct WasmletRun: AsyncParsableCommand {
 
     func run() async throws {
         let limits = InstanceLimits(memoryBytes: try memory.map(Self.parseBytes), fuel: fuel, timeoutMilliseconds: timeout)
+        let listeners = try listen.map { value -> ListenerSpec in
+            do {
+                let parsed = try ListenAddress.parse(value)
+                return ListenerSpec(address: parsed.address, port: parsed.port)
+            } catch let error as ListenAddress.ParseError {
+                throw ValidationError("--listen: \(error.message)")
+            }
+        }
         let runtime = try WasmletRuntime()
         let loaded: LoadedModule
         do {
@@ -52,7 +68,8 @@ struct WasmletRun: AsyncParsableCommand {
             key: InstanceKey(namespace: "wasmlet-run", id: "main"), moduleDigest: loaded.digest,
             args: [URL(fileURLWithPath: module).lastPathComponent] + arguments,
             environment: try Self.parseEnvironment(environment), preopens: try directories.map(Self.parsePreopen),
-            stdio: StdioSpec(stdin: "/proc/self/fd/0", stdout: "/proc/self/fd/1", stderr: "/proc/self/fd/2"), limits: limits)
+            stdio: StdioSpec(stdin: "/proc/self/fd/0", stdout: "/proc/self/fd/1", stderr: "/proc/self/fd/2"), limits: limits,
+            listeners: listeners)
         // Ctrl-C and SIGTERM kill the guest the way `wasmletctl kill` would.
         let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
             signal(number, SIG_IGN)
@@ -61,7 +78,19 @@ struct WasmletRun: AsyncParsableCommand {
             source.resume()
             return source
         }
-        let exit = try await runtime.run(spec)
+        let created: InstanceSnapshot
+        do {
+            created = try runtime.create(spec)
+        } catch let error as RuntimeError {
+            FileHandle.standardError.write(Data("wasmlet-run: \(error.message)\n".utf8))
+            throw ExitCode(126)
+        }
+        for listener in created.listeners {
+            FileHandle.standardError.write(Data("wasmlet-run: listening on \(listener.boundAddress) (guest fd \(listener.guestFd))\n".utf8))
+        }
+        try runtime.start(spec.key)
+        let exit = try await runtime.wait(spec.key)
+        _ = try? runtime.delete(spec.key)
         withExtendedLifetime(signals) {}
         if verbose || exit.reason == .failedToStart {
             let encoder = JSONEncoder()

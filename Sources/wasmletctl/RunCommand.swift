@@ -35,6 +35,16 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("dir"), help: ArgumentHelp("Preopen a host directory: HOST[:GUEST][:ro] (repeatable).", valueName: "MAPPING"))
     var directories: [String] = []
 
+    @Option(
+        name: .customLong("listen"),
+        help: ArgumentHelp(
+            "Pre-open a TCP listener for the guest: [ADDR:]PORT, ADDR an IP (default 127.0.0.1, IPv6 as [::1]), PORT 0 for a free one (repeatable). The bound addresses are printed on stderr.",
+            valueName: "[ADDR:]PORT"))
+    var listen: [String] = []
+
+    @Option(name: .customLong("max-connections"), help: "Most connections the guest may hold open at once (default: the daemon's, 1024).")
+    var maxConnections: UInt32?
+
     @Option(help: "Fuel budget (about one unit per wasm operator); default unlimited.")
     var fuel: UInt64?
 
@@ -80,7 +90,14 @@ struct RunCommand: AsyncParsableCommand {
             if let fuel { limits.fuel = fuel }
             if let memory { limits.memoryBytes = try ArgumentParsing.parseBytes(memory) }
             if let timeout { limits.timeoutMs = try ArgumentParsing.parseMilliseconds(timeout) }
+            if let maxConnections {
+                guard maxConnections > 0 else { throw ParseError("--max-connections must be at least 1") }
+                limits.maxConnections = maxConnections
+            }
             request.limits = limits
+            request.listeners = try listen.map { value throws(ParseError) in
+                try ArgumentParsing.parseListener(value)
+            }
             let name: String
             if module.hasPrefix("sha256:") {
                 request.digest = module
@@ -120,7 +137,10 @@ struct RunCommand: AsyncParsableCommand {
             // the instance behind in the daemon.
             let forwarder = SignalForwarder(client: client, namespace: key.namespace, id: key.id)
             defer { forwarder.finish() }
-            _ = try await client.create(request)
+            let created = try await client.create(request)
+            for listener in created.listeners {
+                printError("listening on \(listener.boundAddress) (guest fd \(listener.guestFd))")
+            }
             let pumps = [
                 OutputPump(source: pipes.stdoutRead, destination: STDOUT_FILENO),
                 OutputPump(source: pipes.stderrRead, destination: STDERR_FILENO),

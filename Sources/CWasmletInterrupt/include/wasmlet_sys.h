@@ -16,3 +16,9 @@ void wasmlet_set_thread_name(const char *name);
 
 /// malloc_usable_size(3).
 size_t wasmlet_malloc_usable_size(void *pointer);
+
+/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC, the peer's address discarded.
+int wasmlet_accept_nonblocking(int fd);
+
+/// POLLRDHUP (poll(2): the peer closed its writing half).
+short wasmlet_pollrdhup(void);

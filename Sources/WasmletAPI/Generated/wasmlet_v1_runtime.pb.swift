@@ -166,6 +166,10 @@ public nonisolated struct Wasmlet_V1_Limits: Sendable {
   /// Cap on the interpreter stack in bytes; 0 = the daemon's default.
   public var stackBytes: UInt64 = 0
 
+  /// Most connections the guest may hold open at once over all its listeners; 0 = the
+  /// default (1024). Past it new connections wait in the kernel's backlog.
+  public var maxConnections: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -188,6 +192,55 @@ public nonisolated struct Wasmlet_V1_Preopen: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+/// A TCP listener the daemon binds and listens on at Create, for the guest to accept on
+/// (WASI preview1 sock_accept). The guest finds its listeners after its preopened
+/// directories, in this order; the env var WASMLET_LISTEN_FDS lists their fd numbers.
+public nonisolated struct Wasmlet_V1_Listener: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// An IP literal: IPv4, or IPv6 without brackets. Empty = 127.0.0.1.
+  public var address: String = String()
+
+  /// 0 = a free port picked by the kernel (see BoundListener.bound_port).
+  public var port: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A listener as it was bound.
+public nonisolated struct Wasmlet_V1_BoundListener: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var requested: Wasmlet_V1_Listener {
+    get {_requested ?? Wasmlet_V1_Listener()}
+    set {_requested = newValue}
+  }
+  /// Returns true if `requested` has been explicitly set.
+  public var hasRequested: Bool {self._requested != nil}
+  /// Clears the value of `requested`. Subsequent reads from it will return its default value.
+  public mutating func clearRequested() {self._requested = nil}
+
+  /// "ADDR:PORT" ("[ADDR]:PORT" for IPv6), with the port the kernel gave.
+  public var boundAddress: String = String()
+
+  public var boundPort: UInt32 = 0
+
+  /// The guest's file descriptor for it.
+  public var guestFd: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _requested: Wasmlet_V1_Listener? = nil
 }
 
 public nonisolated struct Wasmlet_V1_ExitRecord: Sendable {
@@ -328,6 +381,12 @@ public nonisolated struct Wasmlet_V1_Instance: @unchecked Sendable {
     set {_uniqueStorage()._modulePath = newValue}
   }
 
+  /// Its listeners as bound at Create (they are closed once it exits).
+  public var listeners: [Wasmlet_V1_BoundListener] {
+    get {_storage._listeners}
+    set {_uniqueStorage()._listeners = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -335,63 +394,103 @@ public nonisolated struct Wasmlet_V1_Instance: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct Wasmlet_V1_CreateRequest: Sendable {
+public nonisolated struct Wasmlet_V1_CreateRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var namespace: String = String()
+  public var namespace: String {
+    get {_storage._namespace}
+    set {_uniqueStorage()._namespace = newValue}
+  }
 
-  public var id: String = String()
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
-  public var labels: Dictionary<String,String> = [:]
+  public var labels: Dictionary<String,String> {
+    get {_storage._labels}
+    set {_uniqueStorage()._labels = newValue}
+  }
 
-  public var module: Wasmlet_V1_CreateRequest.OneOf_Module? = nil
+  public var module: OneOf_Module? {
+    get {return _storage._module}
+    set {_uniqueStorage()._module = newValue}
+  }
 
   /// Host path of a .wasm file, read by the daemon.
   public var path: String {
     get {
-      if case .path(let v)? = module {return v}
+      if case .path(let v)? = _storage._module {return v}
       return String()
     }
-    set {module = .path(newValue)}
+    set {_uniqueStorage()._module = .path(newValue)}
   }
 
   /// "sha256:<hex>" of a module already in the daemon's module cache.
   public var digest: String {
     get {
-      if case .digest(let v)? = module {return v}
+      if case .digest(let v)? = _storage._module {return v}
       return String()
     }
-    set {module = .digest(newValue)}
+    set {_uniqueStorage()._module = .digest(newValue)}
   }
 
   /// argv as the guest sees it, argv[0] included.
-  public var args: [String] = []
+  public var args: [String] {
+    get {_storage._args}
+    set {_uniqueStorage()._args = newValue}
+  }
 
   /// "KEY=VALUE" entries.
-  public var env: [String] = []
+  public var env: [String] {
+    get {_storage._env}
+    set {_uniqueStorage()._env = newValue}
+  }
 
-  public var preopens: [Wasmlet_V1_Preopen] = []
+  public var preopens: [Wasmlet_V1_Preopen] {
+    get {_storage._preopens}
+    set {_uniqueStorage()._preopens = newValue}
+  }
 
   /// Guest working directory; empty = "/".
-  public var cwd: String = String()
+  public var cwd: String {
+    get {_storage._cwd}
+    set {_uniqueStorage()._cwd = newValue}
+  }
 
   /// Host paths (files or FIFOs) for the guest's stdio; empty = none.
-  public var stdin: String = String()
+  public var stdin: String {
+    get {_storage._stdin}
+    set {_uniqueStorage()._stdin = newValue}
+  }
 
-  public var stdout: String = String()
+  public var stdout: String {
+    get {_storage._stdout}
+    set {_uniqueStorage()._stdout = newValue}
+  }
 
-  public var stderr: String = String()
+  public var stderr: String {
+    get {_storage._stderr}
+    set {_uniqueStorage()._stderr = newValue}
+  }
 
   public var limits: Wasmlet_V1_Limits {
-    get {_limits ?? Wasmlet_V1_Limits()}
-    set {_limits = newValue}
+    get {_storage._limits ?? Wasmlet_V1_Limits()}
+    set {_uniqueStorage()._limits = newValue}
   }
   /// Returns true if `limits` has been explicitly set.
-  public var hasLimits: Bool {self._limits != nil}
+  public var hasLimits: Bool {_storage._limits != nil}
   /// Clears the value of `limits`. Subsequent reads from it will return its default value.
-  public mutating func clearLimits() {self._limits = nil}
+  public mutating func clearLimits() {_uniqueStorage()._limits = nil}
+
+  /// TCP listeners to bind at Create; a bind failure (port in use, address not bindable,
+  /// malformed) fails the Create and leaves nothing behind.
+  public var listeners: [Wasmlet_V1_Listener] {
+    get {_storage._listeners}
+    set {_uniqueStorage()._listeners = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -405,7 +504,7 @@ public nonisolated struct Wasmlet_V1_CreateRequest: Sendable {
 
   public init() {}
 
-  fileprivate var _limits: Wasmlet_V1_Limits? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Wasmlet_V1_CreateResponse: Sendable {
@@ -732,7 +831,7 @@ nonisolated extension Wasmlet_V1_ExitReason: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Wasmlet_V1_Limits: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Limits"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}memory_bytes\0\u{1}fuel\0\u{3}timeout_ms\0\u{3}stack_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}memory_bytes\0\u{1}fuel\0\u{3}timeout_ms\0\u{3}stack_bytes\0\u{3}max_connections\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -744,6 +843,7 @@ nonisolated extension Wasmlet_V1_Limits: SwiftProtobuf.Message, SwiftProtobuf._M
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.fuel) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.timeoutMs) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.stackBytes) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.maxConnections) }()
       default: break
       }
     }
@@ -762,6 +862,9 @@ nonisolated extension Wasmlet_V1_Limits: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.stackBytes != 0 {
       try visitor.visitSingularUInt64Field(value: self.stackBytes, fieldNumber: 4)
     }
+    if self.maxConnections != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxConnections, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -770,6 +873,7 @@ nonisolated extension Wasmlet_V1_Limits: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.fuel != rhs.fuel {return false}
     if lhs.timeoutMs != rhs.timeoutMs {return false}
     if lhs.stackBytes != rhs.stackBytes {return false}
+    if lhs.maxConnections != rhs.maxConnections {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -810,6 +914,90 @@ nonisolated extension Wasmlet_V1_Preopen: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.guestPath != rhs.guestPath {return false}
     if lhs.hostPath != rhs.hostPath {return false}
     if lhs.readonly != rhs.readonly {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Wasmlet_V1_Listener: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Listener"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{1}port\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.port) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 1)
+    }
+    if self.port != 0 {
+      try visitor.visitSingularUInt32Field(value: self.port, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Wasmlet_V1_Listener, rhs: Wasmlet_V1_Listener) -> Bool {
+    if lhs.address != rhs.address {return false}
+    if lhs.port != rhs.port {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Wasmlet_V1_BoundListener: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BoundListener"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}requested\0\u{3}bound_address\0\u{3}bound_port\0\u{3}guest_fd\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._requested) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.boundAddress) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.boundPort) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.guestFd) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._requested {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.boundAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.boundAddress, fieldNumber: 2)
+    }
+    if self.boundPort != 0 {
+      try visitor.visitSingularUInt32Field(value: self.boundPort, fieldNumber: 3)
+    }
+    if self.guestFd != 0 {
+      try visitor.visitSingularUInt32Field(value: self.guestFd, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Wasmlet_V1_BoundListener, rhs: Wasmlet_V1_BoundListener) -> Bool {
+    if lhs._requested != rhs._requested {return false}
+    if lhs.boundAddress != rhs.boundAddress {return false}
+    if lhs.boundPort != rhs.boundPort {return false}
+    if lhs.guestFd != rhs.guestFd {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -901,7 +1089,7 @@ nonisolated extension Wasmlet_V1_ExitRecord: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Instance"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespace\0\u{1}id\0\u{1}labels\0\u{3}module_digest\0\u{1}state\0\u{3}created_at\0\u{1}limits\0\u{1}exit\0\u{1}serial\0\u{3}started_at\0\u{3}module_path\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespace\0\u{1}id\0\u{1}labels\0\u{3}module_digest\0\u{1}state\0\u{3}created_at\0\u{1}limits\0\u{1}exit\0\u{1}serial\0\u{3}started_at\0\u{3}module_path\0\u{1}listeners\0")
 
   fileprivate class _StorageClass {
     var _namespace: String = String()
@@ -915,6 +1103,7 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
     var _serial: UInt32 = 0
     var _startedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _modulePath: String = String()
+    var _listeners: [Wasmlet_V1_BoundListener] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -936,6 +1125,7 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
       _serial = source._serial
       _startedAt = source._startedAt
       _modulePath = source._modulePath
+      _listeners = source._listeners
     }
   }
 
@@ -965,6 +1155,7 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
         case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._serial) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._startedAt) }()
         case 11: try { try decoder.decodeSingularStringField(value: &_storage._modulePath) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._listeners) }()
         default: break
         }
       }
@@ -1010,6 +1201,9 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
       if !_storage._modulePath.isEmpty {
         try visitor.visitSingularStringField(value: _storage._modulePath, fieldNumber: 11)
       }
+      if !_storage._listeners.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._listeners, fieldNumber: 12)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1030,6 +1224,7 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._serial != rhs_storage._serial {return false}
         if _storage._startedAt != rhs_storage._startedAt {return false}
         if _storage._modulePath != rhs_storage._modulePath {return false}
+        if _storage._listeners != rhs_storage._listeners {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1041,111 +1236,176 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Wasmlet_V1_CreateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespace\0\u{1}id\0\u{1}labels\0\u{1}path\0\u{1}digest\0\u{1}args\0\u{1}env\0\u{1}preopens\0\u{1}cwd\0\u{1}stdin\0\u{1}stdout\0\u{1}stderr\0\u{1}limits\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespace\0\u{1}id\0\u{1}labels\0\u{1}path\0\u{1}digest\0\u{1}args\0\u{1}env\0\u{1}preopens\0\u{1}cwd\0\u{1}stdin\0\u{1}stdout\0\u{1}stderr\0\u{1}limits\0\u{1}listeners\0")
+
+  fileprivate class _StorageClass {
+    var _namespace: String = String()
+    var _id: String = String()
+    var _labels: Dictionary<String,String> = [:]
+    var _module: Wasmlet_V1_CreateRequest.OneOf_Module?
+    var _args: [String] = []
+    var _env: [String] = []
+    var _preopens: [Wasmlet_V1_Preopen] = []
+    var _cwd: String = String()
+    var _stdin: String = String()
+    var _stdout: String = String()
+    var _stderr: String = String()
+    var _limits: Wasmlet_V1_Limits? = nil
+    var _listeners: [Wasmlet_V1_Listener] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _namespace = source._namespace
+      _id = source._id
+      _labels = source._labels
+      _module = source._module
+      _args = source._args
+      _env = source._env
+      _preopens = source._preopens
+      _cwd = source._cwd
+      _stdin = source._stdin
+      _stdout = source._stdout
+      _stderr = source._stderr
+      _limits = source._limits
+      _listeners = source._listeners
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.namespace) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
-      case 4: try {
-        var v: String?
-        try decoder.decodeSingularStringField(value: &v)
-        if let v = v {
-          if self.module != nil {try decoder.handleConflictingOneOf()}
-          self.module = .path(v)
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._namespace) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._labels) }()
+        case 4: try {
+          var v: String?
+          try decoder.decodeSingularStringField(value: &v)
+          if let v = v {
+            if _storage._module != nil {try decoder.handleConflictingOneOf()}
+            _storage._module = .path(v)
+          }
+        }()
+        case 5: try {
+          var v: String?
+          try decoder.decodeSingularStringField(value: &v)
+          if let v = v {
+            if _storage._module != nil {try decoder.handleConflictingOneOf()}
+            _storage._module = .digest(v)
+          }
+        }()
+        case 6: try { try decoder.decodeRepeatedStringField(value: &_storage._args) }()
+        case 7: try { try decoder.decodeRepeatedStringField(value: &_storage._env) }()
+        case 8: try { try decoder.decodeRepeatedMessageField(value: &_storage._preopens) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._cwd) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._stdin) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._stdout) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._stderr) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._limits) }()
+        case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._listeners) }()
+        default: break
         }
-      }()
-      case 5: try {
-        var v: String?
-        try decoder.decodeSingularStringField(value: &v)
-        if let v = v {
-          if self.module != nil {try decoder.handleConflictingOneOf()}
-          self.module = .digest(v)
-        }
-      }()
-      case 6: try { try decoder.decodeRepeatedStringField(value: &self.args) }()
-      case 7: try { try decoder.decodeRepeatedStringField(value: &self.env) }()
-      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.preopens) }()
-      case 9: try { try decoder.decodeSingularStringField(value: &self.cwd) }()
-      case 10: try { try decoder.decodeSingularStringField(value: &self.stdin) }()
-      case 11: try { try decoder.decodeSingularStringField(value: &self.stdout) }()
-      case 12: try { try decoder.decodeSingularStringField(value: &self.stderr) }()
-      case 13: try { try decoder.decodeSingularMessageField(value: &self._limits) }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.namespace.isEmpty {
-      try visitor.visitSingularStringField(value: self.namespace, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._namespace.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._namespace, fieldNumber: 1)
+      }
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 2)
+      }
+      if !_storage._labels.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._labels, fieldNumber: 3)
+      }
+      switch _storage._module {
+      case .path?: try {
+        guard case .path(let v)? = _storage._module else { preconditionFailure() }
+        try visitor.visitSingularStringField(value: v, fieldNumber: 4)
+      }()
+      case .digest?: try {
+        guard case .digest(let v)? = _storage._module else { preconditionFailure() }
+        try visitor.visitSingularStringField(value: v, fieldNumber: 5)
+      }()
+      case nil: break
+      }
+      if !_storage._args.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._args, fieldNumber: 6)
+      }
+      if !_storage._env.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._env, fieldNumber: 7)
+      }
+      if !_storage._preopens.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._preopens, fieldNumber: 8)
+      }
+      if !_storage._cwd.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._cwd, fieldNumber: 9)
+      }
+      if !_storage._stdin.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._stdin, fieldNumber: 10)
+      }
+      if !_storage._stdout.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._stdout, fieldNumber: 11)
+      }
+      if !_storage._stderr.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._stderr, fieldNumber: 12)
+      }
+      try { if let v = _storage._limits {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      if !_storage._listeners.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._listeners, fieldNumber: 14)
+      }
     }
-    if !self.id.isEmpty {
-      try visitor.visitSingularStringField(value: self.id, fieldNumber: 2)
-    }
-    if !self.labels.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 3)
-    }
-    switch self.module {
-    case .path?: try {
-      guard case .path(let v)? = self.module else { preconditionFailure() }
-      try visitor.visitSingularStringField(value: v, fieldNumber: 4)
-    }()
-    case .digest?: try {
-      guard case .digest(let v)? = self.module else { preconditionFailure() }
-      try visitor.visitSingularStringField(value: v, fieldNumber: 5)
-    }()
-    case nil: break
-    }
-    if !self.args.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.args, fieldNumber: 6)
-    }
-    if !self.env.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.env, fieldNumber: 7)
-    }
-    if !self.preopens.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.preopens, fieldNumber: 8)
-    }
-    if !self.cwd.isEmpty {
-      try visitor.visitSingularStringField(value: self.cwd, fieldNumber: 9)
-    }
-    if !self.stdin.isEmpty {
-      try visitor.visitSingularStringField(value: self.stdin, fieldNumber: 10)
-    }
-    if !self.stdout.isEmpty {
-      try visitor.visitSingularStringField(value: self.stdout, fieldNumber: 11)
-    }
-    if !self.stderr.isEmpty {
-      try visitor.visitSingularStringField(value: self.stderr, fieldNumber: 12)
-    }
-    try { if let v = self._limits {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Wasmlet_V1_CreateRequest, rhs: Wasmlet_V1_CreateRequest) -> Bool {
-    if lhs.namespace != rhs.namespace {return false}
-    if lhs.id != rhs.id {return false}
-    if lhs.labels != rhs.labels {return false}
-    if lhs.module != rhs.module {return false}
-    if lhs.args != rhs.args {return false}
-    if lhs.env != rhs.env {return false}
-    if lhs.preopens != rhs.preopens {return false}
-    if lhs.cwd != rhs.cwd {return false}
-    if lhs.stdin != rhs.stdin {return false}
-    if lhs.stdout != rhs.stdout {return false}
-    if lhs.stderr != rhs.stderr {return false}
-    if lhs._limits != rhs._limits {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._namespace != rhs_storage._namespace {return false}
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._labels != rhs_storage._labels {return false}
+        if _storage._module != rhs_storage._module {return false}
+        if _storage._args != rhs_storage._args {return false}
+        if _storage._env != rhs_storage._env {return false}
+        if _storage._preopens != rhs_storage._preopens {return false}
+        if _storage._cwd != rhs_storage._cwd {return false}
+        if _storage._stdin != rhs_storage._stdin {return false}
+        if _storage._stdout != rhs_storage._stdout {return false}
+        if _storage._stderr != rhs_storage._stderr {return false}
+        if _storage._limits != rhs_storage._limits {return false}
+        if _storage._listeners != rhs_storage._listeners {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
