@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command. On a fresh Debian machine with Swift (as root) it installs what is
 # missing, builds wasmlet and the example guests, starts wasmletd on its built-in defaults (no
-# configuration file), runs a demo workload through wasmletctl, shows `wasmletctl list`, and
+# configuration file), runs a demo workload through wasmletctl, shows `wasmletctl list`, serves
+# httpd.wasm on a pre-opened listener and asks it with curl, and
 # stops the daemon it started (by its PID). With --keep the daemon keeps running.
 # If a wasmletd already answers on the default socket (say, the systemd service), it uses that.
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 keep=0
 [ "${1:-}" = "--keep" ] && keep=1
 
-scripts/ensure-packages.sh pkg-config libsystemd-dev >/dev/null
+scripts/ensure-packages.sh pkg-config libsystemd-dev curl >/dev/null
 scripts/setup-toolchain.sh >/dev/null
 scripts/build-examples.sh >/dev/null
 echo "== building wasmletd, wasmletctl and the containerd shim (release; the first build takes a few minutes)"
@@ -44,7 +45,7 @@ run() { # run TITLE ARGS...
 }
 
 # The demo's named instances are kept after they exit; clear those of an earlier demo.
-for id in bomb runaway late napper; do "$bin/wasmletctl" delete "$id" >/dev/null 2>&1 || true; done
+for id in bomb runaway late napper web; do "$bin/wasmletctl" delete "$id" >/dev/null 2>&1 || true; done
 
 ctl version
 run "hello" "$ex/hello.wasm"
@@ -64,4 +65,22 @@ wait "$runner" || echo "-> exit code $?"
 echo
 ctl list
 ctl inspect runaway
+
+echo; echo "== a served example: httpd.wasm on a pre-opened listener (127.0.0.1, a free port), asked by curl"
+"$bin/wasmletctl" run --no-rm --id web --no-stdin --listen 127.0.0.1:0 --dir "$data:/srv:ro" \
+    "$ex/httpd.wasm" /srv 2>"$data/web.err" &
+server=$!
+port=""
+for _ in $(seq 1 100); do  # wasmletctl prints the bound address once the daemon has created it
+    port="$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$data/web.err" | head -n 1)"
+    [ -n "$port" ] && break
+    kill -0 "$server" 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$port" ] || { cat "$data/web.err" >&2; echo "demo: the served example did not start" >&2; exit 1; }
+echo "\$ curl http://127.0.0.1:$port/ ; curl http://127.0.0.1:$port/files/note.txt"
+curl -sS --max-time 10 "http://127.0.0.1:$port/"
+curl -sS --max-time 10 "http://127.0.0.1:$port/files/note.txt"
+ctl kill web
+wait "$server" || echo "-> exit code $?"
 rm -rf "$data"
