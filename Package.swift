@@ -2,10 +2,21 @@
 import PackageDescription
 
 // Layering (see README "Code map"):
-//   WasmletRuntime  engine, instances, limits, scheduler — no sockets, no protobuf
-//   WasmletTTRPC    ttrpc framing, client and server on SwiftNIO — knows nothing of wasmlet
-//   WasmletAPI      generated protobuf messages for the wasmlet.v1 and containerd APIs
-// The shim and the CLI must never depend on WasmletRuntime (and so never link WasmKit).
+//   WasmletConventions  what every program shares: the syntax of sizes, durations, env and
+//                       preopen mappings; socket path defaults; shim->daemon metadata keys.
+//                       Standard library and libc only, so the shim can use it.
+//   WasmletRuntime      engine, instances, limits, scheduler — no sockets, no protobuf
+//   WasmletTTRPC        ttrpc framing, client and server on SwiftNIO — knows nothing of wasmlet
+//   WasmletAPI          generated protobuf messages for the wasmlet.v1 and containerd APIs
+//
+//   wasmletd -> WasmletDaemon -> WasmletRuntime, WasmletTTRPC, WasmletAPI, WasmletMetrics,
+//                                WasmletSystemd, WasmletJSON, WasmletConventions
+//   wasmletctl -> WasmletClient, WasmletImage -> WasmletTTRPC, WasmletAPI, WasmletConventions
+//   containerd-shim-wasmlet-v1 -> WasmletShim -> WasmletConventions
+//   wasmlet-run -> WasmletRuntime, WasmletConventions
+//
+// The shim and the CLI must never depend on WasmletRuntime (and so never link WasmKit); the
+// shim links no Foundation, NIO or protobuf either.
 let package = Package(
     name: "wasmlet",
     platforms: [.macOS(.v15)],
@@ -15,6 +26,7 @@ let package = Package(
         .library(name: "WasmletAPI", targets: ["WasmletAPI"]),
         .library(name: "WasmletSystemd", targets: ["WasmletSystemd"]),
         .library(name: "WasmletClient", targets: ["WasmletClient"]),
+        .library(name: "WasmletConventions", targets: ["WasmletConventions"]),
         .executable(name: "wasmletctl", targets: ["wasmletctl"]),
         .library(name: "WasmletDaemon", targets: ["WasmletDaemon"]),
         .executable(name: "wasmletd", targets: ["wasmletd"]),
@@ -22,7 +34,7 @@ let package = Package(
     ],
     dependencies: [
         // WasmKit is pinned exactly: memory caps use its `@_spi(Fuzzing)` resourceLimiter, and
-        // the kill mechanism depends on the layout of its fuel counter (see Interrupter.swift).
+        // the kill mechanism depends on the layout of its fuel counter (see FuelCell.swift).
         .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -40,6 +52,7 @@ let package = Package(
             name: "WasmletDaemon",
             dependencies: [
                 "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletSystemd", "WasmletMetrics", "WasmletJSON",
+                "WasmletConventions",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -121,7 +134,9 @@ let package = Package(
         .executableTarget(name: "wasmlet-sd-probe", dependencies: ["WasmletSystemd"]),
         .executableTarget(
             name: "wasmlet-run",
-            dependencies: ["WasmletRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "WasmletRuntime", "WasmletConventions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .executableTarget(
             name: "wasmlet-bench",
@@ -137,11 +152,14 @@ let package = Package(
         .target(
             name: "WasmletClient",
             dependencies: [
-                "WasmletTTRPC", "WasmletAPI", "WasmletJSON",
+                "WasmletTTRPC", "WasmletAPI", "WasmletJSON", "WasmletConventions",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // What the programs share (see the header): standard library and libc only.
+        .target(name: "WasmletConventions"),
+        .testTarget(name: "WasmletConventionsTests", dependencies: ["WasmletConventions"]),
         // A small JSON writer into UTF-8 bytes: the daemon's instance records and wasmletctl's
         // JSON output. Standard library and libc only.
         .target(name: "WasmletJSON"),
@@ -149,7 +167,7 @@ let package = Package(
         // `ctr image import` accepts. Foundation and a SHA-256; no engine, no sockets.
         .target(
             name: "WasmletImage",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["WasmletConventions", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(name: "WasmletImageTests", dependencies: ["WasmletImage"]),
         // The containerd shim. It relays ttrpc frames between containerd and wasmletd, which
@@ -158,14 +176,14 @@ let package = Package(
         // Foundation, NIO or protobuf): its memory is paid per pod. Release builds for nodes
         // add `--static-swift-stdlib` (scripts/build-release.sh); not set here, because linker
         // flags of an executable reach the test bundle that links it, and break its link.
-        .target(name: "WasmletShim"),
+        .target(name: "WasmletShim", dependencies: ["WasmletConventions"]),
         .executableTarget(name: "containerd-shim-wasmlet-v1", dependencies: ["WasmletShim"]),
         .testTarget(
             name: "WasmletShimTests",
             // The shim binary is a dependency so it is built before the tests run it; the
             // ttrpc and API modules play containerd and wasmletd around it.
             dependencies: [
-                "WasmletShim", "containerd-shim-wasmlet-v1", "WasmletTTRPC", "WasmletAPI",
+                "WasmletShim", "containerd-shim-wasmlet-v1", "WasmletTTRPC", "WasmletAPI", "WasmletConventions",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -174,7 +192,7 @@ let package = Package(
         .executableTarget(
             name: "wasmletctl",
             dependencies: [
-                "WasmletClient", "WasmletAPI", "WasmletImage",
+                "WasmletClient", "WasmletAPI", "WasmletImage", "WasmletConventions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -182,7 +200,7 @@ let package = Package(
             name: "WasmletCtlTests",
             // wasmletctl is a dependency so that the binary is built before the tests run them.
             dependencies: [
-                "WasmletClient", "WasmletJSON", "WasmletAPI", "WasmletTTRPC", "wasmletctl",
+                "WasmletClient", "WasmletJSON", "WasmletAPI", "WasmletTTRPC", "WasmletConventions", "wasmletctl",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
