@@ -16,7 +16,8 @@ import PackageDescription
 //   wasmlet-run -> WasmletRuntime, WasmletConventions
 //
 // The shim and the CLI must never depend on WasmletRuntime (and so never link WasmKit); the
-// shim links no Foundation, NIO or protobuf either.
+// shim links no Foundation, NIO or protobuf either. Every module declares what it imports.
+// scripts/check-layering.py (run by scripts/test.sh) checks all three on the built binaries.
 let package = Package(
     name: "wasmlet",
     platforms: [.macOS(.v15)],
@@ -58,6 +59,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                // ProgressProbe runs on an event loop of its own.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 // The pod sandbox's module is written in WAT (Containerd/SandboxModule.swift).
                 .product(name: "WAT", package: "WasmKit"),
             ]
@@ -89,8 +93,11 @@ let package = Package(
         .testTarget(
             name: "WasmletDaemonTests",
             dependencies: [
-                "WasmletDaemon", "wasmletd", "WasmletTTRPC", "WasmletAPI",
+                "WasmletDaemon", "wasmletd", "WasmletTTRPC", "WasmletAPI", "WasmletRuntime", "WasmletMetrics",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // C glue for the kill mechanism: a signal handler that zeroes the running store's fuel.
@@ -141,8 +148,10 @@ let package = Package(
         .executableTarget(
             name: "wasmlet-bench",
             dependencies: [
-                "WasmletRuntime", "WasmletClient",
+                "WasmletRuntime", "WasmletClient", "WasmletAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "WasmKitWASI", package: "WasmKit"),
                 .product(name: "WAT", package: "WasmKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -206,7 +215,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WasmletRuntimeTests",
-            dependencies: ["WasmletRuntime", .product(name: "WAT", package: "WasmKit")]
+            dependencies: ["WasmletRuntime", "CWasmletInterrupt", .product(name: "WAT", package: "WasmKit")]
         ),
         .testTarget(
             name: "WasmletSystemdTests",
