@@ -2,10 +2,22 @@
 import PackageDescription
 
 // Layering (see README "Code map"):
-//   WasmletRuntime  engine, instances, limits, scheduler — no sockets, no protobuf
-//   WasmletTTRPC    ttrpc framing, client and server on SwiftNIO — knows nothing of wasmlet
-//   WasmletAPI      generated protobuf messages for the wasmlet.v1 and containerd APIs
-// The shim and the CLI must never depend on WasmletRuntime (and so never link WasmKit).
+//   WasmletConventions  what every program shares: the syntax of sizes, durations, env and
+//                       preopen mappings; socket path defaults; shim->daemon metadata keys.
+//                       Standard library and libc only, so the shim can use it.
+//   WasmletRuntime      engine, instances, limits, scheduler — no sockets, no protobuf
+//   WasmletTTRPC        ttrpc framing, client and server on SwiftNIO — knows nothing of wasmlet
+//   WasmletAPI          generated protobuf messages for the wasmlet.v1 and containerd APIs
+//
+//   wasmletd -> WasmletDaemon -> WasmletRuntime, WasmletTTRPC, WasmletAPI, WasmletMetrics,
+//                                WasmletSystemd, WasmletJSON, WasmletConventions
+//   wasmletctl -> WasmletClient, WasmletImage -> WasmletTTRPC, WasmletAPI, WasmletConventions
+//   containerd-shim-wasmlet-v1 -> WasmletShim -> WasmletConventions
+//   wasmlet-run -> WasmletRuntime, WasmletConventions
+//
+// The shim and the CLI must never depend on WasmletRuntime (and so never link WasmKit); the
+// shim links no Foundation, NIO or protobuf either. Every module declares what it imports.
+// scripts/check-layering.py (run by scripts/test.sh) checks all three on the built binaries.
 let package = Package(
     name: "wasmlet",
     platforms: [.macOS(.v15)],
@@ -15,6 +27,7 @@ let package = Package(
         .library(name: "WasmletAPI", targets: ["WasmletAPI"]),
         .library(name: "WasmletSystemd", targets: ["WasmletSystemd"]),
         .library(name: "WasmletClient", targets: ["WasmletClient"]),
+        .library(name: "WasmletConventions", targets: ["WasmletConventions"]),
         .executable(name: "wasmletctl", targets: ["wasmletctl"]),
         .library(name: "WasmletDaemon", targets: ["WasmletDaemon"]),
         .executable(name: "wasmletd", targets: ["wasmletd"]),
@@ -22,7 +35,7 @@ let package = Package(
     ],
     dependencies: [
         // WasmKit is pinned exactly: memory caps use its `@_spi(Fuzzing)` resourceLimiter, and
-        // the kill mechanism depends on the layout of its fuel counter (see Interrupter.swift).
+        // the kill mechanism depends on the layout of its fuel counter (see FuelCell.swift).
         .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -40,11 +53,15 @@ let package = Package(
             name: "WasmletDaemon",
             dependencies: [
                 "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletSystemd", "WasmletMetrics", "WasmletJSON",
+                "WasmletConventions",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                // ProgressProbe runs on an event loop of its own.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 // The pod sandbox's module is written in WAT (Containerd/SandboxModule.swift).
                 .product(name: "WAT", package: "WasmKit"),
             ]
@@ -76,8 +93,11 @@ let package = Package(
         .testTarget(
             name: "WasmletDaemonTests",
             dependencies: [
-                "WasmletDaemon", "wasmletd", "WasmletTTRPC", "WasmletAPI",
+                "WasmletDaemon", "wasmletd", "WasmletTTRPC", "WasmletAPI", "WasmletRuntime", "WasmletMetrics",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // C glue for the kill mechanism: a signal handler that zeroes the running store's fuel.
@@ -121,14 +141,17 @@ let package = Package(
         .executableTarget(name: "wasmlet-sd-probe", dependencies: ["WasmletSystemd"]),
         .executableTarget(
             name: "wasmlet-run",
-            // WasmletClient for its `[ADDR:]PORT` parser (ListenAddress.swift) only.
-            dependencies: ["WasmletRuntime", "WasmletClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "WasmletRuntime", "WasmletConventions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .executableTarget(
             name: "wasmlet-bench",
             dependencies: [
-                "WasmletRuntime", "WasmletClient",
+                "WasmletRuntime", "WasmletClient", "WasmletAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "WasmKitWASI", package: "WasmKit"),
                 .product(name: "WAT", package: "WasmKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -138,11 +161,14 @@ let package = Package(
         .target(
             name: "WasmletClient",
             dependencies: [
-                "WasmletTTRPC", "WasmletAPI", "WasmletJSON",
+                "WasmletTTRPC", "WasmletAPI", "WasmletJSON", "WasmletConventions",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // What the programs share (see the header): standard library and libc only.
+        .target(name: "WasmletConventions"),
+        .testTarget(name: "WasmletConventionsTests", dependencies: ["WasmletConventions"]),
         // A small JSON writer into UTF-8 bytes: the daemon's instance records and wasmletctl's
         // JSON output. Standard library and libc only.
         .target(name: "WasmletJSON"),
@@ -150,7 +176,7 @@ let package = Package(
         // `ctr image import` accepts. Foundation and a SHA-256; no engine, no sockets.
         .target(
             name: "WasmletImage",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["WasmletConventions", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(name: "WasmletImageTests", dependencies: ["WasmletImage"]),
         // The containerd shim. It relays ttrpc frames between containerd and wasmletd, which
@@ -159,14 +185,14 @@ let package = Package(
         // Foundation, NIO or protobuf): its memory is paid per pod. Release builds for nodes
         // add `--static-swift-stdlib` (scripts/build-release.sh); not set here, because linker
         // flags of an executable reach the test bundle that links it, and break its link.
-        .target(name: "WasmletShim"),
+        .target(name: "WasmletShim", dependencies: ["WasmletConventions"]),
         .executableTarget(name: "containerd-shim-wasmlet-v1", dependencies: ["WasmletShim"]),
         .testTarget(
             name: "WasmletShimTests",
             // The shim binary is a dependency so it is built before the tests run it; the
             // ttrpc and API modules play containerd and wasmletd around it.
             dependencies: [
-                "WasmletShim", "containerd-shim-wasmlet-v1", "WasmletTTRPC", "WasmletAPI",
+                "WasmletShim", "containerd-shim-wasmlet-v1", "WasmletTTRPC", "WasmletAPI", "WasmletConventions",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -175,7 +201,7 @@ let package = Package(
         .executableTarget(
             name: "wasmletctl",
             dependencies: [
-                "WasmletClient", "WasmletAPI", "WasmletImage",
+                "WasmletClient", "WasmletAPI", "WasmletImage", "WasmletConventions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -183,13 +209,13 @@ let package = Package(
             name: "WasmletCtlTests",
             // wasmletctl is a dependency so that the binary is built before the tests run them.
             dependencies: [
-                "WasmletClient", "WasmletJSON", "WasmletAPI", "WasmletTTRPC", "wasmletctl",
+                "WasmletClient", "WasmletJSON", "WasmletAPI", "WasmletTTRPC", "WasmletConventions", "wasmletctl",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
         .testTarget(
             name: "WasmletRuntimeTests",
-            dependencies: ["WasmletRuntime", .product(name: "WAT", package: "WasmKit")]
+            dependencies: ["WasmletRuntime", "CWasmletInterrupt", .product(name: "WAT", package: "WasmKit")]
         ),
         .testTarget(
             name: "WasmletSystemdTests",

@@ -54,7 +54,7 @@ run "a read-only preopen" --dir "$data:/data:ro" "$ex/cat.wasm" /data/note.txt
 run "escaping the preopen fails" --dir "$data:/data:ro" "$ex/cat.wasm" /data/../../etc/passwd
 run "memory bomb under a 16 MiB cap" --no-rm --id bomb --memory 16M "$ex/membomb.wasm"
 run "runaway loop with a fuel budget" --no-rm --id runaway --fuel 50000000 "$ex/cpuhog.wasm"
-run "sleeper past a 300 ms deadline" --no-rm --id late --timeout 300 "$ex/sleeper.wasm"
+run "sleeper past a 300 ms deadline" --no-rm --id late --timeout 300ms "$ex/sleeper.wasm"
 echo; echo "== a long-running guest, killed"
 "$bin/wasmletctl" run --no-rm --id napper "$ex/sleeper.wasm" 600 &
 runner=$!

@@ -34,6 +34,9 @@ deploy/containerd/check-config.sh
 echo "== swift build"
 swift build --build-tests
 
+echo "== layering (Package.swift header): declared imports; what wasmletctl and the shim link"
+scripts/check-layering.py
+
 echo "== swift test"
 swift test --skip-build 2>&1 | tee .build/test-output.txt
 # `swift test` exits non-zero on failure; pipefail carries it through tee.

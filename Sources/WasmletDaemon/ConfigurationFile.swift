@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import TOMLKit
+import WasmletConventions
 import WasmletRuntime
 
 /// The settings a TOML configuration file may carry; every one is optional.
@@ -11,8 +12,8 @@ import WasmletRuntime
 /// group = "wasmlet"
 /// metrics_address = "127.0.0.1:9464"
 /// log_level = "info"
-/// shutdown_grace = 10        # seconds
-/// status_interval = 5        # seconds
+/// shutdown_grace = "10s"    # a duration needs its unit: "500ms", "10s", "1m"; or 0
+/// status_interval = "5s"
 ///
 /// [metrics]
 /// per_instance = false       # series per instance (namespace, id): memory, fuel, CPU time
@@ -20,7 +21,7 @@ import WasmletRuntime
 ///
 /// [limits]
 /// max_instances = 10000
-/// memory_budget = "8GiB"     # or a number of bytes
+/// memory_budget = "8GiB"     # or a number of bytes; K, M, G, T are powers of 1024 too
 /// memory_admission = "committed"   # or "reserve-caps"
 /// default_memory = "128MiB"
 /// ```
@@ -80,8 +81,8 @@ struct ConfigurationFile: Equatable {
             }
             file.logLevel = parsed
         }
-        file.shutdownGrace = try reader.seconds(table, "shutdown_grace", allowZero: true)
-        file.statusInterval = try reader.seconds(table, "status_interval", allowZero: false)
+        file.shutdownGrace = try reader.duration(table, "shutdown_grace", allowZero: true)
+        file.statusInterval = try reader.duration(table, "status_interval", allowZero: false)
         if let limits = table["limits"] {
             guard let limits = limits.table else { throw .file(path: path, "key limits: expected a table ([limits])") }
             try reader.rejectUnknown(
@@ -158,20 +159,28 @@ struct ConfigurationFile: Equatable {
             return integer
         }
 
-        func seconds(_ table: TOMLTable, _ key: String, allowZero: Bool) throws(ConfigurationError) -> Duration? {
+        /// A duration string such as "10s" (`DurationSyntax`); a bare number has no unit and is
+        /// refused, except 0.
+        func duration(_ table: TOMLTable, _ key: String, allowZero: Bool) throws(ConfigurationError) -> Duration? {
             guard let value = table[key] else { return nil }
-            let seconds: Double
-            if let integer = value.int {
-                seconds = Double(integer)
-            } else if let double = value.double {
-                seconds = double
+            let duration: Duration
+            if let string = value.string {
+                do {
+                    duration = try DurationSyntax.parse(string)
+                } catch {
+                    throw .file(path: path, "key \(key): \(error.message)")
+                }
+            } else if value.int == 0 {
+                duration = .zero
+            } else if let number = value.int.map(String.init) ?? value.double.map({ "\($0)" }) {
+                throw .file(path: path, "key \(key): \(number) has no unit; write a string with one, e.g. \"\(number)s\" or \"\(number)ms\"")
             } else {
-                throw mismatch(key, "a number of seconds", value)
+                throw mismatch(key, "a duration (a string such as \"10s\")", value)
             }
-            guard seconds.isFinite, seconds > 0 || (allowZero && seconds == 0) else {
-                throw .file(path: path, "key \(key): must be \(allowZero ? "at least 0" : "more than 0") seconds")
+            guard duration > .zero || (allowZero && duration == .zero) else {
+                throw .file(path: path, "key \(key): must be more than 0")
             }
-            return .milliseconds(Int64(seconds * 1000))
+            return duration
         }
 
         func size(_ table: TOMLTable, _ key: String, prefix: String) throws(ConfigurationError) -> UInt64? {
@@ -181,10 +190,11 @@ struct ConfigurationFile: Equatable {
                 return UInt64(integer)
             }
             if let string = value.string {
-                guard let bytes = ByteSize.parse(string) else {
-                    throw .file(path: path, "key \(prefix)\(key): \(ByteSize.help(string))")
+                do {
+                    return try ByteSize.parse(string)
+                } catch {
+                    throw .file(path: path, "key \(prefix)\(key): \(error.message)")
                 }
-                return bytes
             }
             throw mismatch(prefix + key, "a size (bytes, or a string such as \"512MiB\")", value)
         }

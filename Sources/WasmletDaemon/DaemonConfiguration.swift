@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import WasmletConventions
 import WasmletRuntime
 
 /// Everything the daemon runs with, resolved from (highest wins) command-line flags, the TOML
@@ -34,23 +35,15 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public static func defaults(
         uid: uid_t = getuid(), environment: [String: String] = ProcessInfo.processInfo.environment
     ) -> DaemonConfiguration {
-        let socket: String
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        let socket = WasmletSocketPath.daemonDefault(isRoot: uid == 0, environment: environment, homeDirectory: home)
         let state: String
         if uid == 0 {
-            socket = "/run/wasmlet/wasmlet.sock"
             state = "/var/lib/wasmlet"
+        } else if let stateHome = environment["XDG_STATE_HOME"], !stateHome.isEmpty {
+            state = stateHome + "/wasmlet"
         } else {
-            let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
-            if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty {
-                socket = runtime + "/wasmlet/wasmlet.sock"
-            } else {
-                socket = home + "/.wasmlet/wasmlet.sock"
-            }
-            if let stateHome = environment["XDG_STATE_HOME"], !stateHome.isEmpty {
-                state = stateHome + "/wasmlet"
-            } else {
-                state = home + "/.wasmlet/state"
-            }
+            state = home + "/.wasmlet/state"
         }
         return DaemonConfiguration(
             configFile: nil, socketPath: socket, stateDirectory: state, group: nil, metricsAddress: nil,
@@ -102,20 +95,30 @@ public struct DaemonConfiguration: Sendable, Equatable {
             logLevel = level
         }
         if let value = options.shutdownGrace {
-            guard value >= 0, value.isFinite else { throw .flag("--shutdown-grace", "must be a number of seconds >= 0") }
-            shutdownGrace = .milliseconds(Int64(value * 1000))
+            do {
+                shutdownGrace = try DurationSyntax.parse(value)
+            } catch {
+                throw .flag("--shutdown-grace", error.message)
+            }
         }
         if let value = options.statusInterval {
-            guard value > 0, value.isFinite else { throw .flag("--status-interval", "must be a number of seconds > 0") }
-            statusInterval = .milliseconds(Int64(value * 1000))
+            do {
+                statusInterval = try DurationSyntax.parse(value)
+            } catch {
+                throw .flag("--status-interval", error.message)
+            }
+            guard statusInterval > .zero else { throw .flag("--status-interval", "must be more than 0") }
         }
         if let value = options.maxInstances {
             guard value > 0 else { throw .flag("--max-instances", "must be at least 1") }
             maxInstances = value
         }
         if let value = options.memoryBudget {
-            guard let bytes = ByteSize.parse(value) else { throw .flag("--memory-budget", ByteSize.help(value)) }
-            memoryBudgetBytes = bytes
+            do {
+                memoryBudgetBytes = try ByteSize.parse(value)
+            } catch {
+                throw .flag("--memory-budget", error.message)
+            }
         }
         if let value = options.memoryAdmission {
             guard let mode = MemoryAdmission(rawValue: value) else {
@@ -124,8 +127,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
             memoryAdmission = mode
         }
         if let value = options.defaultMemory {
-            guard let bytes = ByteSize.parse(value) else { throw .flag("--default-memory", ByteSize.help(value)) }
-            defaultMemoryCapBytes = bytes
+            do {
+                defaultMemoryCapBytes = try ByteSize.parse(value)
+            } catch {
+                throw .flag("--default-memory", error.message)
+            }
         }
     }
 
@@ -172,30 +178,5 @@ public enum ConfigurationError: Error, CustomStringConvertible, Equatable {
         case .flag(let flag, let message): "\(flag): \(message)"
         case .invalid(let message): "configuration: \(message)"
         }
-    }
-}
-
-/// Sizes as operators write them: 1048576, "512MiB", "8GiB", "64M" (binary multiples).
-enum ByteSize {
-    static func parse(_ text: String) -> UInt64? {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        let digits = trimmed.prefix { $0.isNumber }
-        guard let number = UInt64(digits) else { return nil }
-        let unit = trimmed.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased()
-        let shift: UInt64
-        switch unit {
-        case "", "b": shift = 0
-        case "k", "kb", "kib": shift = 10
-        case "m", "mb", "mib": shift = 20
-        case "g", "gb", "gib": shift = 30
-        case "t", "tb", "tib": shift = 40
-        default: return nil
-        }
-        let (value, overflow) = number.multipliedReportingOverflow(by: 1 << shift)
-        return overflow ? nil : value
-    }
-
-    static func help(_ text: String) -> String {
-        "\"\(text)\" is not a size; write bytes or a number with KiB, MiB, GiB or TiB"
     }
 }

@@ -42,15 +42,19 @@ public struct DaemonOptions: ParsableArguments, Sendable {
 
     @Option(
         name: .customLong("shutdown-grace"),
-        help: ArgumentHelp("Seconds running instances get on SIGTERM before they are killed (default 10).", valueName: "seconds"))
-    public var shutdownGrace: Double?
+        help: ArgumentHelp(
+            "How long running instances get on SIGTERM before they are killed, with a unit: 10s, 500ms, 0 (default 10s).",
+            valueName: "duration"))
+    public var shutdownGrace: String?
 
     @Option(name: .customLong("max-instances"), help: ArgumentHelp("Most live (created or running) instances.", valueName: "n"))
     public var maxInstances: Int?
 
     @Option(
         name: .customLong("memory-budget"),
-        help: ArgumentHelp("Node memory budget for guests, e.g. 8GiB (default: half of RAM).", valueName: "size"))
+        help: ArgumentHelp(
+            "Node memory budget for guests: bytes or K, M, G, T (powers of 1024; also KiB, MiB, ...), e.g. 8GiB (default: half of RAM).",
+            valueName: "size"))
     public var memoryBudget: String?
 
     @Option(
@@ -62,13 +66,13 @@ public struct DaemonOptions: ParsableArguments, Sendable {
 
     @Option(
         name: .customLong("default-memory"),
-        help: ArgumentHelp("Memory cap of an instance that sets none, e.g. 128MiB.", valueName: "size"))
+        help: ArgumentHelp("Memory cap of an instance that sets none, e.g. 128MiB (units as --memory-budget).", valueName: "size"))
     public var defaultMemory: String?
 
     @Option(
         name: .customLong("status-interval"),
-        help: ArgumentHelp("Seconds between STATUS= updates to systemd (default 5).", valueName: "seconds"))
-    public var statusInterval: Double?
+        help: ArgumentHelp("Time between STATUS= updates to systemd, with a unit: 5s, 200ms (default 5s).", valueName: "duration"))
+    public var statusInterval: String?
 
     public init() {}
 }

@@ -117,14 +117,19 @@ final class InstanceStore: Sendable {
 
     /// - Parameter rotationBytes: journal size after which a new generation is started and the
     ///   old one checkpointed into the per-instance files.
-    init(stateDirectory: String, logger: Logger = Logger(label: "wasmletd"), rotationBytes: Int = 8 << 20) throws {
+    /// - Parameter clock: what the writer measures its delays on (tests inject their own).
+    init(
+        stateDirectory: String, logger: Logger = Logger(label: "wasmletd"), rotationBytes: Int = 8 << 20,
+        clock: any WriterClock = MonotonicWriterClock()
+    ) throws {
         self.stateDirectory = stateDirectory
         directory = stateDirectory + "/instances"
         stripes = (0..<64).map { _ in Stripe() }
         try Self.makeDirectory(stateDirectory, mode: 0o700)
         try Self.makeDirectory(directory, mode: 0o700)
         writer = try JournalWriter(
-            stateDirectory: stateDirectory, instancesDirectory: directory, rotationBytes: rotationBytes, logger: logger)
+            stateDirectory: stateDirectory, instancesDirectory: directory, rotationBytes: rotationBytes, logger: logger,
+            clock: clock)
     }
 
     private func stripe(for key: InstanceKey) -> Stripe {

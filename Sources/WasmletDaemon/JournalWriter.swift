@@ -61,16 +61,20 @@ final class JournalWriter: @unchecked Sendable {
     private let chunkBytes = 1 << 20
     private let logger: Logger
 
+    /// Every delay and wait of the writer is measured on this clock (monotonic; see
+    /// `MonotonicCondition` for why not the wall clock).
+    private let clock: any WriterClock
+
     // Under `queue`.
-    private let queue = NSCondition()
+    private let queue = MonotonicCondition()
     private var pending: [Operation] = []
     private var sleeping = false
     /// An operation someone waits for is queued.
     private var urgent = false
     /// When the oldest queued background operation was queued.
-    private var backgroundSince: Date?
+    private var backgroundSince: ContinuousClock.Instant?
     /// How long background operations may wait for company.
-    static let backgroundDelay: TimeInterval = 0.010
+    static let backgroundDelay: Duration = .milliseconds(10)
 
     // Under `processing` (the writer thread, or recovery before it has anything to do).
     private let processing = NSLock()
@@ -99,7 +103,7 @@ final class JournalWriter: @unchecked Sendable {
     /// How long a record may wait for its file while the writer is busy.
     private let fileLag: Duration = .milliseconds(100)
     /// How long the writer must have had nothing to do before it writes record files anyway.
-    private static let idleDelay: TimeInterval = 0.020
+    static let idleDelay: Duration = .milliseconds(20)
 
     /// Spare record files: a removed record's file is renamed into `instances/.free/` and the
     /// next new record takes it over, instead of unlinking one inode and allocating another.
@@ -118,7 +122,11 @@ final class JournalWriter: @unchecked Sendable {
     private var checkpointQueue: [Retired] = []
     private var checkpointThreadStarted = false
 
-    init(stateDirectory: String, instancesDirectory: String, rotationBytes: Int, logger: Logger) throws {
+    init(
+        stateDirectory: String, instancesDirectory: String, rotationBytes: Int, logger: Logger,
+        clock: any WriterClock = MonotonicWriterClock()
+    ) throws {
+        self.clock = clock
         self.stateDirectory = stateDirectory
         self.instancesDirectory = instancesDirectory
         self.rotationBytes = rotationBytes
@@ -170,7 +178,7 @@ final class JournalWriter: @unchecked Sendable {
         var wake = sleeping
         if background {
             if backgroundSince == nil {
-                backgroundSince = Date()
+                backgroundSince = clock.now
             } else {
                 wake = false  // already timed
             }
@@ -200,16 +208,16 @@ final class JournalWriter: @unchecked Sendable {
             var writeFiles = false
             while !urgent {
                 if let since = backgroundSince {
-                    let due = since.addingTimeInterval(Self.backgroundDelay)
-                    if Date() >= due { break }
+                    let due = since + Self.backgroundDelay
+                    if clock.now >= due { break }
                     sleeping = true
-                    _ = queue.wait(until: due)
+                    _ = clock.wait(queue, until: due)
                     sleeping = false
                 } else if filesToWrite {
                     // Idle with record files to write: first give new work `idleDelay` to arrive,
                     // so a client's next request does not wait behind file writes.
                     sleeping = true
-                    let woken = queue.wait(until: Date(timeIntervalSinceNow: Self.idleDelay))
+                    let woken = clock.wait(queue, until: clock.now + Self.idleDelay)
                     sleeping = false
                     if !woken, pending.isEmpty {
                         writeFiles = true
@@ -259,7 +267,7 @@ final class JournalWriter: @unchecked Sendable {
         if !writes.isEmpty {
             do {
                 try commit(writes)
-                let now = ContinuousClock.now
+                let now = clock.now
                 for operation in writes {
                     var kept = operation
                     kept.completion = nil
@@ -300,7 +308,7 @@ final class JournalWriter: @unchecked Sendable {
 
     /// Writes the record files of unapplied operations, oldest first.
     private func applyFiles(_ mode: ApplyMode) {
-        let now = ContinuousClock.now
+        let now = clock.now
         // Entries appended meanwhile (failures to retry later) wait for the next round.
         let end = unappliedOrder.count
         while unappliedHead < end {
@@ -456,7 +464,7 @@ final class JournalWriter: @unchecked Sendable {
             }
             knownDirectories.remove(operation.directory)
             if unapplied[operation.path] == nil {
-                unapplied[operation.path] = Unapplied(operation: operation, since: since, failedAt: ContinuousClock.now)
+                unapplied[operation.path] = Unapplied(operation: operation, since: since, failedAt: clock.now)
                 unappliedOrder.append((operation.path, since))
             }
         }
@@ -531,7 +539,7 @@ final class JournalWriter: @unchecked Sendable {
         defer { processing.unlock() }
         if !rewrites.isEmpty {
             try commit(rewrites)
-            let now = ContinuousClock.now
+            let now = clock.now
             for operation in rewrites { apply(operation, at: now) }
         }
         for path in old {

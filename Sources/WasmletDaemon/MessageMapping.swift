@@ -1,6 +1,7 @@
 import Foundation
 import SwiftProtobuf
 import WasmletAPI
+import WasmletConventions
 import WasmletRuntime
 
 /// Conversions between wasmlet.v1 messages and the runtime's types. Pure functions: the service
@@ -44,16 +45,13 @@ enum MessageMapping {
         return message
     }
 
-    /// "KEY=VALUE" entries; a later duplicate wins, as in a shell.
+    /// "KEY=VALUE" entries (`EnvironmentSyntax`); a later duplicate wins, as in a shell.
     static func environment(_ entries: [String]) throws -> [String: String] {
-        var environment: [String: String] = [:]
-        for entry in entries {
-            guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
-                throw RuntimeError(.invalidArgument, "env entry \"\(entry)\" is not KEY=VALUE")
-            }
-            environment[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+        do {
+            return try EnvironmentSyntax.table(entries)
+        } catch {
+            throw RuntimeError(.invalidArgument, error.message)
         }
-        return environment
     }
 
     static func spec(_ request: Wasmlet_V1_CreateRequest, key: InstanceKey, digest: String) throws -> InstanceSpec {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import WasmletConventions
 
 #if canImport(Glibc)
 import Glibc
@@ -196,9 +197,7 @@ public enum ImageBuilder {
             throw ImageError.digestInReference(request.reference.description)
         }
         for entry in request.environment {
-            guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
-                throw ImageError.invalidEnvironment(entry)
-            }
+            do { _ = try EnvironmentSyntax.split(entry) } catch { throw ImageError.invalidEnvironment(entry) }
         }
         let timestamp = try rfc3339(request.created)
 

@@ -45,6 +45,8 @@ final class GuestInterrupter: @unchecked Sendable {
         var alive = false
         var finished = false
         var resender: DispatchSourceTimer?
+        /// A demotion asked for before the guest's thread was known, applied when it binds.
+        var pendingNice: Int32?
     }
     private let state = Mutex(State())
     private static let resendQueue = DispatchQueue(label: "wasmlet.kill-resend", qos: .userInteractive)
@@ -78,6 +80,9 @@ final class GuestInterrupter: @unchecked Sendable {
             state.threadID = pid_t(wasmlet_gettid())
             state.cpuAtStart = cpuAtStart
             state.alive = true
+            if let nice = state.pendingNice {
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(state.threadID), nice)
+            }
             return state.resender != nil || isKillRequested
         }
         // A kill that arrived before the thread was known: zero the fuel ourselves.
@@ -144,10 +149,15 @@ final class GuestInterrupter: @unchecked Sendable {
     }
 
     /// Lowers the guest thread's scheduling priority (a higher nice value) while it runs, so
-    /// long-running guests yield to short ones. Linux applies nice per thread.
+    /// long-running guests yield to short ones. Linux applies nice per thread. A guest whose
+    /// thread has not bound yet (a slow start on a loaded node) is demoted when it binds.
     func lowerPriority(nice: Int32) {
         state.withLock { state in
-            guard state.alive, state.threadID > 0 else { return }
+            guard state.threadID > 0 else {
+                state.pendingNice = nice
+                return
+            }
+            guard state.alive else { return }
             _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(state.threadID), nice)
         }
     }

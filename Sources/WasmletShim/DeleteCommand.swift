@@ -2,6 +2,8 @@
 // or unreachable. Releases what the shim held (the rootfs mount, a stale socket file), asks
 // wasmletd to kill and delete the instance, and prints a DeleteResponse on stdout.
 
+import WasmletConventions
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,11 +21,11 @@ public enum DeleteCommand {
         if let error = RootfsMounts.unmountAll(bundle + "/rootfs") { warn(error) }
 
         let daemonPath = ShimContext.daemonSocketFromEnvironment()
-        var metadata = [MetadataEntry(ShimMetadata.containerdNamespace, namespace)]
+        var metadata = [MetadataEntry(ShimMetadataKey.containerdNamespace, namespace)]
         metadata += ShimMetadata.entries(
             pid: getpid(), namespace: namespace, group: group,
             ttrpcAddress: ShimContext.environment("TTRPC_ADDRESS") ?? "")
-        metadata.append(MetadataEntry(ShimMetadata.cleanup, "1"))
+        metadata.append(MetadataEntry(ShimMetadataKey.cleanup, "1"))
         let request = TTRPCRequest(
             service: TaskCall.serviceV2, method: "Delete", payload: TaskIDRequest(id: arguments.id).encoded(),
             metadata: metadata)

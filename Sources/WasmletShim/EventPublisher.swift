@@ -6,6 +6,8 @@
 //                    topic = 3, event = 4 Any{type_url = 1, value = 2}}})
 //     TaskExit{container_id = 1, id = 2, pid = 3, exit_status = 4, exited_at = 5}
 
+import WasmletConventions
+
 public struct ExitEvent: Sendable, Equatable {
     public var containerID: String
     public var pid: UInt32
@@ -56,7 +58,7 @@ public enum EventPublisher {
     public static func forwardRequest(_ event: ExitEvent, namespace: String) -> TTRPCRequest {
         TTRPCRequest(
             service: service, method: method, payload: encodeForward(event, namespace: namespace),
-            metadata: [MetadataEntry(ShimMetadata.containerdNamespace, namespace)])
+            metadata: [MetadataEntry(ShimMetadataKey.containerdNamespace, namespace)])
     }
 
     /// Sends all events on one connection to containerd's ttrpc address and waits up to

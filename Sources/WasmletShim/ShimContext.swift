@@ -1,5 +1,7 @@
 // Who this shim is: fixed at `start` and shared by the serving loop's parts.
 
+import WasmletConventions
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,7 +23,8 @@ public struct ShimContext: Sendable {
 
     public static let versionNumber = "0.1.0"
     public static let version = "wasmlet-shim/" + versionNumber
-    public static let defaultDaemonSocket = "/run/wasmlet/wasmlet.sock"
+    /// The daemon's socket as root: the shim runs as root under containerd.
+    public static let defaultDaemonSocket = WasmletSocketPath.rootDefault
 
     public init(
         pid: Int32, namespace: String, group: String, ttrpcAddress: String, daemonSocketPath: String,
@@ -42,7 +45,7 @@ public struct ShimContext: Sendable {
 
     /// `$WASMLET_SOCKET` (a path or unix:// address) if set and non-empty, else the default.
     public static func daemonSocketFromEnvironment() -> String {
-        if let value = environment("WASMLET_SOCKET"), !value.isEmpty {
+        if let value = environment(WasmletSocketPath.environmentVariable), !value.isEmpty {
             return UnixSocket.path(fromAddress: value)
         }
         return defaultDaemonSocket

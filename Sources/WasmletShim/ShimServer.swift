@@ -6,6 +6,8 @@
 // Frames are relayed, not decoded: the shim only looks at the few task methods that change what
 // it must clean up or answer for (see TaskCall, TaskTable, LocalAnswers).
 
+import WasmletConventions
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -362,7 +364,7 @@ public final class ShimServer {
     private func sendOwnWait(_ id: String) {
         let request = TTRPCRequest(
             service: TaskCall.serviceV2, method: "Wait", payload: TaskIDRequest(id: id).encoded(),
-            metadata: [MetadataEntry(ShimMetadata.containerdNamespace, context.namespace)])
+            metadata: [MetadataEntry(ShimMetadataKey.containerdNamespace, context.namespace)])
         let bytes = ShimMetadata.appending(context.encodedMetadata, to: request.encoded())
         daemon.send(request: bytes, pending: PendingCall(origin: .shim, call: TaskCall(method: "Wait", id: id)))
     }

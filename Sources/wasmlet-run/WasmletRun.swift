@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import WasmletClient
+import WasmletConventions
 import WasmletRuntime
 
 /// Runs one WASI module in-process on the wasmlet runtime, the way wasmletd will host it: same
@@ -25,11 +25,13 @@ struct WasmletRun: AsyncParsableCommand {
     @Option(help: "Fuel budget (about one unit per wasm operator).")
     var fuel: UInt64?
 
-    @Option(help: "Memory cap in bytes; suffixes K, M, G accepted.")
+    @Option(help: ArgumentHelp(
+        "Memory cap: bytes, or with K, M, G (powers of 1024; also KiB, MiB, GiB), e.g. 16M.", valueName: "size"))
     var memory: String?
 
-    @Option(help: "Wall-clock deadline in milliseconds.")
-    var timeout: UInt64?
+    @Option(help: ArgumentHelp(
+        "Wall-clock deadline, with a unit: 500ms, 30s, 5m, 1h30m (a bare number is refused).", valueName: "duration"))
+    var timeout: String?
 
     @Option(
         name: .customLong("listen"),
@@ -48,7 +50,10 @@ struct WasmletRun: AsyncParsableCommand {
     var arguments: [String] = []
 
     func run() async throws {
-        let limits = InstanceLimits(memoryBytes: try memory.map(Self.parseBytes), fuel: fuel, timeoutMilliseconds: timeout)
+        let limits = InstanceLimits(
+            memoryBytes: try memory.map { try Self.value("--memory", ByteSize.parse($0)) }, fuel: fuel,
+            timeoutMilliseconds: try timeout.map { try Self.value("--timeout", Self.positiveMilliseconds($0)) })
+        let currentDirectory = FileManager.default.currentDirectoryPath
         let listeners = try listen.map { value -> ListenerSpec in
             do {
                 let parsed = try ListenAddress.parse(value)
@@ -67,7 +72,11 @@ struct WasmletRun: AsyncParsableCommand {
         let spec = InstanceSpec(
             key: InstanceKey(namespace: "wasmlet-run", id: "main"), moduleDigest: loaded.digest,
             args: [URL(fileURLWithPath: module).lastPathComponent] + arguments,
-            environment: try Self.parseEnvironment(environment), preopens: try directories.map(Self.parsePreopen),
+            environment: try Self.value("--env", EnvironmentSyntax.table(environment)),
+            preopens: try directories.map { text in
+                let mapping = try Self.value("--dir", PreopenSyntax.parse(text, currentDirectory: currentDirectory))
+                return PreopenSpec(guestPath: mapping.guestPath, hostPath: mapping.hostPath, readOnly: mapping.readOnly)
+            },
             stdio: StdioSpec(stdin: "/proc/self/fd/0", stdout: "/proc/self/fd/1", stderr: "/proc/self/fd/2"), limits: limits,
             listeners: listeners)
         // Ctrl-C and SIGTERM kill the guest the way `wasmletctl kill` would.
@@ -105,40 +114,18 @@ struct WasmletRun: AsyncParsableCommand {
         throw ExitCode(exit.code)
     }
 
-    static func parseBytes(_ text: String) throws -> UInt64 {
-        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
-        var digits = text.uppercased()
-        var scale: UInt64 = 1
-        if digits.hasSuffix("IB") { digits.removeLast(2) } else if digits.hasSuffix("B") { digits.removeLast() }
-        if let last = digits.last, let unit = units[last] {
-            scale = unit
-            digits.removeLast()
+    /// `parse()`'s value, or its error as this command's usage error for `flag`.
+    static func value<T>(_ flag: String, _ parse: @autoclosure () throws(ParseError) -> T) throws -> T {
+        do {
+            return try parse()
+        } catch {
+            throw ValidationError("\(flag): \(error.message)")
         }
-        guard let value = UInt64(digits), value > 0 else { throw ValidationError("invalid size \"\(text)\"; use e.g. 65536, 64K, 16M") }
-        return value * scale
     }
 
-    static func parseEnvironment(_ pairs: [String]) throws -> [String: String] {
-        var environment: [String: String] = [:]
-        for pair in pairs {
-            guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
-                throw ValidationError("invalid --env \"\(pair)\"; expected KEY=VALUE")
-            }
-            environment[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
-        }
-        return environment
-    }
-
-    static func parsePreopen(_ mapping: String) throws -> PreopenSpec {
-        var parts = mapping.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-        var readOnly = false
-        if parts.count > 1, parts.last == "ro" || parts.last == "rw" {
-            readOnly = parts.removeLast() == "ro"
-        }
-        guard (1...2).contains(parts.count), !parts[0].isEmpty else {
-            throw ValidationError("invalid --dir \"\(mapping)\"; expected HOST[:GUEST][:ro]")
-        }
-        let host = URL(fileURLWithPath: parts[0]).standardizedFileURL.path
-        return PreopenSpec(guestPath: parts.count == 2 ? parts[1] : parts[0], hostPath: host, readOnly: readOnly)
+    static func positiveMilliseconds(_ text: String) throws(ParseError) -> UInt64 {
+        let milliseconds = try DurationSyntax.parseMilliseconds(text)
+        guard milliseconds > 0 else { throw ParseError("must be more than 0 (leave it out for none)") }
+        return milliseconds
     }
 }

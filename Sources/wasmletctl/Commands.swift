@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import WasmletAPI
 import WasmletClient
+import WasmletConventions
 
 struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

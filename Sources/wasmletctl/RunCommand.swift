@@ -4,6 +4,7 @@ import Foundation
 import Synchronization
 import WasmletAPI
 import WasmletClient
+import WasmletConventions
 
 #if canImport(Glibc)
 import Glibc
@@ -48,10 +49,14 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Fuel budget (about one unit per wasm operator); default unlimited.")
     var fuel: UInt64?
 
-    @Option(help: "Memory cap; suffixes K, M, G accepted (default: the daemon's).")
+    @Option(help: ArgumentHelp(
+        "Memory cap: bytes, or with K, M, G (powers of 1024; also KiB, MiB, GiB), e.g. 16M (default: the daemon's).",
+        valueName: "size"))
     var memory: String?
 
-    @Option(help: "Wall-clock limit: milliseconds, or with a unit (500ms, 30s, 5m, 1h).")
+    @Option(help: ArgumentHelp(
+        "Wall-clock limit, with a unit: 500ms, 30s, 5m, 1h30m (a bare number is refused; default none).",
+        valueName: "duration"))
     var timeout: String?
 
     @Option(help: "Instance id (default: run-<random>).")
@@ -82,14 +87,28 @@ struct RunCommand: AsyncParsableCommand {
             request.namespace = namespace
             request.id = id ?? "run-" + String(UInt32.random(in: .min ... .max), radix: 16)
             request.labels = try ArgumentParsing.parseLabels(labels)
-            request.env = try ArgumentParsing.parseEnvironment(environment)
-            request.preopens = try directories.map { mapping throws(ParseError) in
-                try ArgumentParsing.parsePreopen(mapping, currentDirectory: currentDirectory)
+            try flag("--env") { () throws(ParseError) in try EnvironmentSyntax.validate(environment) }
+            request.env = environment
+            request.preopens = try directories.map { text throws(ParseError) in
+                let mapping = try flag("--dir") { () throws(ParseError) in
+                    try PreopenSyntax.parse(text, currentDirectory: currentDirectory)
+                }
+                return Wasmlet_V1_Preopen.with {
+                    $0.hostPath = mapping.hostPath
+                    $0.guestPath = mapping.guestPath
+                    $0.readonly = mapping.readOnly
+                }
             }
             var limits = Wasmlet_V1_Limits()
             if let fuel { limits.fuel = fuel }
-            if let memory { limits.memoryBytes = try ArgumentParsing.parseBytes(memory) }
-            if let timeout { limits.timeoutMs = try ArgumentParsing.parseMilliseconds(timeout) }
+            if let memory { limits.memoryBytes = try flag("--memory") { () throws(ParseError) in try ByteSize.parse(memory) } }
+            if let timeout {
+                limits.timeoutMs = try flag("--timeout") { () throws(ParseError) in
+                    let milliseconds = try DurationSyntax.parseMilliseconds(timeout)
+                    guard milliseconds > 0 else { throw ParseError("must be more than 0 (leave it out for none)") }
+                    return milliseconds
+                }
+            }
             if let maxConnections {
                 guard maxConnections > 0 else { throw ParseError("--max-connections must be at least 1") }
                 limits.maxConnections = maxConnections
@@ -103,7 +122,7 @@ struct RunCommand: AsyncParsableCommand {
                 request.digest = module
                 name = module
             } else {
-                let path = ArgumentParsing.absolutePath(module, currentDirectory: currentDirectory)
+                let path = PreopenSyntax.absolutePath(module, currentDirectory: currentDirectory)
                 guard access(path, R_OK) == 0 else {
                     throw ParseError("cannot read module \(path): \(String(cString: strerror(errno)))")
                 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import WasmletAPI
 import WasmletClient
+import WasmletConventions
 
 #if canImport(Glibc)
 import Glibc
@@ -138,5 +139,14 @@ func parsed<T>(_ body: () throws(ParseError) -> T) throws -> T {
     } catch {
         printError(error.message)
         throw ExitCode.failure
+    }
+}
+
+/// `body`'s error, prefixed with the flag whose value it is about: "--timeout: ...".
+func flag<T>(_ name: String, _ body: () throws(ParseError) -> T) throws(ParseError) -> T {
+    do {
+        return try body()
+    } catch {
+        throw ParseError("\(name): \(error.message)")
     }
 }

@@ -25,7 +25,7 @@ final class RealDaemon: @unchecked Sendable {
             env[name] = nil
         }
         child = try ChildProcess(
-            wasmletdPath, ["--socket", socketPath, "--state-dir", directory + "/state", "--shutdown-grace", "1"],
+            wasmletdPath, ["--socket", socketPath, "--state-dir", directory + "/state", "--shutdown-grace", "1s"],
             environment: env, stdout: logPath, stderr: nil)
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {

@@ -25,19 +25,21 @@ import Testing
             socket = "/tmp/from-file.sock"
             state_dir = "/tmp/state-from-file"
             log_level = "warning"
-            shutdown_grace = 3
+            shutdown_grace = "3s"
+            status_interval = "1m30s"
             metrics_address = "127.0.0.1:9464"
             [limits]
             max_instances = 7
             memory_budget = "2GiB"
             default_memory = 1048576
             """.write(toFile: path, atomically: true, encoding: .utf8)
-        let options = try DaemonOptions.parse(["--config", path, "--socket", "/tmp/flag.sock", "--shutdown-grace", "0.5"])
+        let options = try DaemonOptions.parse(["--config", path, "--socket", "/tmp/flag.sock", "--shutdown-grace", "500ms"])
         let configuration = try DaemonConfiguration.resolve(options: options, uid: 0, environment: [:])
         #expect(configuration.socketPath == "/tmp/flag.sock")
         #expect(configuration.stateDirectory == "/tmp/state-from-file")
         #expect(configuration.logLevel == .warning)
         #expect(configuration.shutdownGrace == .milliseconds(500))
+        #expect(configuration.statusInterval == .seconds(90))
         #expect(configuration.maxInstances == 7)
         #expect(configuration.memoryBudgetBytes == 2 << 30)
         #expect(configuration.defaultMemoryCapBytes == 1 << 20)
@@ -56,6 +58,17 @@ import Testing
         ("[metrics]\nper_instances = true", "unknown key metrics.per_instances"),
         ("[metrics]\nper_instance = 1", "key metrics.per_instance: expected true or false"),
         ("[metrics]\nper_instance_limit = -1", "key metrics.per_instance_limit: must be at least 0"),
+        // Durations need a unit (the file used to take bare seconds); sizes are ByteSize's.
+        ("shutdown_grace = 10", "key shutdown_grace: 10 has no unit; write a string with one, e.g. \"10s\""),
+        ("status_interval = 0.5", "key status_interval: 0.5 has no unit"),
+        ("shutdown_grace = \"10\"", "key shutdown_grace: duration \"10\" has no unit; add a unit, e.g. 10ms or 10s"),
+        ("shutdown_grace = \"-1s\"", "key shutdown_grace: duration \"-1s\" has a sign"),
+        ("status_interval = \"0s\"", "key status_interval: must be more than 0"),
+        ("status_interval = 0", "key status_interval: must be more than 0"),
+        ("shutdown_grace = true", "key shutdown_grace: expected a duration"),
+        ("[limits]\nmemory_budget = \"8GB\"", "key limits.memory_budget: \"8GB\" is ambiguous"),
+        ("[limits]\ndefault_memory = \"99999999999T\"", "key limits.default_memory: size \"99999999999T\" is too large"),
+        ("[limits]\ndefault_memory = 0", "key limits.default_memory: must be more than 0 bytes"),
     ])
     func badFilesNameTheProblem(text: String, expected: String) throws {
         let directory = try TemporaryDirectory()
@@ -112,16 +125,40 @@ import Testing
         #expect(file.metricsPerInstanceLimit == 500)
         #expect(file.maxInstances == 10_000)
         #expect(file.memoryAdmission == .committed)
+        #expect(file.shutdownGrace == .seconds(10))
+        #expect(file.statusInterval == .seconds(5))
+        #expect(file.memoryBudget == 8 << 30)
+        #expect(file.defaultMemory == 128 << 20)
     }
 
     @Test func badFlagsAreRefused() throws {
         for arguments in [
             ["--log-level", "loud"], ["--memory-budget", "huge"], ["--socket", "relative.sock"],
-            ["--metrics-per-instance-limit=-2"],
+            ["--metrics-per-instance-limit=-2"], ["--memory-budget", "0"], ["--default-memory", "16MB"],
+            ["--status-interval", "0"], ["--shutdown-grace=-1s"],
         ] {
             let options = try DaemonOptions.parse(arguments)
-            #expect(throws: ConfigurationError.self) { _ = try DaemonConfiguration.resolve(options: options, uid: 0, environment: [:]) }
+            #expect(throws: ConfigurationError.self, "\(arguments)") {
+                _ = try DaemonConfiguration.resolve(options: options, uid: 0, environment: [:])
+            }
         }
+    }
+
+    /// The flags take the same syntax as the file: a duration needs its unit (they used to take
+    /// bare seconds), 0 is a grace of none.
+    @Test func durationFlags() throws {
+        let bare = try DaemonOptions.parse(["--shutdown-grace", "10"])
+        #expect {
+            _ = try DaemonConfiguration.resolve(options: bare, uid: 0, environment: [:])
+        } throws: { error in
+            "\(error)" == "--shutdown-grace: duration \"10\" has no unit; add a unit, e.g. 10ms or 10s"
+        }
+        let zero = try DaemonConfiguration.resolve(options: DaemonOptions.parse(["--shutdown-grace", "0"]), uid: 0, environment: [:])
+        #expect(zero.shutdownGrace == .zero)
+        let set = try DaemonConfiguration.resolve(
+            options: DaemonOptions.parse(["--shutdown-grace", "1m", "--status-interval", "250ms"]), uid: 0, environment: [:])
+        #expect(set.shutdownGrace == .seconds(60))
+        #expect(set.statusInterval == .milliseconds(250))
     }
 
     @Test func recordFileNamesCannotEscape() {

@@ -49,8 +49,11 @@ extension DaemonEndToEndTests {
             badEnvelope.write(frame(streamID: 1, type: 1, payload: [0xFF, 0xFF, 0xFF, 0xFF, 0x0F]))
             #expect(badEnvelope.isClosedByPeer())
 
-            // 5. Random bytes, many rounds: whatever happens stays on that connection.
-            var generator = SystemRandomNumberGenerator()
+            // 5. Random bytes, many rounds: whatever happens stays on that connection. The bytes
+            //    come from a seeded generator, printed so a failure can be replayed.
+            let seed = FuzzSeed.current()
+            print("fuzz seed \(seed); replay with \(FuzzSeed.variable)=\(seed)")
+            var generator = SplitMix64(seed: seed)
             for round in 0..<50 {
                 let random = try RawConnection(daemon.socketPath)
                 let count = Int.random(in: 1...4096, using: &generator)
@@ -73,8 +76,8 @@ extension DaemonEndToEndTests {
             }
 
             // The daemon is alive, the bystander still works, a new client works.
-            #expect(daemon.isRunning)
-            #expect(try await bystander.version().apiVersion == "wasmlet.v1")
+            #expect(daemon.isRunning, "fuzz seed \(seed)")
+            #expect(try await bystander.version().apiVersion == "wasmlet.v1", "fuzz seed \(seed)")
             let fresh = try await daemon.client()
             _ = try await fresh.create("after-fuzz", module: example("hello"))
             _ = try await fresh.start("after-fuzz")
@@ -82,5 +85,52 @@ extension DaemonEndToEndTests {
             await fresh.close()
             await bystander.close()
         }
+    }
+}
+
+/// The fuzz test's seed: `$WASMLET_FUZZ_SEED` (decimal) when set, else a fresh random one.
+enum FuzzSeed {
+    static let variable = "WASMLET_FUZZ_SEED"
+
+    static func current(environment: [String: String] = ProcessInfo.processInfo.environment) -> UInt64 {
+        if let text = environment[variable], !text.isEmpty {
+            guard let seed = UInt64(text) else { fatalError("\(variable)=\(text) is not a decimal UInt64") }
+            return seed
+        }
+        return UInt64.random(in: .min ... .max)
+    }
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a small generator whose whole state is its seed, so one
+/// number replays a run.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+@Suite struct FuzzSeedTests {
+    /// The same seed gives the same bytes (what replaying needs), another seed others.
+    @Test func aSeedReplaysTheSameBytes() {
+        var first = SplitMix64(seed: 42)
+        var again = SplitMix64(seed: 42)
+        var other = SplitMix64(seed: 43)
+        let a = (0..<64).map { _ in UInt8.random(in: 0...255, using: &first) }
+        #expect(a == (0..<64).map { _ in UInt8.random(in: 0...255, using: &again) })
+        #expect(a != (0..<64).map { _ in UInt8.random(in: 0...255, using: &other) })
+        // The reference value of SplitMix64 for seed 0 (as in Vigna's splitmix64.c).
+        var zero = SplitMix64(seed: 0)
+        #expect(zero.next() == 0xE220_A839_7B1D_CDAF)
+    }
+
+    @Test func theSeedComesFromTheEnvironment() {
+        #expect(FuzzSeed.current(environment: [FuzzSeed.variable: "12345"]) == 12345)
     }
 }

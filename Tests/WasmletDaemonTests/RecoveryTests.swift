@@ -67,7 +67,7 @@ extension DaemonEndToEndTests {
         @Test func sigtermDrainsKillsAfterGraceAndExitsZero() async throws {
             let directory = try TemporaryDirectory()
             let state = directory.path + "/state"
-            let daemon = try await DaemonProcess(directory: directory, stateDirectory: state, arguments: ["--shutdown-grace", "4"])
+            let daemon = try await DaemonProcess(directory: directory, stateDirectory: state, arguments: ["--shutdown-grace", "4s"])
             let client = try await daemon.client()
             _ = try await client.create("sleepy", module: example("sleeper"))
             _ = try await client.start("sleepy")

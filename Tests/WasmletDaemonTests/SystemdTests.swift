@@ -13,7 +13,7 @@ extension DaemonEndToEndTests {
             try "log_level = \"info\"\n".write(toFile: config, atomically: true, encoding: .utf8)
             let daemon = try await DaemonProcess(
                 directory: directory,
-                arguments: ["--config", config, "--status-interval", "0.2"],
+                arguments: ["--config", config, "--status-interval", "200ms"],
                 environment: ["NOTIFY_SOCKET": receiver.path, "WATCHDOG_USEC": "400000"],
                 waitForSocket: false)
             defer { daemon.killAndReap() }

@@ -5,16 +5,18 @@ import WasmletAPI
 
 /// The OCI spec → instance mapping without a daemon: durations, paths, bind mounts.
 @Suite struct TaskSpecMappingTests {
-    @Test func durations() {
-        #expect(TaskSpecMapping.parseDuration("30") == 30_000)
-        #expect(TaskSpecMapping.parseDuration("30s") == 30_000)
-        #expect(TaskSpecMapping.parseDuration("1m30s") == 90_000)
-        #expect(TaskSpecMapping.parseDuration("250ms") == 250)
-        #expect(TaskSpecMapping.parseDuration("1.5s") == 1_500)
-        #expect(TaskSpecMapping.parseDuration("2h") == 7_200_000)
-        #expect(TaskSpecMapping.parseDuration(" 5s ") == 5_000)
-        for bad in ["", "s", "5x", "-5s", "5 s", "1e9h", "99999999999999999999"] {
-            #expect(TaskSpecMapping.parseDuration(bad) == nil, "\(bad)")
+    /// The annotation's durations (`DurationSyntax`); a bare "30" is refused now (it meant
+    /// seconds here and milliseconds to `wasmletctl run --timeout`).
+    @Test func durations() throws {
+        func timeout(_ text: String) -> UInt64? { try? TaskSpecMapping.limits(Self.spec(timeout: text)).timeoutMs }
+        #expect(timeout("30s") == 30_000)
+        #expect(timeout("1m30s") == 90_000)
+        #expect(timeout("250ms") == 250)
+        #expect(timeout("1.5s") == 1_500)
+        #expect(timeout("2h") == 7_200_000)
+        #expect(timeout(" 5s ") == 5_000)
+        for bad in ["30", "", "s", "5x", "-5s", "5 s", "1e9h", "99999999999999999999"] {
+            #expect(timeout(bad) == nil, "\(bad)")
         }
     }
 
@@ -63,5 +65,31 @@ import WasmletAPI
         #expect(limits.memoryBytes == 16 << 20)
         #expect(limits.fuel == 1000)
         #expect(limits.timeoutMs == 2000)
+    }
+
+    static func spec(timeout: String) throws -> OCIRuntimeSpec {
+        let json = #"{"annotations": {"wasmlet.dev/timeout": "\#(timeout)"}}"#
+        return try JSONDecoder().decode(OCIRuntimeSpec.self, from: Data(json.utf8))
+    }
+
+    /// The annotation takes `DurationSyntax`, as every other duration does.
+    @Test(arguments: [("1m30s", 90_000), ("500ms", 500), ("1.5s", 1_500), ("2h", 7_200_000)] as [(String, UInt64)])
+    func timeoutAnnotation(text: String, milliseconds: UInt64) throws {
+        #expect(try TaskSpecMapping.limits(Self.spec(timeout: text)).timeoutMs == milliseconds)
+    }
+
+    /// A bare number used to mean seconds here and milliseconds to `wasmletctl run --timeout`:
+    /// refused now, like junk, overflow, a sign, and 0 (leave the annotation out for none).
+    @Test(arguments: [
+        ("300", "add a unit, e.g. 300ms or 300s"), ("", "empty duration"), ("5x", "unknown unit"),
+        ("-5s", "sign"), ("99999999999h", "too long"), ("0s", "must be more than 0"), ("1us", "whole number of milliseconds"),
+    ])
+    func badTimeoutAnnotations(text: String, expected: String) throws {
+        let spec = try Self.spec(timeout: text)
+        #expect {
+            _ = try TaskSpecMapping.limits(spec)
+        } throws: { error in
+            "\(error)".contains("wasmlet.dev/timeout") && "\(error)".contains(expected)
+        }
     }
 }

@@ -116,7 +116,7 @@ extension DaemonEndToEndTests {
             let directory = try TemporaryDirectory()
             let port = try freePort()
             let daemon = try await DaemonProcess(
-                directory: directory, arguments: ["--metrics-address", "127.0.0.1:\(port)", "--shutdown-grace", "3"])
+                directory: directory, arguments: ["--metrics-address", "127.0.0.1:\(port)", "--shutdown-grace", "3s"])
             defer { daemon.killAndReap() }
             #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
             let client = try await daemon.client()

@@ -5,6 +5,7 @@ import Foundation
 import SwiftProtobuf
 import Testing
 import WasmletAPI
+import WasmletConventions
 import WasmletTTRPC
 
 @testable import WasmletShim
@@ -44,11 +45,11 @@ import WasmletTTRPC
     }
 
     @Test func metadataKeyNames() {
-        #expect(ShimMetadata.shimPID == "wasmlet-shim-pid")
-        #expect(ShimMetadata.namespace == "wasmlet-shim-namespace")
-        #expect(ShimMetadata.group == "wasmlet-shim-group")
-        #expect(ShimMetadata.ttrpcAddress == "wasmlet-shim-ttrpc-address")
-        #expect(ShimMetadata.cleanup == "wasmlet-shim-cleanup")
+        #expect(ShimMetadataKey.shimPID == "wasmlet-shim-pid")
+        #expect(ShimMetadataKey.namespace == "wasmlet-shim-namespace")
+        #expect(ShimMetadataKey.group == "wasmlet-shim-group")
+        #expect(ShimMetadataKey.ttrpcAddress == "wasmlet-shim-ttrpc-address")
+        #expect(ShimMetadataKey.cleanup == "wasmlet-shim-cleanup")
     }
 
     @Test func responsesRoundTripWithTheRealMessages() throws {

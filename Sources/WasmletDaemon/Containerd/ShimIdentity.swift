@@ -1,17 +1,18 @@
 import Glibc
+import WasmletConventions
 import WasmletTTRPC
 
 /// Who a containerd task request comes from. The shim relays containerd's frames unchanged
-/// except for request metadata it appends (see Sources/WasmletShim/ShimMetadata.swift, which
-/// must use the same keys): its pid, containerd's namespace, the pod group and containerd's
-/// ttrpc address, where this daemon publishes the task's events.
+/// except for request metadata it appends (`ShimMetadataKey`, shared with the shim): its pid,
+/// containerd's namespace, the pod group and containerd's ttrpc address, where this daemon
+/// publishes the task's events.
 struct ShimIdentity: Sendable, Equatable {
-    static let pidKey = "wasmlet-shim-pid"
-    static let namespaceKey = "wasmlet-shim-namespace"
-    static let groupKey = "wasmlet-shim-group"
-    static let ttrpcAddressKey = "wasmlet-shim-ttrpc-address"
+    static let pidKey = ShimMetadataKey.shimPID
+    static let namespaceKey = ShimMetadataKey.namespace
+    static let groupKey = ShimMetadataKey.group
+    static let ttrpcAddressKey = ShimMetadataKey.ttrpcAddress
     /// Set by `containerd-shim-wasmlet-v1 delete`: end the instance, whatever its state.
-    static let cleanupKey = "wasmlet-shim-cleanup"
+    static let cleanupKey = ShimMetadataKey.cleanup
 
     /// containerd's namespace ("default", "k8s.io", ...); the instance namespace too.
     var namespace: String

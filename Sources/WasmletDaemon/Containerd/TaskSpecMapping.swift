@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import WasmletAPI
+import WasmletConventions
 import WasmletTTRPC
 
 /// Turns a containerd Create (its request plus the bundle's `config.json`) into a wasmlet.v1
@@ -15,8 +16,9 @@ import WasmletTTRPC
 ///   (`/etc/hosts`, ...) and kernel filesystems (`/proc`, `/dev`, `/sys`) have no WASI meaning
 ///   and are skipped;
 /// - `linux.resources.memory.limit` is the memory cap;
-/// - annotations `wasmlet.dev/fuel` (a fuel budget) and `wasmlet.dev/timeout` (a deadline:
-///   "30s", "1m30s", "500ms", or plain seconds) set the other limits. A CPU quota is a rate,
+/// - annotations `wasmlet.dev/fuel` (a fuel budget) and `wasmlet.dev/timeout` (a deadline with
+///   a unit, `DurationSyntax`: "30s", "1m30s", "500ms"; a bare number is refused) set the other
+///   limits. A CPU quota is a rate,
 ///   not a budget, so it sets neither;
 /// - stdio goes to the FIFOs containerd handed over.
 enum TaskSpecMapping {
@@ -148,33 +150,18 @@ enum TaskSpecMapping {
             limits.fuel = value
         }
         if let timeout = annotations[timeoutAnnotation] {
-            guard let milliseconds = parseDuration(timeout), milliseconds > 0 else {
-                throw TaskError.invalidSpec(
-                    "annotation \(timeoutAnnotation)=\"\(timeout)\" is not a duration (examples: 30s, 1m30s, 500ms, 2h, or plain seconds)")
+            let milliseconds: UInt64
+            do {
+                milliseconds = try DurationSyntax.parseMilliseconds(timeout)
+            } catch {
+                throw TaskError.invalidSpec("annotation \(timeoutAnnotation): \(error.message)")
+            }
+            guard milliseconds > 0 else {
+                throw TaskError.invalidSpec("annotation \(timeoutAnnotation) must be more than 0 (leave it out for none)")
             }
             limits.timeoutMs = milliseconds
         }
         return limits
-    }
-
-    /// "90" (seconds), or Go-style "1h2m3s", "1.5s", "250ms"; nil when malformed.
-    static func parseDuration(_ text: String) -> UInt64? {
-        let text = text.trimmingCharacters(in: .whitespaces)
-        if let seconds = UInt64(text) { return seconds.multipliedReportingOverflow(by: 1000).overflow ? nil : seconds * 1000 }
-        let units: [(String, Double)] = [("ms", 1), ("h", 3_600_000), ("m", 60_000), ("s", 1000)]
-        var rest = Substring(text)
-        var total = 0.0
-        guard !rest.isEmpty else { return nil }
-        while !rest.isEmpty {
-            let number = rest.prefix { $0.isNumber || $0 == "." }
-            guard !number.isEmpty, let value = Double(number) else { return nil }
-            rest = rest.dropFirst(number.count)
-            guard let unit = units.first(where: { rest.hasPrefix($0.0) }) else { return nil }
-            rest = rest.dropFirst(unit.0.count)
-            total += value * unit.1
-        }
-        guard total < Double(UInt64.max / 2) else { return nil }
-        return UInt64(total.rounded())
     }
 
     private static func preopen(guest: String, host: String, readOnly: Bool) -> Wasmlet_V1_Preopen {

@@ -1,5 +1,4 @@
-// Self-contained (Swift standard library only, no imports): the `[ADDR:]PORT` values of
-// `--listen`, meant to move as is into a shared parsing module.
+// The `[ADDR:]PORT` values of `--listen` (standard library only, like the rest of this module).
 
 /// A listener address as written on a command line or in an annotation: `PORT`, `ADDR:PORT`,
 /// or `[IPV6]:PORT`. ADDR is an IP literal (no host names); PORT is 0-65535, 0 meaning any
