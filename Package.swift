@@ -40,6 +40,7 @@ let package = Package(
             name: "WasmletDaemon",
             dependencies: [
                 "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletSystemd", "WasmletMetrics", "WasmletJSON",
+                "WasmletFDHandoff",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -76,7 +77,7 @@ let package = Package(
         .testTarget(
             name: "WasmletDaemonTests",
             dependencies: [
-                "WasmletDaemon", "wasmletd", "WasmletTTRPC", "WasmletAPI",
+                "WasmletDaemon", "WasmletFDHandoff", "wasmletd", "WasmletTTRPC", "WasmletAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
@@ -158,14 +159,17 @@ let package = Package(
         // Foundation, NIO or protobuf): its memory is paid per pod. Release builds for nodes
         // add `--static-swift-stdlib` (scripts/build-release.sh); not set here, because linker
         // flags of an executable reach the test bundle that links it, and break its link.
-        .target(name: "WasmletShim"),
+        .target(name: "WasmletShim", dependencies: ["WasmletFDHandoff"]),
+        // SCM_RIGHTS descriptor passing and the listener handoff's wire format, shared by the
+        // shim and wasmletd. Standard library and Glibc only, like the shim.
+        .target(name: "WasmletFDHandoff"),
         .executableTarget(name: "containerd-shim-wasmlet-v1", dependencies: ["WasmletShim"]),
         .testTarget(
             name: "WasmletShimTests",
             // The shim binary is a dependency so it is built before the tests run it; the
             // ttrpc and API modules play containerd and wasmletd around it.
             dependencies: [
-                "WasmletShim", "containerd-shim-wasmlet-v1", "WasmletTTRPC", "WasmletAPI",
+                "WasmletShim", "WasmletFDHandoff", "containerd-shim-wasmlet-v1", "WasmletTTRPC", "WasmletAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
