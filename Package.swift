@@ -53,7 +53,7 @@ let package = Package(
             name: "WasmletDaemon",
             dependencies: [
                 "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletSystemd", "WasmletMetrics", "WasmletJSON",
-                "WasmletConventions",
+                "WasmletConventions", "WasmletFDHandoff",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(
             name: "WasmletDaemonTests",
             dependencies: [
-                "WasmletDaemon", "wasmletd", "WasmletTTRPC", "WasmletAPI", "WasmletRuntime", "WasmletMetrics",
+                "WasmletDaemon", "WasmletFDHandoff", "wasmletd", "WasmletTTRPC", "WasmletAPI", "WasmletRuntime", "WasmletMetrics",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -185,14 +185,17 @@ let package = Package(
         // Foundation, NIO or protobuf): its memory is paid per pod. Release builds for nodes
         // add `--static-swift-stdlib` (scripts/build-release.sh); not set here, because linker
         // flags of an executable reach the test bundle that links it, and break its link.
-        .target(name: "WasmletShim", dependencies: ["WasmletConventions"]),
+        .target(name: "WasmletShim", dependencies: ["WasmletConventions", "WasmletFDHandoff"]),
+        // SCM_RIGHTS descriptor passing and the listener handoff's wire format, shared by the
+        // shim and wasmletd. Standard library and Glibc only, like the shim.
+        .target(name: "WasmletFDHandoff"),
         .executableTarget(name: "containerd-shim-wasmlet-v1", dependencies: ["WasmletShim"]),
         .testTarget(
             name: "WasmletShimTests",
             // The shim binary is a dependency so it is built before the tests run it; the
             // ttrpc and API modules play containerd and wasmletd around it.
             dependencies: [
-                "WasmletShim", "containerd-shim-wasmlet-v1", "WasmletTTRPC", "WasmletAPI", "WasmletConventions",
+                "WasmletShim", "WasmletFDHandoff", "containerd-shim-wasmlet-v1", "WasmletTTRPC", "WasmletAPI", "WasmletConventions",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

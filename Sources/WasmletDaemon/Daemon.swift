@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import WasmletFDHandoff
 import WasmletMetrics
 import WasmletRuntime
 import WasmletSystemd
@@ -122,11 +123,16 @@ public struct Daemon {
         service.register(in: &registry)
         // containerd's task service for containerd-shim-wasmlet-v1, on the same socket.
         let eventPublisher = TaskEventPublisher(logger: logger)
-        let taskService = ContainerdTaskService(service: service, publisher: eventPublisher, logger: logger)
+        // Listening sockets shims create in pods' network namespaces and hand over (SCM_RIGHTS)
+        // on a socket beside the API's, for their containers' Creates to claim.
+        let handoffTable = ListenerHandoffTable(lifetime: TestHooks.handoffLifetime ?? .seconds(60))
+        let handoffPath = ListenerHandoffMessage.socketPath(forAPISocket: configuration.socketPath)
+        let taskService = ContainerdTaskService(
+            service: service, publisher: eventPublisher, logger: logger, handoffs: handoffTable, handoffSocket: handoffPath)
         taskService.register(in: &registry)
         await taskService.pruneOrphanedTasks()
-        let authorizer = PeerAuthorizer(
-            daemonUID: getuid(), groupID: configuration.group.flatMap { GroupLookup.gid(named: $0) })
+        let socketGroup = configuration.group.flatMap { GroupLookup.gid(named: $0) }
+        let authorizer = PeerAuthorizer(daemonUID: getuid(), groupID: socketGroup)
         let protocolLogger = logger
         let serverConfiguration = TTRPCServer.Configuration(
             authorizer: { peer in
@@ -138,6 +144,11 @@ public struct Daemon {
                 protocolLogger.warning(
                     "closed a connection after a protocol error", metadata: ["peer": "\(peer.map(String.init(describing:)) ?? "?")", "error": "\(error)"])
             })
+        // Before the API socket: a shim that reached the API can always hand off listeners.
+        let handoffServer = try ListenerHandoffServer(
+            path: handoffPath, table: handoffTable, group: socketGroup,
+            authorize: { authorizer.allows($0) }, logger: logger)
+        logger.info("taking listener handoffs on \(handoffPath)")
         let server = try await APISocket.serve(
             activated: activated, configuration: configuration, registry: registry,
             serverConfiguration: serverConfiguration, logger: logger)
@@ -184,6 +195,7 @@ public struct Daemon {
         await ShutdownDrain(
             runtime: runtime, service: service, store: store, server: server, notifier: notifier, logger: logger
         ).run(grace: configuration.shutdownGrace)
+        handoffServer.stop()
         // Deliver the exits of the guests the drain ended before the process goes.
         await eventPublisher.finish()
         watchdog?.stop()
@@ -243,6 +255,13 @@ enum TestHooks {
     /// long recovery (e.g. `/readyz` answering 503 "recovering state") without depending on how
     /// fast recovery is.
     static let recoveryGateVariable = "WASMLET_TEST_RECOVERY_GATE"
+
+    /// Test-only: `WASMLET_TEST_HANDOFF_LIFETIME_MS=<n>` keeps unclaimed handed-off listeners
+    /// n ms instead of 60 s, so a test can see them closed.
+    static var handoffLifetime: Duration? {
+        guard let value = getenv("WASMLET_TEST_HANDOFF_LIFETIME_MS"), let ms = Int(String(cString: value)), ms > 0 else { return nil }
+        return .milliseconds(ms)
+    }
 
     static func holdRecovery(logger: Logger) async throws {
         guard let value = getenv(recoveryGateVariable), value.pointee != 0 else { return }

@@ -36,6 +36,8 @@ public final class ShimServer {
     private var nextConnectionNumber = 1
     let daemon: DaemonLink
     var tasks = TaskTable()
+    /// The network namespace of each pod sandbox this shim created (see PodNetwork.swift).
+    var pods = PodNetworks()
     /// Set once the shim decided to exit: it then only flushes answers until this deadline.
     private var exitDeadline: Int64?
     private var signalPipe: (read: Int32, write: Int32) = (-1, -1)
@@ -248,6 +250,20 @@ public final class ShimServer {
             }
             log.debug("mounted \(create.rootfs.count) rootfs mount(s) on \(rootfs)")
         }
+        // Last, so a failure here has only the mounts to undo. The sockets go to the daemon
+        // before Create is relayed; its Create claims them (ShimListeners).
+        let facts = ShimListeners.facts(bundle: create.bundle)
+        if let facts, let refusal = ShimListeners.prepare(id: create.id, facts: facts, pods: pods, context: context) {
+            if !create.rootfs.isEmpty, let error = RootfsMounts.unmountAll(rootfs) {
+                log.error("Create \(create.id) failed; \(error)")
+            }
+            respond(to: origin, payload: refusal.encoded())
+            return false
+        }
+        if let facts, facts.kind == .sandbox {
+            pods.recordSandbox(id: create.id, facts: facts)
+            log.debug("pod sandbox \(create.id): listeners of its containers go in \(pods.namespace(ofSandbox: create.id)!)")
+        }
         tasks.insertCreating(id: create.id, bundle: create.bundle, mounted: !create.rootfs.isEmpty)
         return true
     }
@@ -261,6 +277,7 @@ public final class ShimServer {
             log.error("Create \(call.id) failed; \(error)")
         }
         tasks.remove(call.id)
+        pods.forgetSandbox(id: call.id)
     }
 
     private func answerLocally(_ call: TaskCall, origin: CallOrigin) {
@@ -351,6 +368,7 @@ public final class ShimServer {
                 if entry.mounted, let error = RootfsMounts.unmountAll(entry.rootfs) {
                     log.error("Delete \(call.id): \(error)")
                 }
+                pods.forgetSandbox(id: call.id)
                 log.debug("task \(call.id) deleted")
             }
         case "Shutdown":

@@ -22,6 +22,29 @@ public enum SpecAnnotations {
     }
 }
 
+/// A JSON value as `JSONScanner.parseDocument` gives it (numbers and keywords kept as text).
+indirect enum JSONValue: Sendable, Equatable {
+    case string(String)
+    case literal(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    subscript(key: String) -> JSONValue? {
+        if case .object(let members) = self { return members[key] }
+        return nil
+    }
+
+    var string: String? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
+
+    var array: [JSONValue]? {
+        if case .array(let value) = self { return value }
+        return nil
+    }
+}
+
 /// A minimal JSON walker over UTF-8 bytes. Every method returns nil/false on malformed input
 /// instead of trapping; nesting deeper than `maxDepth` counts as malformed (no stack exhaustion).
 struct JSONScanner {
@@ -53,6 +76,50 @@ struct JSONScanner {
             return scanner.skipValue(depth: 1)
         }
         return found
+    }
+
+    /// Parses the whole text as one JSON value (nil when malformed or nested past `maxDepth`).
+    mutating func parseDocument() -> JSONValue? {
+        skipWhitespace()
+        guard let value = parseValue(depth: 0) else { return nil }
+        skipWhitespace()
+        return index == bytes.count ? value : nil
+    }
+
+    private mutating func parseValue(depth: Int) -> JSONValue? {
+        guard depth < maxDepth else { return nil }
+        skipWhitespace()
+        guard let byte = peek() else { return nil }
+        switch byte {
+        case UInt8(ascii: "\""):
+            return parseString().map(JSONValue.string)
+        case UInt8(ascii: "{"):
+            index += 1
+            var members: [String: JSONValue] = [:]
+            let ok = forEachMember { scanner, name in
+                guard let value = scanner.parseValue(depth: depth + 1) else { return false }
+                members[name] = value
+                return true
+            }
+            return ok ? .object(members) : nil
+        case UInt8(ascii: "["):
+            index += 1
+            var elements: [JSONValue] = []
+            skipWhitespace()
+            if consume(UInt8(ascii: "]")) { return .array(elements) }
+            while true {
+                guard let value = parseValue(depth: depth + 1) else { return nil }
+                elements.append(value)
+                skipWhitespace()
+                if consume(UInt8(ascii: ",")) { continue }
+                return consume(UInt8(ascii: "]")) ? .array(elements) : nil
+            }
+        default:
+            let start = index
+            while let next = peek(), isLiteralByte(next) { index += 1 }
+            guard index > start else { return nil }
+            return .literal(String(decoding: bytes[start..<index], as: UTF8.self))
+        }
     }
 
     /// Iterates the members of an object whose `{` was consumed; `body` must consume the value.

@@ -11,6 +11,7 @@ public enum StatusCode {
     public static let notFound: Int32 = 5
     public static let alreadyExists: Int32 = 6
     public static let resourceExhausted: Int32 = 8
+    public static let failedPrecondition: Int32 = 9
     public static let unimplemented: Int32 = 12
     public static let `internal`: Int32 = 13
     public static let unavailable: Int32 = 14

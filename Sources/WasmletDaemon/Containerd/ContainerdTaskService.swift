@@ -35,6 +35,9 @@ final class ContainerdTaskService: Sendable {
         /// Opens once the exit has been reported (/tasks/exit published, after the output was
         /// read): Wait answers and State says STOPPED only then. Made at Start; nil before.
         var exitReported: ExitGate?
+        /// The listeners the shim handed over (TaskListeners): closed when the guest exits and
+        /// at Delete, whichever comes first.
+        var listeners: HandedOffListeners?
     }
 
     private let service: RuntimeService
@@ -42,11 +45,20 @@ final class ContainerdTaskService: Sendable {
     private let logger: Logger
     private let tasks = Mutex<[InstanceKey: Task]>([:])
     private static let sandboxModuleBytes = Result { try SandboxModule.bytes() }
+    /// Listeners shims handed over, waiting for their Create (nil: no handoff socket).
+    private let handoffs: ListenerHandoffTable?
+    /// The handoff socket's path, for error messages.
+    private let handoffSocket: String
 
-    init(service: RuntimeService, publisher: TaskEventPublisher, logger: Logger) {
+    init(
+        service: RuntimeService, publisher: TaskEventPublisher, logger: Logger, handoffs: ListenerHandoffTable? = nil,
+        handoffSocket: String = ""
+    ) {
         self.service = service
         self.publisher = publisher
         self.logger = logger
+        self.handoffs = handoffs
+        self.handoffSocket = handoffSocket
     }
 
     private var runtime: WasmletRuntime { service.runtime }
@@ -129,14 +141,21 @@ final class ContainerdTaskService: Sendable {
         let identity = try ShimIdentity(context)
         guard !request.id.isEmpty else { throw TTRPCError.invalidArgument("create: the task id is empty") }
         guard !request.bundle.isEmpty else { throw TTRPCError.invalidArgument("create \(request.id): no bundle directory") }
+        let key = InstanceKey(namespace: identity.namespace, id: request.id)
+        // Claimed first, so that every failure below closes them (the shim keeps no copy).
+        let claimed = handoffs?.claim(key)
+        var created = false
+        defer { if !created { claimed?.close() } }
         if !request.checkpoint.isEmpty { throw TaskError.unimplemented("restoring from a checkpoint") }
         let spec = try OCIRuntimeSpec.load(bundle: request.bundle)
+        let listeners = try TaskListeners.match(spec: spec, claimed: claimed, id: request.id, handoffSocket: handoffSocket)
         var sandboxDigest: String?
         if TaskSpecMapping.isSandbox(spec) {
             sandboxDigest = try runtime.loadModule(bytes: try Self.sandboxModuleBytes.get()).digest
         }
-        let create = try TaskSpecMapping.createRequest(
+        var create = try TaskSpecMapping.createRequest(
             task: request, spec: spec, identity: identity, sandboxModuleDigest: sandboxDigest)
+        if let listeners { TaskListeners.attach(listeners, to: &create) }
         // Before the instance exists, so containerd's end of each FIFO is open once Create answers.
         let outputHold = await OutputFIFOHold.open([request.stdout, request.stderr])
         do {
@@ -145,18 +164,18 @@ final class ContainerdTaskService: Sendable {
             outputHold.release()
             throw error
         }
-        let key = InstanceKey(namespace: identity.namespace, id: request.id)
+        created = true
         tasks.withLock {
             $0[key] = Task(
                 identity: identity, bundle: request.bundle, stdin: request.stdin, stdout: request.stdout,
-                stderr: request.stderr, outputHold: outputHold)
+                stderr: request.stderr, outputHold: outputHold, listeners: listeners)
         }
-        logger.info(
-            "task created",
-            metadata: [
-                "namespace": "\(key.namespace)", "id": "\(key.id)",
-                "module": "\(sandboxDigest == nil ? create.path : "pod sandbox")",
-            ])
+        var metadata: Logger.Metadata = [
+            "namespace": "\(key.namespace)", "id": "\(key.id)",
+            "module": "\(sandboxDigest == nil ? create.path : "pod sandbox")",
+        ]
+        if let listeners { metadata["listeners"] = "\(listeners.bound.joined(separator: ","))" }
+        logger.info("task created", metadata: metadata)
 
         var event = Containerd_Events_TaskCreate()
         event.containerID = request.id
@@ -201,9 +220,13 @@ final class ContainerdTaskService: Sendable {
 
         // Queued after /tasks/start, so the exit can never be published first.
         let outputHold = tasks.withLock { $0[key]?.outputHold }
+        let listeners = tasks.withLock { $0[key]?.listeners }
         let watcher = _Concurrency.Task { [runtime, publisher, logger] in
             defer { exitReported.open() }
             let ended = try? await runtime.wait(key)
+            // After an exit or a kill the port is closed (TaskListeners.attach: until the
+            // runtime owns them).
+            listeners?.close()
             // The guest's own descriptors are closed. Report the exit only once containerd's
             // client has read what the guest wrote and seen end-of-file: its Delete drops every
             // FIFO it has not yet marked open (see OutputFIFOHold).
@@ -301,6 +324,7 @@ final class ContainerdTaskService: Sendable {
         let task = tasks.withLock { $0[key] }
         await task?.exitWatcher?.value
         task?.outputHold?.release()  // a task deleted without having been started
+        task?.listeners?.close()
         var delete = Wasmlet_V1_DeleteRequest()
         delete.namespace = key.namespace
         delete.id = key.id
