@@ -1,5 +1,6 @@
 import SwiftProtobuf
 import WasmletAPI
+import WasmletConventions
 import WasmletJSON
 
 #if canImport(Glibc)

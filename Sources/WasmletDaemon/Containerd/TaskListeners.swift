@@ -6,7 +6,7 @@ import WasmletTTRPC
 /// Create, checked against its spec, and handed to the instance.
 ///
 /// The annotation's `[ADDR:]PORT` list is parsed once, by the shim, which binds the sockets
-/// (Sources/WasmletShim/ListenAddress.swift); here only the annotation's text is compared
+/// (Sources/WasmletConventions/ListenAddress.swift); here only the annotation's text is compared
 /// with the one the sockets were made for.
 enum TaskListeners {
     static let annotation = "wasmlet.dev/listen"
