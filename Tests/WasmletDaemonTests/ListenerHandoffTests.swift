@@ -58,15 +58,6 @@ func openDescriptorCount(pid: pid_t = getpid()) -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
 }
 
-/// Polls (hang guard only) until `condition` holds.
-func eventually(timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
-}
 
 /// Hands `count` fresh loopback listeners for (namespace, id) to the handoff socket at `path`;
 /// the test's own copies are closed. Returns the reply and the listeners' ports.
@@ -275,7 +266,7 @@ extension DaemonEndToEndTests {
                 to: ListenerHandoffMessage.socketPath(forAPISocket: daemon.socketPath))
             #expect(reply == .ok)
             #expect(
-                await eventually {
+                await eventually(timeout: .seconds(30)) {
                     daemon.log.contains("closed handed-off listeners no Create claimed")
                         && openDescriptorCount(pid: daemon.pid) <= baseline && !ports.contains(where: loopbackAccepts)
                 })
