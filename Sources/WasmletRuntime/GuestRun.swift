@@ -48,6 +48,8 @@ struct GuestRun {
     /// nothing that outlives it (a parked thread keeps its last closure) holds them open.
     var listeners = ListenerHandoff([])
     var maxConnections: UInt32 = 1024
+    /// Where CloseIO(stdin) lands (see StdinEnd).
+    var stdinEnd: StdinEnd?
 
     func execute() -> GuestOutcome {
         let threadStarted = ContinuousClock.now
@@ -65,7 +67,7 @@ struct GuestRun {
         let listeners = self.listeners.take()
         let stdio: GuestStdio
         do {
-            stdio = try GuestStdio(spec: spec.stdio, fifoWait: fifoWait, shouldGiveUp: { interrupter.isKillRequested })
+            stdio = try GuestStdio(spec: spec.stdio, fifoWait: fifoWait, stdinEnd: stdinEnd, shouldGiveUp: { interrupter.isKillRequested })
         } catch {
             return GuestOutcome(ending: interrupter.isKillRequested ? .interrupted : .failedToStart(Self.text(error)))
         }

@@ -21,7 +21,7 @@ struct GuestStdio: ~Copyable {
     private static let devNullWrite: Int32 = open("/dev/null", O_WRONLY | O_CLOEXEC)
 
     /// Opens the spec's paths. `shouldGiveUp` is polled while waiting for a FIFO reader.
-    init(spec: StdioSpec, fifoWait: Duration = .seconds(10), shouldGiveUp: () -> Bool) throws {
+    init(spec: StdioSpec, fifoWait: Duration = .seconds(10), stdinEnd: StdinEnd? = nil, shouldGiveUp: () -> Bool) throws {
         var owned: [Int32] = []
         func fail(_ message: String) -> RuntimeError {
             for fd in owned { close(fd) }
@@ -32,6 +32,10 @@ struct GuestStdio: ~Copyable {
             let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { throw fail("stdin \(path): \(String(cString: strerror(errno)))") }
             owned.append(fd)
+            var info = stat()
+            if let stdinEnd, fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO {
+                stdinEnd.readerOpened(fifoPath: path)
+            }
             return (fd, try Self.settle(fd))
         }
         func openOutput(_ path: String?, name: String) throws -> (Int32, Bool) {

@@ -32,6 +32,8 @@ final class InstanceRecord: @unchecked Sendable {
     /// never started), when they are shut down; `boundListeners` stays for Inspect.
     var listenerSockets: [ListeningSocket] = []
     var boundListeners: [BoundListener] = []
+    /// CloseIO(stdin): shared with the run, which may not have opened its stdin yet.
+    let stdinEnd = StdinEnd()
     /// Callers blocked in `wait`, by a token so a cancelled wait can remove itself.
     var waiters: [UInt64: CheckedContinuation<ExitRecord, any Error>] = [:]
 

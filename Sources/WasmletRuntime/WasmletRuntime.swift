@@ -152,7 +152,8 @@ public final class WasmletRuntime: Sendable {
             interrupter: record.interrupter!, fifoWait: configuration.fifoOpenTimeout,
             pool: configuration.warmInstancesPerModule > 0 ? pool : nil, stackBytes: stack, limiter: record.limiter!,
             counters: counters, hooks: hooks, listeners: ListenerHandoff(listeners),
-            maxConnections: record.spec.limits.maxConnections ?? configuration.defaultMaxConnections)
+            maxConnections: record.spec.limits.maxConnections ?? configuration.defaultMaxConnections,
+            stdinEnd: record.stdinEnd)
         let serial = record.serial
         do {
             try GuestThread.spawn { [self] in
@@ -194,6 +195,17 @@ public final class WasmletRuntime: Sendable {
         case .running:
             stop(key, serial: current.1, request: .killed(signal: signal))
         }
+    }
+
+    /// Ends the guest's input (containerd's CloseIO): once what is already in its stdin FIFO has
+    /// been read, the guest reads end-of-file, even if no writer ever opened the FIFO. Works
+    /// before the start too; a no-op for an exited instance or a stdin that is not a FIFO.
+    public func closeStdin(_ key: InstanceKey) throws {
+        let end = try state.withLock { state throws -> StdinEnd in
+            guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
+            return record.stdinEnd
+        }
+        end.close()
     }
 
     /// Waits until the instance exits and returns its exit record. Cancelling the calling task

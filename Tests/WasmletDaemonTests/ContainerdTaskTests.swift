@@ -72,10 +72,11 @@ final class TaskHarness: @unchecked Sendable {
         return bundle
     }
 
-    func create(_ id: String, bundle: String, stdout: String = "", stderr: String = "") async throws -> UInt32 {
+    func create(_ id: String, bundle: String, stdin: String = "", stdout: String = "", stderr: String = "") async throws -> UInt32 {
         var request = Containerd_Task_V2_CreateTaskRequest()
         request.id = id
         request.bundle = bundle
+        request.stdin = stdin
         request.stdout = stdout
         request.stderr = stderr
         return try await call(ContainerdTaskAPI.create, request).pid
@@ -308,6 +309,42 @@ extension DaemonEndToEndTests {
             #expect(await eventually { harness.events.exit(of: id) != nil })  // published, then delivered
             #expect(try await harness.state(id).status == .stopped)
             _ = try await harness.delete(id)
+            await harness.stop()
+        }
+
+        /// containerd's client sends CloseIO(stdin) once its input has ended. When the input
+        /// ended before its writer's open of the stdin FIFO completed (`ctr run cat </dev/null`:
+        /// the client cancels that open), no writer ever opens and closes the FIFO, so CloseIO is
+        /// the only end-of-file the guest can get. Before Start, and once the guest has its end
+        /// open (seen in the daemon's /proc/PID/fd), cat reads end-of-file and exits 0.
+        @Test(arguments: [true, false]) func closeIOEndsAStdinThatNoWriterOpened(beforeStart: Bool) async throws {
+            let harness = try await TaskHarness()
+            let id = "t-closeio-\(beforeStart)"
+            let fifo = harness.directory.path + "/\(id).stdin"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            _ = try await harness.create(id, bundle: try harness.bundle(id, module: "cat"), stdin: fifo)
+            var close = Containerd_Task_V2_CloseIORequest()
+            close.id = id
+            close.stdin = true
+            if beforeStart { _ = try await harness.call(ContainerdTaskAPI.closeIO, close) }
+            _ = try await harness.start(id)
+            if !beforeStart {
+                let daemonFDs = "/proc/\(harness.daemon.pid)/fd"
+                let opened = await eventually {
+                    let entries = (try? FileManager.default.contentsOfDirectory(atPath: daemonFDs)) ?? []
+                    return entries.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: daemonFDs + "/" + $0)) == fifo }
+                }
+                #expect(opened, "the guest never opened its stdin")
+                _ = try await harness.call(ContainerdTaskAPI.closeIO, close)
+            }
+            let ended = await eventually { (try? await harness.state(id).status) == .stopped }
+            #expect(ended, "cat still waits on its stdin after CloseIO")
+            if !ended { try await harness.kill(id, signal: 9) }
+            #expect(try await harness.wait(id).exitStatus == 0)
+            _ = try await harness.delete(id)
+            var unknown = close
+            unknown.id = "t-closeio-nobody"
+            #expect(await statusCode { _ = try await harness.call(ContainerdTaskAPI.closeIO, unknown) }?.0 == .notFound)
             await harness.stop()
         }
 

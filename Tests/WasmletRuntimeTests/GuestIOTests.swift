@@ -73,6 +73,44 @@ import Testing
         #expect(String(decoding: buffer.prefix(max(0, count)), as: UTF8.self) == text)
     }
 
+    /// containerd's CloseIO(stdin) when its client's writer never opened the FIFO (`ctr run cat
+    /// </dev/null`): no writer ever came and went, so poll never reports a hang-up by itself.
+    /// Before the start (the flag is set before the guest opens its end) and after the guest's
+    /// reader is open (found in /proc/self/fd), the guest reads end-of-file and exits 0.
+    @Test(arguments: [true, false]) func closeStdinEndsAFIFOThatNoWriterEverOpened(beforeStart: Bool) async throws {
+        let directory = try Fixtures.temporaryDirectory()
+        let stdinPath = directory.appendingPathComponent("stdin").path
+        #expect(mkfifo(stdinPath, 0o600) == 0)
+        let runtime = try Fixtures.makeRuntime()
+        let module = try runtime.loadModule(path: Fixtures.guest("cat"))
+        let key = InstanceKey(namespace: "test", id: Fixtures.uniqueID())
+        try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest, args: ["cat"], stdio: StdioSpec(stdin: stdinPath)))
+        if beforeStart { try runtime.closeStdin(key) }
+        try runtime.start(key)
+        if !beforeStart {
+            #expect(await Fixtures.eventually { Self.processHasOpen(stdinPath) }, "the guest never opened its stdin")
+            try runtime.closeStdin(key)
+        }
+        let ended = try await Fixtures.eventually { try runtime.inspect(key).state == .exited }
+        #expect(ended, "the guest still waits on its stdin after closeStdin")
+        if !ended { try runtime.kill(key) }
+        let exit = try await runtime.wait(key)
+        #expect(exit.reason == .exited)
+        #expect(exit.code == 0)
+        #expect(!Self.processHasOpen(stdinPath), "the guest's end of the FIFO is closed at exit")
+    }
+
+    @Test func closeStdinOfAnUnknownInstanceIsNotFound() throws {
+        let runtime = try Fixtures.makeRuntime()
+        #expect(throws: RuntimeError.self) { try runtime.closeStdin(InstanceKey(namespace: "test", id: "nobody")) }
+    }
+
+    /// Whether a descriptor of this process is open on `path` (a FIFO shows its path there).
+    static func processHasOpen(_ path: String) -> Bool {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return false }
+        return entries.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) == path }
+    }
+
     @Test func stdoutFIFOWithoutReaderFailsToStartClearly() async throws {
         let directory = try Fixtures.temporaryDirectory()
         let stdoutPath = directory.appendingPathComponent("stdout").path

@@ -31,6 +31,7 @@ HELLO = "docker.io/wasmlet/hello:latest"
 SLEEPER = "docker.io/wasmlet/sleeper:latest"
 MEMBOMB = "docker.io/wasmlet/membomb:latest"
 ECHO = "docker.io/wasmlet/echo:latest"
+CAT = "docker.io/wasmlet/cat:latest"
 PAUSE = "docker.io/wasmlet/pause:latest"
 HELLO_TEXT = "hello from wasmlet"
 
@@ -48,12 +49,13 @@ class Result:
                 f"\nstdout: {self.out.strip()[-2000:]!r}\nstderr: {self.err.strip()[-2000:]!r}")
 
 
-def run(argv, timeout=30, env=None, log=True):
-    """Runs argv, capturing output; never raises on failure or timeout (rc -999 then)."""
+def run(argv, timeout=30, env=None, log=True, input=None):
+    """Runs argv, capturing output; never raises on failure or timeout (rc -999 then). stdin is
+    `input` when given, /dev/null otherwise."""
     start = time.monotonic()
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                           stdin=subprocess.DEVNULL)
+        stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, **stdin)
         r = Result(argv, p.returncode, p.stdout, p.stderr, time.monotonic() - start)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
@@ -65,15 +67,16 @@ def run(argv, timeout=30, env=None, log=True):
     return r
 
 
-def ctr(*args, ns=NS, timeout=30):
-    return run(["ctr", "-a", ADDRESS, "-n", ns, *args], timeout=timeout)
+def ctr(*args, ns=NS, timeout=30, input=None):
+    return run(["ctr", "-a", ADDRESS, "-n", ns, *args], timeout=timeout, input=input)
 
 
-def ctr_run(image, cid, *args, ns=NS, runtime=RUNTIME, flags=(), detach=False, timeout=60):
-    """`ctr run --rm` (or `-d`) IMAGE ID [ARGS...] with the wasmlet runtime by default."""
+def ctr_run(image, cid, *args, ns=NS, runtime=RUNTIME, flags=(), detach=False, timeout=60, input=None):
+    """`ctr run --rm` (or `-d`) IMAGE ID [ARGS...] with the wasmlet runtime by default; its
+    stdin is `input`, or /dev/null."""
     mode = ["-d"] if detach else ["--rm"]
     return ctr("run", *mode, "--snapshotter", SNAPSHOTTER, "--fifo-dir", os.path.join(WORK, "fifo"),
-               "--runtime", runtime, *flags, image, cid, *args, ns=ns, timeout=timeout)
+               "--runtime", runtime, *flags, image, cid, *args, ns=ns, timeout=timeout, input=input)
 
 
 def tasks(ns=NS):
@@ -295,7 +298,7 @@ def images():
         print(f"e2e: packed {name} ({plat}) from examples/build/{guest}.wasm", file=sys.stderr)
 
     names = {n for n, _ in found}
-    for guest in ("hello", "sleeper", "membomb", "echo"):
+    for guest in ("hello", "sleeper", "membomb", "echo", "cat"):
         name = f"docker.io/wasmlet/{guest}:latest"
         if not any(n == name and not p.startswith("wasi") for n, p in found):
             pack(name, guest, host)

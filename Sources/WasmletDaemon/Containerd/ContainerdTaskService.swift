@@ -105,7 +105,7 @@ final class ContainerdTaskService: Sendable {
             add(ContainerdTaskAPI.resume) { _, _, _ in throw TaskError.unimplemented("Resume") }
             add(ContainerdTaskAPI.checkpoint) { _, _, _ in throw TaskError.unimplemented("Checkpoint") }
             add(ContainerdTaskAPI.resizePty) { _, _, _ in throw TaskError.unimplemented("ResizePty (guests have no terminal)") }
-            add(ContainerdTaskAPI.closeIO) { _, _, _ in throw TaskError.unimplemented("CloseIO") }
+            add(ContainerdTaskAPI.closeIO) { try $0.closeIO($1, $2) }
             add(ContainerdTaskAPI.update) { _, _, _ in throw TaskError.unimplemented("Update (resources are fixed at create)") }
         }
     }
@@ -416,6 +416,22 @@ final class ContainerdTaskService: Sendable {
         var response = Containerd_Task_V2_StatsResponse()
         response.stats = try Google_Protobuf_Any(containerdPacking: metrics)
         return response
+    }
+
+    /// containerd's client sends CloseIO(stdin) once it has copied all of its input into the
+    /// stdin FIFO (`ctr run` after its stdin ends; CRI for a `stdinOnce` container). The guest
+    /// then reads what is in the FIFO and end-of-file, even if the client's writer never opened.
+    func closeIO(_ context: TTRPCCallContext, _ request: Containerd_Task_V2_CloseIORequest) throws -> ContainerdTaskAPI.Empty {
+        let identity = try ShimIdentity(context)
+        try refuseExec(request.execID)
+        let key = InstanceKey(namespace: identity.namespace, id: request.id)
+        guard request.stdin else { return ContainerdTaskAPI.Empty() }
+        do {
+            try runtime.closeStdin(key)
+        } catch let error as RuntimeError where error.kind == .notFound {
+            throw TaskError.notFound(key.namespace, key.id)
+        }
+        return ContainerdTaskAPI.Empty()
     }
 
     func connect(_ context: TTRPCCallContext, _ request: Containerd_Task_V2_ConnectRequest) throws -> Containerd_Task_V2_ConnectResponse {
