@@ -45,10 +45,17 @@ final class GuestInterrupter: @unchecked Sendable {
         var alive = false
         var finished = false
         var resender: DispatchSourceTimer?
-        /// A demotion asked for before the guest's thread was known, applied when it binds.
-        var pendingNice: Int32?
+        /// When the thread bound (CLOCK_MONOTONIC ns); 0 before.
+        var boundAt: UInt64 = 0
+        /// The thread's nice value when the run began, and whether it is lowered now.
+        var baselineNice: Int32 = 0
+        var demoted = false
     }
     private let state = Mutex(State())
+    /// Wall-clock time the run has spent blocked in host calls (poll, stdio and socket waits),
+    /// and when its current block began (0: not blocked). Written by the guest's thread only.
+    private let blockedTotal = Atomic<UInt64>(0)
+    private let blockedSince = Atomic<UInt64>(0)
     private static let resendQueue = DispatchQueue(label: "wasmlet.kill-resend", qos: .userInteractive)
 
     init() {
@@ -80,9 +87,8 @@ final class GuestInterrupter: @unchecked Sendable {
             state.threadID = pid_t(wasmlet_gettid())
             state.cpuAtStart = cpuAtStart
             state.alive = true
-            if let nice = state.pendingNice {
-                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(state.threadID), nice)
-            }
+            state.boundAt = Self.monotonicNow()
+            state.baselineNice = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(state.threadID))
             return state.resender != nil || isKillRequested
         }
         // A kill that arrived before the thread was known: zero the fuel ourselves.
@@ -148,18 +154,47 @@ final class GuestInterrupter: @unchecked Sendable {
         }
     }
 
-    /// Lowers the guest thread's scheduling priority (a higher nice value) while it runs, so
-    /// long-running guests yield to short ones. Linux applies nice per thread. A guest whose
-    /// thread has not bound yet (a slow start on a loaded node) is demoted when it binds.
-    func lowerPriority(nice: Int32) {
-        state.withLock { state in
-            guard state.threadID > 0 else {
-                state.pendingNice = nice
-                return
-            }
-            guard state.alive else { return }
-            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(state.threadID), nice)
+    /// Runs `body`, a wait in a host call, counted as time the guest was blocked.
+    func whileBlocked<T>(_ body: () throws -> T) rethrows -> T {
+        let start = Self.monotonicNow()
+        blockedSince.store(start, ordering: .sequentiallyConsistent)
+        defer {
+            // Total first: a reader in between counts this block twice (it then sees a guest
+            // less busy than it is, and looks again later), never not at all.
+            blockedTotal.add(Self.monotonicNow() &- start, ordering: .sequentiallyConsistent)
+            blockedSince.store(0, ordering: .sequentiallyConsistent)
         }
+        return try body()
+    }
+
+    /// What the demotion check reads: when the thread bound (nil while it has not, or once the
+    /// run ended) and the time blocked so far, both up to `now`.
+    func activity(now: UInt64) -> (boundAt: UInt64, blocked: UInt64)? {
+        let boundAt = state.withLock { $0.alive ? $0.boundAt : 0 }
+        guard boundAt > 0 else { return nil }
+        let since = blockedSince.load(ordering: .sequentiallyConsistent)
+        let blocked = blockedTotal.load(ordering: .sequentiallyConsistent) &+ (since > 0 && now > since ? now - since : 0)
+        return (boundAt, blocked)
+    }
+
+    var hasFinished: Bool { state.withLock { $0.finished } }
+
+    /// Lowers the guest thread's scheduling priority (a higher nice value) while it computes,
+    /// so CPU-bound guests yield to short ones, or gives it back its priority once it mostly
+    /// waits again. Linux applies nice per thread. Giving it back needs CAP_SYS_NICE; without
+    /// it the thread stays lowered (and is not reused: see GuestThread).
+    func setDemoted(_ demote: Bool, nice: Int32) {
+        state.withLock { state in
+            guard state.alive, state.threadID > 0, state.demoted != demote else { return }
+            let which = __priority_which_t(PRIO_PROCESS.rawValue)
+            if setpriority(which, id_t(state.threadID), demote ? nice : state.baselineNice) == 0 { state.demoted = demote }
+        }
+    }
+
+    static func monotonicNow() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     private func signalIfAlive() {

@@ -33,9 +33,11 @@ public struct RuntimeConfiguration: Sendable {
     /// costs its linear memory and translated code; see `ModuleAnalysis` for when a module's
     /// instances qualify and why reuse is invisible to the guest.
     public var warmInstancesPerModule: Int = 8
-    /// A guest still running after this much wall-clock time is moved to a lower scheduling
-    /// priority (nice `longRunningNice`), so short guests started beside CPU-bound ones finish
-    /// quickly. nil disables it.
+    /// A guest still running after this much wall-clock time, and runnable (computing) for most
+    /// of it rather than blocked in host calls, is moved to a lower scheduling priority (nice
+    /// `longRunningNice`), so short guests started beside CPU-bound ones finish quickly; it is
+    /// looked at again over longer windows (at most 2 s), and gets its priority back while it
+    /// mostly waits (a server between requests). nil disables it.
     public var demoteLongRunningAfter: Duration? = .milliseconds(50)
     public var longRunningNice: Int32 = 10
     /// How long a start waits for a reader to open a stdout/stderr FIFO.

@@ -247,13 +247,19 @@ final class WASIHost {
     /// Waits until `fd` is ready for `events` or the guest is killed. EINTR (the kill signal, or
     /// any other) just re-checks the kill flag and waits again. Counted as blocked only when
     /// the descriptor is not ready at once.
+    /// A wait in a host call: counted for the stats (all guests) and for the demotion check
+    /// (this run), which keeps the priority of a guest that mostly waits.
+    func whileBlocked<T>(_ body: () throws -> T) rethrows -> T {
+        try interrupter.whileBlocked { try counters.whileBlocked(body) }
+    }
+
     @discardableResult
     func waitReady(_ fd: Int32, events: Int16) throws -> Int16 {
         var entry = pollfd(fd: fd, events: events, revents: 0)
         try checkKilled()
         let first = poll(&entry, 1, 0)
         if first > 0 || (first < 0 && Glibc.errno != EINTR) { return entry.revents }
-        return try counters.whileBlocked {
+        return try whileBlocked {
             while true {
                 try checkKilled()
                 let rc = poll(&entry, 1, 1000)
@@ -425,7 +431,7 @@ final class WASIHost {
         if immediate {
             return try waitForSubscriptions(subscriptions, &pollEntries, Self.monotonicNow(), access, output, eventCountPointer)
         }
-        return try counters.whileBlocked {
+        return try whileBlocked {
             try waitForSubscriptions(subscriptions, &pollEntries, deadline, access, output, eventCountPointer)
         }
     }

@@ -172,11 +172,35 @@ public final class WasmletRuntime: Sendable {
             timer.resume()
         }
         if let delay = configuration.demoteLongRunningAfter, let interrupter = record.interrupter {
-            let nice = configuration.longRunningNice
-            lifecycle.asyncAfter(deadline: .now() + delay.timeInterval) { interrupter.lowerPriority(nice: nice) }
+            checkDemotion(interrupter, after: delay, since: nil)
         }
         let snapshot = state.withLock { _ in record.snapshot }
         emit(.started(snapshot))
+    }
+
+    /// Priority follows what a running guest does: over each window (the first ends
+    /// `demoteLongRunningAfter` after the start; each next one is twice as long, at most 2 s), a
+    /// guest that was runnable (computing) for most of it runs at nice `longRunningNice`, one
+    /// that was mostly blocked in host calls at its normal priority. So CPU-bound guests yield
+    /// to short ones, while a server waiting in poll for its next request is not served at nice
+    /// 10 on a busy node, even after a busy start. Runnable counts whether or not the CPU was
+    /// free, so the verdict does not depend on the node's load.
+    private func checkDemotion(_ interrupter: GuestInterrupter, after window: Duration, since: (wall: UInt64, blocked: UInt64)?) {
+        let nice = configuration.longRunningNice
+        lifecycle.asyncAfter(deadline: .now() + window.timeInterval) { [weak self] in
+            guard let self, !interrupter.hasFinished else { return }
+            let now = GuestInterrupter.monotonicNow()
+            let next = min(window * 2, .seconds(2))
+            guard let activity = interrupter.activity(now: now) else {  // the thread has not bound yet
+                self.checkDemotion(interrupter, after: next, since: nil)
+                return
+            }
+            let start = since ?? (activity.boundAt, 0)
+            let wall = now &- start.wall
+            let blocked = activity.blocked &- start.blocked
+            if wall > 0 { interrupter.setDemoted(blocked < wall / 2, nice: nice) }
+            self.checkDemotion(interrupter, after: next, since: (now, activity.blocked))
+        }
     }
 
     /// Ends an instance: a running guest is stopped wherever it is, a created one never runs.

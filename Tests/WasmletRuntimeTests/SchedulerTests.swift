@@ -77,6 +77,65 @@ import Testing
         for key in hogs { try runtime.kill(key) }
         for key in hogs { #expect(try await runtime.wait(key).reason == .killed) }
     }
+
+    /// Priority follows what a guest does, not how long it has run: a guest that waits in a host
+    /// call (a server between requests; here a sleeper) keeps its priority, or gets it back
+    /// after a busy start; a guest that computes is lowered, then gets its priority back once it
+    /// waits. The computing guest spins on non-blocking calls (path_filestat_get of "go" in its
+    /// preopen) until the test, having seen it lowered, creates that file; then it sleeps 60 s.
+    /// Fails if waiting guests stay lowered, or computing ones are not lowered, or never restored.
+    @Test func priorityFollowsComputingNotAge() async throws {
+        let which = __priority_which_t(PRIO_PROCESS.rawValue)
+        let baseline = getpriority(which, 0)
+        let demoted = min(baseline + 10, 19)
+        try #require(demoted > baseline, "the tests run at nice \(baseline): there is no lower priority to demote to")
+        let threads = Mutex<[InstanceKey: pid_t]>([:])
+        var configuration = RuntimeConfiguration()
+        configuration.longRunningNice = demoted
+        let runtime = try WasmletRuntime(
+            configuration: configuration,
+            hooks: RuntimeHooks(guestEntered: { entry in
+                let thread = currentThreadID()
+                threads.withLock { $0[entry.key] = thread }
+            }))
+        let directory = try Fixtures.temporaryDirectory()
+        let sleeper = try runtime.loadModule(path: Fixtures.guest("sleeper"))
+        let spinThenSleep = try runtime.loadModule(bytes: Fixtures.wat(#"""
+            (module
+              (import "wasi_snapshot_preview1" "path_filestat_get"
+                (func $stat (param i32 i32 i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 200) "go")
+              (func (export "_start")
+                ;; until "go" exists in the preopen (fd 3): 0 is success
+                (block $done (loop $spin
+                  (br_if $done (i32.eqz (call $stat (i32.const 3) (i32.const 0) (i32.const 200) (i32.const 2) (i32.const 256))))
+                  (br $spin)))
+                ;; one clock subscription at 64: monotonic, relative, 60 s
+                (i32.store8 (i32.const 72) (i32.const 0))
+                (i32.store (i32.const 80) (i32.const 1))
+                (i64.store (i32.const 88) (i64.const 60000000000))
+                (drop (call $poll (i32.const 64) (i32.const 128) (i32.const 1) (i32.const 160)))))
+            """#))
+        let waiter = InstanceKey(namespace: "sched", id: "waiter")
+        let worker = InstanceKey(namespace: "sched", id: "worker")
+        try runtime.create(InstanceSpec(key: waiter, moduleDigest: sleeper.digest, args: ["sleeper", "600"]))
+        try runtime.create(InstanceSpec(
+            key: worker, moduleDigest: spinThenSleep.digest, preopens: [PreopenSpec(guestPath: "/", hostPath: directory.path)]))
+        try runtime.start(waiter)
+        try runtime.start(worker)
+        func nice(_ key: InstanceKey) -> Int32? {
+            guard let thread = threads.withLock({ $0[key] }) else { return nil }
+            return getpriority(which, id_t(thread))
+        }
+        #expect(await Fixtures.eventually { nice(worker) == demoted }, "the computing guest was not lowered")
+        #expect(FileManager.default.createFile(atPath: directory.appendingPathComponent("go").path, contents: nil))
+        #expect(await Fixtures.eventually { nice(worker) == baseline }, "the guest was not given its priority back once it waited")
+        #expect(await Fixtures.eventually { nice(waiter) == baseline }, "a guest that waits stays lowered (nice \(nice(waiter).map(String.init) ?? "?"))")
+        for key in [waiter, worker] { try runtime.kill(key) }
+        for key in [waiter, worker] { #expect(try await runtime.wait(key).reason == .killed) }
+    }
 }
 
 /// The calling thread's kernel id, from /proc/thread-self ("<pid>/task/<tid>"): Swift's Glibc
