@@ -14,11 +14,14 @@ struct WasmletBench: AsyncParsableCommand {
     @Option(help: "Directory with the built example guests (scripts/build-examples.sh).")
     var examples = "examples/build"
 
-    @Option(help: "Comma-separated groups to run: start,density,admission,kill,fuel,fairness,compute,spawn,api,metrics (default: all).")
+    @Option(help: "Comma-separated groups to run: start,density,admission,listeners,kill,fuel,fairness,compute,spawn,api,metrics (default: all).")
     var only: String?
 
     @Option(help: "Concurrent sleeping instances for the density and admission figures.")
     var density = 10_000
+
+    @Option(help: "Idle httpd instances, each with a listener, for the listeners figure.")
+    var listeners = 1_000
 
     @Option(help: "Repetitions for latency figures.")
     var runs = 2_000
@@ -38,7 +41,7 @@ struct WasmletBench: AsyncParsableCommand {
         limit.rlim_cur = limit.rlim_max
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 
-        let groups = Set((only ?? "start,density,admission,kill,fuel,fairness,compute,spawn,api,metrics").split(separator: ",").map(String.init))
+        let groups = Set((only ?? "start,density,admission,listeners,kill,fuel,fairness,compute,spawn,api,metrics").split(separator: ",").map(String.init))
         let report = Report()
         var configuration = RuntimeConfiguration()
         configuration.maxInstances = max(configuration.maxInstances, density + 100)
@@ -56,6 +59,7 @@ struct WasmletBench: AsyncParsableCommand {
         if groups.contains("compute") { try ComputeBenchmark(guests: guests).run(report) }
         if groups.contains("density") { try await DensityBenchmark(guests: guests, count: density).run(report) }
         if groups.contains("admission") { try await AdmissionBenchmark(directory: examples, count: density).run(report) }
+        if groups.contains("listeners") { try await IdleListenerBenchmark(guests: guests, count: listeners).run(report) }
         if groups.contains("api") {
             let products = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent().path
             let hello = URL(fileURLWithPath: guests.path("hello")).standardizedFileURL.path
