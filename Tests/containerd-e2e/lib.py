@@ -31,6 +31,8 @@ HELLO = "docker.io/wasmlet/hello:latest"
 SLEEPER = "docker.io/wasmlet/sleeper:latest"
 MEMBOMB = "docker.io/wasmlet/membomb:latest"
 ECHO = "docker.io/wasmlet/echo:latest"
+HTTPD = "docker.io/wasmlet/httpd:latest"
+HTTPD_TEXT = "hello from wasmlet httpd"
 PAUSE = "docker.io/wasmlet/pause:latest"
 HELLO_TEXT = "hello from wasmlet"
 
@@ -295,7 +297,7 @@ def images():
         print(f"e2e: packed {name} ({plat}) from examples/build/{guest}.wasm", file=sys.stderr)
 
     names = {n for n, _ in found}
-    for guest in ("hello", "sleeper", "membomb", "echo"):
+    for guest in ("hello", "sleeper", "membomb", "echo", "httpd"):
         name = f"docker.io/wasmlet/{guest}:latest"
         if not any(n == name and not p.startswith("wasi") for n, p in found):
             pack(name, guest, host)
