@@ -200,23 +200,36 @@ public final class RuntimeService: Sendable {
     }
 
     /// `create` that suspends instead of blocking while its record is written.
-    func createDurably(_ request: Wasmlet_V1_CreateRequest) async throws -> Wasmlet_V1_CreateResponse {
-        try await withCheckedThrowingContinuation { continuation in create(request) { continuation.resume(with: $0) } }
+    ///
+    /// `inheritedListeners` (containerd's Create: the sockets the shim bound in the pod's
+    /// network namespace) go to the runtime with the spec, never through the message: they are
+    /// this call's to close from here on, and are closed on every failure (see `create`).
+    func createDurably(
+        _ request: Wasmlet_V1_CreateRequest, inheritedListeners: [InheritedListener] = []
+    ) async throws -> Wasmlet_V1_CreateResponse {
+        try await withCheckedThrowingContinuation { continuation in
+            create(request, inheritedListeners: inheritedListeners) { continuation.resume(with: $0) }
+        }
     }
 
     /// `create` in two halves: everything up to handing the record to the store runs on the
     /// calling thread; `completion` runs on the store's writer thread once the record is durable
     /// (or could not be made so, and the creation was undone). Keep `completion` short.
+    ///
+    /// The runtime owns `inheritedListeners` once it is asked to create; a failure before
+    /// that closes them here (`close()` does nothing to one the runtime adopted), and a
+    /// creation undone below closes them through the runtime's delete.
     func create(
-        _ request: Wasmlet_V1_CreateRequest,
+        _ request: Wasmlet_V1_CreateRequest, inheritedListeners: [InheritedListener] = [],
         completion: @escaping @Sendable (Result<Wasmlet_V1_CreateResponse, any Error>) -> Void
     ) {
         observer?.admissionBegan("Create")
         let record: PersistedInstance
         let digest: String
         do {
-            (record, digest) = try createInRuntime(request)
+            (record, digest) = try createInRuntime(request, inheritedListeners: inheritedListeners)
         } catch {
+            for listener in inheritedListeners { listener.close() }
             observer?.admissionEnded("Create")
             completion(.failure(error))
             return
@@ -241,7 +254,9 @@ public final class RuntimeService: Sendable {
     }
 
     /// Create up to the record: the module, the runtime instance.
-    private func createInRuntime(_ request: Wasmlet_V1_CreateRequest) throws -> (PersistedInstance, String) {
+    private func createInRuntime(
+        _ request: Wasmlet_V1_CreateRequest, inheritedListeners: [InheritedListener]
+    ) throws -> (PersistedInstance, String) {
         try refuseWhileDraining()
         let key = MessageMapping.key(namespace: request.namespace, id: request.id)
         if directory.recovered(key) != nil {
@@ -261,7 +276,8 @@ public final class RuntimeService: Sendable {
         case nil:
             throw RuntimeError(.invalidArgument, "create \(key): a module path or digest is required")
         }
-        let spec = try MessageMapping.spec(request, key: key, digest: module.digest)
+        var spec = try MessageMapping.spec(request, key: key, digest: module.digest)
+        spec.inheritedListeners = inheritedListeners
         let snapshot = try runtime.create(spec)
         directory.setModulePath(modulePath, for: key, serial: snapshot.serial)
         return (PersistedInstance(snapshot: snapshot, modulePath: modulePath), module.digest)

@@ -59,6 +59,41 @@ func openDescriptorCount(pid: pid_t = getpid()) -> Int {
 }
 
 
+/// One HTTP/1.0 GET to 127.0.0.1:port; the whole answer (the server closes the connection).
+func loopbackHTTPGet(port: UInt16, path: String = "/") throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 20, tv_usec: 0)
+    _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw TestFailure("connect 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
+    let request = Array("GET \(path) HTTP/1.0\r\nHost: localhost\r\n\r\n".utf8)
+    guard send(fd, request, request.count, Int32(MSG_NOSIGNAL)) == request.count else { throw TestFailure("send failed") }
+    var answer: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = recv(fd, &buffer, buffer.count, 0)
+        if count == 0 { break }
+        guard count > 0 else { throw TestFailure("recv: \(String(cString: strerror(errno))) after \(answer.count) bytes") }
+        answer += buffer[0..<count]
+    }
+    return String(decoding: answer, as: UTF8.self)
+}
+
+/// Whether any descriptor of process `pid` is the socket with this inode.
+func process(_ pid: pid_t, holdsSocket inode: UInt64) -> Bool {
+    let directory = "/proc/\(pid)/fd"
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    return entries.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + $0)) == "socket:[\(inode)]" }
+}
+
 /// Hands `count` fresh loopback listeners for (namespace, id) to the handoff socket at `path`;
 /// the test's own copies are closed. Returns the reply and the listeners' ports.
 func handOffLoopbackListeners(
@@ -219,6 +254,59 @@ extension DaemonEndToEndTests {
             #expect(try await harness.wait("run").exitStatus == 137)
             #expect(!loopbackAccepts(running[0]))
             _ = try await harness.delete("run")
+            await harness.stop()
+        }
+
+        @Test func aContainerGuestServesHTTPOnItsHandedOffListenerUntilKillAndDelete() async throws {
+            let harness = try await TaskHarness()
+            let path = ListenerHandoffMessage.socketPath(forAPISocket: harness.daemon.socketPath)
+            let pid = harness.daemon.pid
+            // The same task once without listeners first, so what the daemon opens once and
+            // keeps (the events connection, a warm instance) is in the baseline.
+            _ = try await harness.create("warm", bundle: try harness.bundle("warm", module: "httpd"))
+            _ = try await harness.start("warm")
+            try await harness.kill("warm", signal: 9)
+            #expect(try await harness.wait("warm").exitStatus == 137)
+            _ = try await harness.delete("warm")
+            let baseline = openDescriptorCount(pid: pid)
+            // As the shim does: bind, hand over, close its own copy.
+            let fd = try makeLoopbackListener()
+            let identity = try #require(inode(fd))
+            let port = try #require(loopbackPort(fd))
+            let address = try #require(SocketFacts.localAddress(fd))
+            let reply = HandoffSocket.handOff(
+                ListenerHandoffMessage(namespace: harness.namespace, id: "web", annotation: "8080", bound: [address]),
+                descriptors: [fd], to: path)
+            close(fd)
+            #expect(reply == .ok)
+            #expect(process(pid, holdsSocket: identity))
+            let bundle = try harness.bundle("web", module: "httpd", annotations: ["wasmlet.dev/listen": "8080"])
+            _ = try await harness.create("web", bundle: bundle)
+            let client = try await harness.daemon.client()
+            let instance = try await client.inspect("web", namespace: harness.namespace)
+            await client.close()
+            // The guest's fd 4, after its one preopen (the rootfs as /), shown by Inspect as if
+            // the runtime had bound it.
+            #expect(instance.listeners.map(\.guestFd) == [4])
+            #expect(instance.listeners.map(\.boundAddress) == [address])
+            _ = try await harness.start("web")
+            // A real HTTP client, answered by the C guest on the handed-off socket.
+            for _ in 0..<3 {
+                let page = try loopbackHTTPGet(port: port)
+                #expect(page.hasPrefix("HTTP/1.1 200 OK\r\n"))
+                #expect(page.hasSuffix("\r\n\r\nhello from wasmlet httpd\n"))
+            }
+            try await harness.kill("web", signal: 9)
+            #expect(try await harness.wait("web").exitStatus == 137)
+            #expect(!loopbackAccepts(port))
+            _ = try await harness.delete("web")
+            // Closed by the runtime, once: the daemon holds no descriptor of it, and its count is back.
+            #expect(await eventually { !process(pid, holdsSocket: identity) })
+            let closed = await eventually { openDescriptorCount(pid: pid) <= baseline }
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+            let listing = entries.map { "\($0)->" + ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/" + $0)) ?? "?") }
+            #expect(closed, "baseline \(baseline), now \(listing)")
+            #expect(!harness.daemon.log.contains("Bad file descriptor"))
             await harness.stop()
         }
 

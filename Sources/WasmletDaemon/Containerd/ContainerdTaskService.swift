@@ -35,9 +35,6 @@ final class ContainerdTaskService: Sendable {
         /// Opens once the exit has been reported (/tasks/exit published, after the output was
         /// read): Wait answers and State says STOPPED only then. Made at Start; nil before.
         var exitReported: ExitGate?
-        /// The listeners the shim handed over (TaskListeners): closed when the guest exits and
-        /// at Delete, whichever comes first.
-        var listeners: HandedOffListeners?
     }
 
     private let service: RuntimeService
@@ -142,7 +139,8 @@ final class ContainerdTaskService: Sendable {
         guard !request.id.isEmpty else { throw TTRPCError.invalidArgument("create: the task id is empty") }
         guard !request.bundle.isEmpty else { throw TTRPCError.invalidArgument("create \(request.id): no bundle directory") }
         let key = InstanceKey(namespace: identity.namespace, id: request.id)
-        // Claimed first, so that every failure below closes them (the shim keeps no copy).
+        // Claimed first, so that every failure below closes them (the shim keeps no copy):
+        // here until they are handed to the runtime, by RuntimeService and the runtime after.
         let claimed = handoffs?.claim(key)
         var created = false
         defer { if !created { claimed?.close() } }
@@ -159,7 +157,7 @@ final class ContainerdTaskService: Sendable {
         // Before the instance exists, so containerd's end of each FIFO is open once Create answers.
         let outputHold = await OutputFIFOHold.open([request.stdout, request.stderr])
         do {
-            _ = try await service.createDurably(create)
+            _ = try await service.createDurably(create, inheritedListeners: listeners?.handOver() ?? [])
         } catch {
             outputHold.release()
             throw error
@@ -168,7 +166,7 @@ final class ContainerdTaskService: Sendable {
         tasks.withLock {
             $0[key] = Task(
                 identity: identity, bundle: request.bundle, stdin: request.stdin, stdout: request.stdout,
-                stderr: request.stderr, outputHold: outputHold, listeners: listeners)
+                stderr: request.stderr, outputHold: outputHold)
         }
         var metadata: Logger.Metadata = [
             "namespace": "\(key.namespace)", "id": "\(key.id)",
@@ -220,14 +218,10 @@ final class ContainerdTaskService: Sendable {
 
         // Queued after /tasks/start, so the exit can never be published first.
         let outputHold = tasks.withLock { $0[key]?.outputHold }
-        let listeners = tasks.withLock { $0[key]?.listeners }
         let watcher = _Concurrency.Task { [runtime, publisher, logger] in
             defer { exitReported.open() }
             let ended = try? await runtime.wait(key)
-            // After an exit or a kill the port is closed (TaskListeners.attach: until the
-            // runtime owns them).
-            listeners?.close()
-            // The guest's own descriptors are closed. Report the exit only once containerd's
+            // The guest's own descriptors are closed, and its listeners (the runtime owns them). Report the exit only once containerd's
             // client has read what the guest wrote and seen end-of-file: its Delete drops every
             // FIFO it has not yet marked open (see OutputFIFOHold).
             if let drained = await outputHold?.drain() {
@@ -324,7 +318,6 @@ final class ContainerdTaskService: Sendable {
         let task = tasks.withLock { $0[key] }
         await task?.exitWatcher?.value
         task?.outputHold?.release()  // a task deleted without having been started
-        task?.listeners?.close()
         var delete = Wasmlet_V1_DeleteRequest()
         delete.namespace = key.namespace
         delete.id = key.id

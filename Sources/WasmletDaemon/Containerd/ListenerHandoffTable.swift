@@ -31,6 +31,16 @@ final class HandedOffListeners: Sendable {
         for fd in open { Glibc.close(fd) }
     }
 
+    /// Gives the descriptors, in order, to the runtime's owner type (``InheritedListener``),
+    /// which a Create passes to the runtime; this then owns none (`close()` does nothing).
+    func handOver() -> [InheritedListener] {
+        let open = state.withLock { current -> [Int32] in
+            defer { current = nil }
+            return current ?? []
+        }
+        return open.map { InheritedListener(adopting: $0) }
+    }
+
     deinit { close() }
 }
 

@@ -37,17 +37,13 @@ enum TaskListeners {
         return claimed
     }
 
-    /// THE SEAM for branch `sockets` (the runtime's listener API).
-    ///
-    /// Today this only labels the instance with the bound addresses; the daemon keeps the
-    /// descriptors open for the task (ContainerdTaskService.Task.listeners), so the listener
-    /// exists in the pod's namespace and connections queue in its backlog, and closes them when
-    /// the guest exits, at Delete, and on every failed Create.
-    ///
-    /// TODO(sockets): pass `listeners.descriptors` (already bound and listening, in order) to
-    /// the instance spec as pre-opened listeners (e.g. an fd-carrying `ListenerSpec`), so the
-    /// guest finds them after its preopens (`WASMLET_LISTEN_FDS`) and the runtime owns and
-    /// closes them at exit; then drop the daemon's own close at exit (keep the one on failure).
+    /// Labels the instance with the bound addresses. The descriptors themselves do not go
+    /// through the message: the Create hands them to the runtime as `InheritedListener`s
+    /// (`HandedOffListeners.handOver`, `RuntimeService.createDurably(_:inheritedListeners:)`),
+    /// which places them in the guest's fd table after its preopens, in order, as it does the
+    /// listeners it binds itself (`WASMLET_LISTEN_FDS`, Inspect), and closes them when the
+    /// guest exits or is killed, at Delete of an instance never started, and on a failed
+    /// Create. Until that handover the Create's own failure paths close them.
     static func attach(_ listeners: HandedOffListeners, to request: inout Wasmlet_V1_CreateRequest) {
         request.labels[label] = listeners.bound.joined(separator: ",")
     }
