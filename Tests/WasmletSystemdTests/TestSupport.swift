@@ -1,3 +1,4 @@
+import WasmletTestSupport
 #if os(Linux)
 import Foundation
 import Glibc
@@ -163,12 +164,6 @@ final class NotifyReceiver {
         }
         return descriptors
     }
-}
-
-/// The directory holding this test binary, where SwiftPM also puts `wasmlet-sd-probe`.
-func productsDirectory() -> String {
-    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return (executable as NSString).deletingLastPathComponent
 }
 
 var probePath: String { productsDirectory() + "/wasmlet-sd-probe" }

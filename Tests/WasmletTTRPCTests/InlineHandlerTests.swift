@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import SwiftProtobuf
 import Testing
+import WasmletTestSupport
 @testable import WasmletTTRPC
 
 /// Inline handlers: run on the event loop, answer at once or later from another thread, and
@@ -78,13 +79,13 @@ struct InlineHandlerTests {
             _ = try await client.call(service: "test.Inline", method: "Never", payload: [], timeout: .milliseconds(100))
         }
         #expect(error?.code == .deadlineExceeded)
-        #expect(await eventually { cancelled.value == 1 })
+        #expect(await eventually(every: .milliseconds(1)) { cancelled.value == 1 })
 
         let pending = Task { try await client.call(service: "test.Inline", method: "Never", payload: []) }
         try await Task.sleep(for: .milliseconds(100))
         await client.close()
         _ = await ttrpcError { _ = try await pending.value }
-        #expect(await eventually { cancelled.value == 2 })
+        #expect(await eventually(every: .milliseconds(1)) { cancelled.value == 2 })
         await server.shutdown()
     }
 }

@@ -3,6 +3,7 @@ import NIOCore
 import SwiftProtobuf
 import Testing
 @testable import WasmletTTRPC
+import WasmletTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -72,7 +73,7 @@ struct ServerClientTests {
             if index == 0 {
                 // The first call holds its answer until every other call has been answered.
                 firstArrived.update { $0 = true }
-                let done = await eventually(timeout: .seconds(20)) { completedOthers.value == others }
+                let done = await eventually(timeout: .seconds(20), every: .milliseconds(1)) { completedOthers.value == others }
                 guard done else { throw TTRPCError.aborted("the other calls never completed") }
             } else {
                 try await Task.sleep(for: .milliseconds(50))
@@ -89,7 +90,7 @@ struct ServerClientTests {
                 finishOrder.update { $0.append(0) }
                 return (0, string(reply))
             }
-            #expect(await eventually { firstArrived.value })
+            #expect(await eventually(every: .milliseconds(1)) { firstArrived.value })
             for index in 1...others {
                 group.addTask {
                     let reply = try await client.call(
@@ -215,7 +216,7 @@ struct ServerClientTests {
         try await undecodable.send(TTRPCFrameHeader(payloadLength: 4, streamID: 1, type: .request).bytes + [0xFF, 0xFF, 0xFF, 0xFF])
         #expect(await undecodable.waitForClose())
 
-        #expect(await eventually { protocolErrors.value == 2 })
+        #expect(await eventually(every: .milliseconds(1)) { protocolErrors.value == 2 })
         #expect(good.isConnected)
         #expect(string(try await good.call(service: "test.Echo", method: "Echo", payload: Array("2".utf8))) == "2")
         let fresh = try await TTRPCClient.connect(unixSocketPath: dir.socket())
@@ -269,7 +270,7 @@ struct ServerClientTests {
         // loaded 2-core machine this took 9 s once (the raw socket's I/O runs on Dispatch threads).
         #expect(elapsed < .seconds(120))
         #expect(sawDeadline.value)
-        #expect(await eventually { cancelled.value == 1 })
+        #expect(await eventually(every: .milliseconds(1)) { cancelled.value == 1 })
 
         // Through the client.
         let client = try await TTRPCClient.connect(unixSocketPath: dir.socket())
@@ -277,7 +278,7 @@ struct ServerClientTests {
             _ = try await client.call(service: "test.Slow", method: "Sleep", payload: [], timeout: .milliseconds(100))
         }
         #expect(error?.code == .deadlineExceeded)
-        #expect(await eventually { cancelled.value == 2 })
+        #expect(await eventually(every: .milliseconds(1)) { cancelled.value == 2 })
         #expect(client.isConnected)
         await client.close()
         await server.shutdown()
@@ -297,7 +298,7 @@ struct ServerClientTests {
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: registry)
         let client = try await TTRPCClient.connect(unixSocketPath: dir.socket())
         let task = Task { try await client.call(service: "test.Slow", method: "Sleep", payload: []) }
-        #expect(await eventually { started.value })
+        #expect(await eventually(every: .milliseconds(1)) { started.value })
         task.cancel()
         let error = await ttrpcError { _ = try await task.value }
         #expect(error?.code == .cancelled)
@@ -330,7 +331,7 @@ struct ServerClientTests {
                     }
                 }
             }
-            #expect(await eventually { started.value == 3 })
+            #expect(await eventually(every: .milliseconds(1)) { started.value == 3 })
             await server.shutdown(gracePeriod: .milliseconds(50))
         }
         #expect(errors.value.count == 3)
@@ -338,7 +339,7 @@ struct ServerClientTests {
             #expect(error.code == .unavailable)
             #expect(error.message.contains(dir.socket()))
         }
-        #expect(await eventually { !client.isConnected })
+        #expect(await eventually(every: .milliseconds(1)) { !client.isConnected })
         // Later calls fail at once, also UNAVAILABLE.
         let later = await ttrpcError { _ = try await client.call(service: "test.Slow", method: "Hang", payload: []) }
         #expect(later?.code == .unavailable)
@@ -360,7 +361,7 @@ struct ServerClientTests {
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: registry)
         let client = try await TTRPCClient.connect(unixSocketPath: dir.socket())
         async let reply = client.call(service: "test.Slow", method: "Short", payload: [])
-        #expect(await eventually { started.value })
+        #expect(await eventually(every: .milliseconds(1)) { started.value })
         await server.shutdown(gracePeriod: .seconds(10))
         #expect(string(try await reply) == "finished")
         #expect(server.connectionCount == 0)

@@ -33,17 +33,6 @@ final class Shared<Value: Sendable>: Sendable {
     func update<R: Sendable>(_ body: (inout Value) -> R) -> R { box.withLock { body(&$0) } }
 }
 
-/// Polls `condition` every millisecond until it holds or `timeout` passes; returns whether it held.
-/// The timeout is a hang guard, generous because other suites run in parallel on 2 cores.
-func eventually(timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(1))
-    }
-    return condition()
-}
-
 /// Runs `body`, expecting it to throw a `TTRPCError`; returns that error (nil if none was thrown).
 func ttrpcError(_ body: () async throws -> Void) async -> TTRPCError? {
     do {
