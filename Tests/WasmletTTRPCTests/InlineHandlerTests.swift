@@ -11,7 +11,7 @@ import WasmletTestSupport
 struct InlineHandlerTests {
     @Test("answers at once, later from another thread, typed, and errors")
     func answers() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         var registry = TTRPCServiceRegistry()
         registry.registerInline(service: "test.Inline", method: "Now") { _, payload, respond in
@@ -66,7 +66,7 @@ struct InlineHandlerTests {
 
     @Test("an abandoned call runs the handler's cancel closure: deadline and closed connection")
     func abandoned() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let cancelled = Shared(0)
         var registry = TTRPCServiceRegistry()

@@ -14,7 +14,7 @@ import Glibc
 struct ServerClientTests {
     @Test("round trip: raw bytes, typed messages, metadata, error statuses")
     func roundTrip() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: echoRegistry())
         let client = try await TTRPCClient.connect(unixSocketPath: "unix://" + dir.socket())
@@ -58,7 +58,7 @@ struct ServerClientTests {
 
     @Test("60 concurrent calls on one connection, answered out of order")
     func concurrentOutOfOrder() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let others = 59
         let completedOthers = Shared(0)
@@ -118,7 +118,7 @@ struct ServerClientTests {
 
     @Test("unknown service and unknown method answer UNIMPLEMENTED")
     func unimplemented() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: echoRegistry())
         let client = try await TTRPCClient.connect(unixSocketPath: dir.socket())
@@ -144,7 +144,7 @@ struct ServerClientTests {
 
     @Test("a frame over 4 MiB is answered RESOURCE_EXHAUSTED and the connection keeps working")
     func oversizedFrame() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: echoRegistry())
 
@@ -180,7 +180,7 @@ struct ServerClientTests {
 
     @Test("a response over 4 MiB is replaced by RESOURCE_EXHAUSTED")
     func oversizedResponse() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         var registry = TTRPCServiceRegistry()
         registry.register(service: "test.Big", method: "Get") { _, _ in
@@ -197,7 +197,7 @@ struct ServerClientTests {
 
     @Test("garbage bytes close only that connection")
     func garbageClosesOnlyThatConnection() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let protocolErrors = Shared(0)
         let server = try await TTRPCServer.bind(
@@ -228,7 +228,7 @@ struct ServerClientTests {
 
     @Test("an even stream id is answered INVALID_ARGUMENT")
     func evenStreamID() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: echoRegistry())
         let raw = try RawSocket(path: dir.socket())
@@ -241,7 +241,7 @@ struct ServerClientTests {
 
     @Test("timeout_nano is honoured: DEADLINE_EXCEEDED and the handler is cancelled")
     func timeout() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let cancelled = Shared(0)
         let sawDeadline = Shared(false)
@@ -286,7 +286,7 @@ struct ServerClientTests {
 
     @Test("cancelling the calling task fails the call with CANCELLED")
     func callerCancellation() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let started = Shared(false)
         var registry = TTRPCServiceRegistry()
@@ -308,7 +308,7 @@ struct ServerClientTests {
 
     @Test("server going away fails pending calls with UNAVAILABLE")
     func serverGoesAway() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let started = Shared(0)
         var registry = TTRPCServiceRegistry()
@@ -349,7 +349,7 @@ struct ServerClientTests {
 
     @Test("graceful shutdown lets in-flight calls finish and refuses new connections")
     func gracefulShutdown() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let started = Shared(false)
         var registry = TTRPCServiceRegistry()
@@ -373,7 +373,7 @@ struct ServerClientTests {
 
     @Test("connecting where no server is gives a clear UNAVAILABLE naming the path")
     func connectFailures() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let missing = await ttrpcError { _ = try await TTRPCClient.connect(unixSocketPath: dir.socket("absent.sock")) }
         #expect(missing?.code == .unavailable)
@@ -388,7 +388,7 @@ struct ServerClientTests {
 
     @Test("bind replaces a stale socket, refuses a live server and a non-socket file")
     func bindChecks() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         try makeStaleSocket(at: dir.socket())
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: echoRegistry())
@@ -418,7 +418,7 @@ struct ServerClientTests {
 
     @Test("adopts an already-listening descriptor (socket activation)")
     func adoptDescriptor() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let fd = try makeListeningSocket(at: dir.socket())
         let server = try await TTRPCServer.adopt(listeningSocket: fd, registry: echoRegistry())
@@ -431,7 +431,7 @@ struct ServerClientTests {
 
     @Test("authorizer refusal answers every request PERMISSION_DENIED")
     func authorizerRefusal() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let askedAbout = Shared([PeerCredentials]())
         let server = try await TTRPCServer.bind(
@@ -468,7 +468,7 @@ struct ServerClientTests {
 
     @Test("the call context carries our own pid, uid and gid")
     func peerCredentials() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let seen = Shared<PeerCredentials?>(nil)
         var registry = TTRPCServiceRegistry()

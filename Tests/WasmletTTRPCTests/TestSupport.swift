@@ -7,22 +7,11 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import WasmletTestSupport
 #endif
 
-/// A fresh short temporary directory (socket paths must stay under 108 bytes), removed by `remove()`.
-struct TempDir {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/wasmlet-ttrpc-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard made != nil else { throw TTRPCError.internal("mkdtemp failed: errno \(errno)") }
-        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
+extension TemporaryDirectory {
     func socket(_ name: String = "ttrpc.sock") -> String { "\(path)/\(name)" }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
 /// A value shared between a test and the handlers it registers.

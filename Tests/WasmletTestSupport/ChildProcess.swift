@@ -1,5 +1,4 @@
-// Shared by several test targets through symlinks (test targets cannot share a source file
-// otherwise): Tests/<Target>/ChildProcess.swift -> ../Shared/ChildProcess.swift.
+// Part of WasmletTestSupport, which every test target depends on.
 
 import Foundation
 import Synchronization

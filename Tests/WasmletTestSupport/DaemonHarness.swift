@@ -4,22 +4,6 @@ import SwiftProtobuf
 import WasmletAPI
 import WasmletTTRPC
 
-/// A fresh, short directory under /tmp (socket paths must fit in 107 bytes), removed on deinit.
-/// Mode 0755 so an unprivileged test client can reach a socket inside.
-package final class TemporaryDirectory: @unchecked Sendable {
-    package let path: String
-
-    package init() throws {
-        var template = Array("/tmp/wlt-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw POSIXError(.init(rawValue: errno)!) }
-        path = String(cString: made)
-        chmod(path, 0o755)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
 
 package struct TestFailure: Error, CustomStringConvertible {
     package var description: String
