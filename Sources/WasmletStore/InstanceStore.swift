@@ -43,10 +43,7 @@ import WasmletRuntime
 /// writer happen under one lock, the writer keeps the order it was given (within a batch the
 /// last write of a file wins), and the journal is replayed in that order.
 package final class InstanceStore: Sendable {
-    enum StoreError: Error, CustomStringConvertible {
-        case io(String)
-        var description: String { if case .io(let message) = self { message } else { "" } }
-    }
+    typealias StoreError = WasmletStore.StoreError
 
     /// How far an instance got; writes only move forward.
     fileprivate enum Stage: Int, Comparable {
@@ -125,8 +122,8 @@ package final class InstanceStore: Sendable {
         self.stateDirectory = stateDirectory
         directory = stateDirectory + "/instances"
         stripes = (0..<64).map { _ in Stripe() }
-        try Self.makeDirectory(stateDirectory, mode: 0o700)
-        try Self.makeDirectory(directory, mode: 0o700)
+        try StoreFiles.makeDirectory(stateDirectory, mode: 0o700)
+        try StoreFiles.makeDirectory(directory, mode: 0o700)
         writer = try JournalWriter(
             stateDirectory: stateDirectory, instancesDirectory: directory, rotationBytes: rotationBytes, logger: logger,
             clock: clock)
@@ -477,38 +474,12 @@ package final class InstanceStore: Sendable {
         return decoder
     }()
 
-    static func syncDirectory(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure("cannot open directory \(path)") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw failure("cannot fsync directory \(path)") }
-    }
-
-    /// mkdir that tolerates an existing directory and makes a new one durable in its parent.
-    static func makeDirectory(_ path: String, mode: mode_t) throws {
-        if mkdir(path, mode) == 0 {
-            try syncDirectory((path as NSString).deletingLastPathComponent)
-            return
-        }
-        if errno == EEXIST { return }
-        if errno == ENOENT {
-            try makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o755)
-            try makeDirectory(path, mode: mode)
-            return
-        }
-        throw failure("cannot create directory \(path)")
-    }
-
     private func contents(of path: String) throws -> [String] {
         do {
             return try FileManager.default.contentsOfDirectory(atPath: path).sorted()
         } catch {
             throw StoreError.io("cannot list \(path): \(error.localizedDescription)")
         }
-    }
-
-    static func failure(_ what: String) -> StoreError {
-        .io("\(what): \(String(cString: strerror(errno)))")
     }
 }
 

@@ -10,7 +10,8 @@ import Logging
 /// - the writer thread takes all queued operations at once and handles them as one batch under
 ///   `processing` (which `recoveryCommit` also takes, before the API is served), then calls
 ///   their completions, outside both locks;
-/// - the checkpoint thread fsyncs what retired generations touched, then deletes them.
+/// - the checkpoint thread (`JournalCheckpoints`) fsyncs what retired generations touched, then
+///   deletes them.
 ///
 /// Record files lag the journal a little: a batch's removals are applied (unlinked) before its
 /// callers are told, but its records are written to their files afterwards, once the writer has
@@ -47,12 +48,7 @@ final class JournalWriter: @unchecked Sendable {
         var directories: Set<String> = []
     }
 
-    /// A generation no longer appended to, waiting for its checkpoint.
-    private struct Retired {
-        var path: String
-        var files: Set<String>
-        var directories: Set<String>
-    }
+    private typealias Retired = JournalCheckpoints.Retired
 
     private let stateDirectory: String
     private let instancesDirectory: String
@@ -117,10 +113,8 @@ final class JournalWriter: @unchecked Sendable {
     private var freeFilesEnabled = true
     static let maxFreeFiles = 1024
 
-    // Under `checkpoints`.
-    private let checkpoints = NSCondition()
-    private var checkpointQueue: [Retired] = []
-    private var checkpointThreadStarted = false
+    /// The checkpoint thread: takes retired generations (see `JournalCheckpoints`).
+    private let checkpoints: JournalCheckpoints
 
     init(
         stateDirectory: String, instancesDirectory: String, rotationBytes: Int, logger: Logger,
@@ -131,6 +125,7 @@ final class JournalWriter: @unchecked Sendable {
         self.instancesDirectory = instancesDirectory
         self.rotationBytes = rotationBytes
         self.logger = logger
+        checkpoints = JournalCheckpoints(stateDirectory: stateDirectory, logger: logger)
         nextGeneration = 1
         freeDirectory = instancesDirectory + "/.free"
         nextGeneration = (existingGenerations().last?.generation ?? 0) + 1
@@ -293,7 +288,7 @@ final class JournalWriter: @unchecked Sendable {
 
         processing.lock()
         applyFiles(.aged)
-        if failure == nil, (current?.offset ?? 0) >= rotationBytes, checkpointsIdle() { rotate() }
+        if failure == nil, (current?.offset ?? 0) >= rotationBytes, checkpoints.isIdle() { rotate() }
         processing.unlock()
     }
 
@@ -371,7 +366,7 @@ final class JournalWriter: @unchecked Sendable {
         nextGeneration += 1
         let path = stateDirectory + "/" + JournalFile.fileName(generation: number)
         let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw InstanceStore.failure("cannot create journal \(path)") }
+        guard fd >= 0 else { throw StoreFiles.failure("cannot create journal \(path)") }
         var generation = Generation(number: number, path: path, fd: fd)
         var buffer: [UInt8] = []
         JournalFile.appendFrame(kind: .header, body: JournalFile.headerBody(generation: number), sequence: 0, to: &buffer)
@@ -384,7 +379,7 @@ final class JournalWriter: @unchecked Sendable {
         }
         do {
             try append(buffer, to: &generation)
-            try InstanceStore.syncDirectory(stateDirectory)
+            try StoreFiles.syncDirectory(stateDirectory)
         } catch {
             close(fd)
             unlink(path)
@@ -393,7 +388,7 @@ final class JournalWriter: @unchecked Sendable {
         current = generation
         let superseded = retiring
         retiring.removeAll()
-        for retired in superseded { queueCheckpoint(retired) }
+        for retired in superseded { checkpoints.enqueue(retired) }
     }
 
     private func append(_ frames: [UInt8], to generation: inout Generation) throws {
@@ -410,12 +405,12 @@ final class JournalWriter: @unchecked Sendable {
                 let written = pwrite(generation.fd, raw.baseAddress! + done, raw.count - done, off_t(generation.offset + done))
                 if written < 0 {
                     if errno == EINTR { continue }
-                    throw InstanceStore.failure("cannot write journal \(generation.path)")
+                    throw StoreFiles.failure("cannot write journal \(generation.path)")
                 }
                 done += written
             }
         }
-        guard fdatasync(generation.fd) == 0 else { throw InstanceStore.failure("cannot fdatasync journal \(generation.path)") }
+        guard fdatasync(generation.fd) == 0 else { throw StoreFiles.failure("cannot fdatasync journal \(generation.path)") }
         generation.offset = end
         generation.allocated = allocated
     }
@@ -476,7 +471,7 @@ final class JournalWriter: @unchecked Sendable {
                 // A new namespace directory: its entry in instances/ needs a checkpoint too.
                 current?.directories.insert(instancesDirectory)
             } else if errno != EEXIST {
-                throw InstanceStore.failure("cannot create directory \(operation.directory)")
+                throw StoreFiles.failure("cannot create directory \(operation.directory)")
             }
             knownDirectories.insert(operation.directory)
         }
@@ -494,7 +489,7 @@ final class JournalWriter: @unchecked Sendable {
             if rename(spare, operation.path) == 0 { fd = open(operation.path, O_WRONLY | O_CLOEXEC) }
         }
         if fd < 0 { fd = open(operation.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600) }
-        guard fd >= 0 else { throw InstanceStore.failure("cannot open \(operation.path)") }
+        guard fd >= 0 else { throw StoreFiles.failure("cannot open \(operation.path)") }
         defer { close(fd) }
         try operation.body.withUnsafeBytes { raw in
             var done = 0
@@ -502,13 +497,13 @@ final class JournalWriter: @unchecked Sendable {
                 let written = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(done))
                 if written < 0 {
                     if errno == EINTR { continue }
-                    throw InstanceStore.failure("cannot write \(operation.path)")
+                    throw StoreFiles.failure("cannot write \(operation.path)")
                 }
                 done += written
             }
         }
         guard ftruncate(fd, off_t(operation.body.count)) == 0 else {
-            throw InstanceStore.failure("cannot truncate \(operation.path)")
+            throw StoreFiles.failure("cannot truncate \(operation.path)")
         }
     }
 
@@ -526,7 +521,7 @@ final class JournalWriter: @unchecked Sendable {
             if errno == ENOENT { return }
         }
         if unlink(operation.path) != 0, errno != ENOENT {
-            throw InstanceStore.failure("cannot remove \(operation.path)")
+            throw StoreFiles.failure("cannot remove \(operation.path)")
         }
     }
 
@@ -546,77 +541,9 @@ final class JournalWriter: @unchecked Sendable {
             if setAside.contains(path) {
                 rename(path, path + ".corrupt")
             } else if unlink(path) != 0, errno != ENOENT {
-                throw InstanceStore.failure("cannot remove the replayed journal \(path)")
+                throw StoreFiles.failure("cannot remove the replayed journal \(path)")
             }
         }
-        if !old.isEmpty { try InstanceStore.syncDirectory(stateDirectory) }
-    }
-
-    // MARK: Checkpoints
-
-    private func checkpointsIdle() -> Bool {
-        checkpoints.lock()
-        defer { checkpoints.unlock() }
-        return checkpointQueue.isEmpty
-    }
-
-    private func queueCheckpoint(_ retired: Retired) {
-        checkpoints.lock()
-        checkpointQueue.append(retired)
-        let start = !checkpointThreadStarted
-        checkpointThreadStarted = true
-        checkpoints.unlock()
-        checkpoints.signal()
-        if start {
-            Thread { [self] in
-                Thread.current.name = "wasmlet-ckpoint"
-                runCheckpoints()
-            }.start()
-        }
-    }
-
-    private func runCheckpoints() {
-        while true {
-            checkpoints.lock()
-            while checkpointQueue.isEmpty { checkpoints.wait() }
-            let next = checkpointQueue[0]
-            checkpoints.unlock()
-            do {
-                try checkpoint(next)
-                checkpoints.lock()
-                checkpointQueue.removeFirst()
-                checkpoints.unlock()
-            } catch {
-                logger.error("journal checkpoint failed; retrying in 1 s", metadata: ["journal": "\(next.path)", "error": "\(error)"])
-                sleep(1)
-            }
-        }
-    }
-
-    /// Makes the record files (and their directory entries) a retired generation wrote durable,
-    /// then deletes it: from then on the files alone hold what it held.
-    private func checkpoint(_ retired: Retired) throws {
-        for file in retired.files.sorted() {
-            let fd = open(file, O_RDONLY | O_CLOEXEC)
-            if fd < 0 {
-                if errno == ENOENT { continue }  // removed since; its removal is a directory change
-                throw InstanceStore.failure("cannot open \(file)")
-            }
-            defer { close(fd) }
-            guard fsync(fd) == 0 else { throw InstanceStore.failure("cannot fsync \(file)") }
-        }
-        for directory in retired.directories.sorted() {
-            let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if fd < 0 {
-                if errno == ENOENT { continue }
-                throw InstanceStore.failure("cannot open directory \(directory)")
-            }
-            defer { close(fd) }
-            guard fsync(fd) == 0 else { throw InstanceStore.failure("cannot fsync directory \(directory)") }
-        }
-        if unlink(retired.path) != 0, errno != ENOENT {
-            throw InstanceStore.failure("cannot remove journal \(retired.path)")
-        }
-        try InstanceStore.syncDirectory(stateDirectory)
+        if !old.isEmpty { try StoreFiles.syncDirectory(stateDirectory) }
     }
 }
