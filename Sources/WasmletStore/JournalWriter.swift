@@ -6,7 +6,7 @@ import Logging
 /// for the design and `JournalFile` for the format).
 ///
 /// Threads and state:
-/// - callers `submit` operations under `queue`;
+/// - callers `submit` operations to `queue` (`GroupCommitQueue`);
 /// - the writer thread takes all queued operations at once and handles them as one batch under
 ///   `processing` (which `recoveryCommit` also takes, before the API is served), then calls
 ///   their completions, outside both locks;
@@ -61,16 +61,10 @@ final class JournalWriter: @unchecked Sendable {
     /// `MonotonicCondition` for why not the wall clock).
     private let clock: any WriterClock
 
-    // Under `queue`.
-    private let queue = MonotonicCondition()
-    private var pending: [Operation] = []
-    private var sleeping = false
-    /// An operation someone waits for is queued.
-    private var urgent = false
-    /// When the oldest queued background operation was queued.
-    private var backgroundSince: ContinuousClock.Instant?
+    /// What callers submit, taken by the writer thread a batch at a time (`GroupCommitQueue`).
+    private let queue: GroupCommitQueue
     /// How long background operations may wait for company.
-    static let backgroundDelay: Duration = .milliseconds(10)
+    static let backgroundDelay = GroupCommitQueue.backgroundDelay
 
     // Under `processing` (the writer thread, or recovery before it has anything to do).
     private let processing = NSLock()
@@ -99,7 +93,7 @@ final class JournalWriter: @unchecked Sendable {
     /// How long a record may wait for its file while the writer is busy.
     private let fileLag: Duration = .milliseconds(100)
     /// How long the writer must have had nothing to do before it writes record files anyway.
-    static let idleDelay: Duration = .milliseconds(20)
+    static let idleDelay = GroupCommitQueue.idleDelay
 
     /// Spare record files: a removed record's file is renamed into `instances/.free/` and the
     /// next new record takes it over, instead of unlinking one inode and allocating another.
@@ -121,6 +115,7 @@ final class JournalWriter: @unchecked Sendable {
         clock: any WriterClock = MonotonicWriterClock()
     ) throws {
         self.clock = clock
+        queue = GroupCommitQueue(clock: clock)
         self.stateDirectory = stateDirectory
         self.instancesDirectory = instancesDirectory
         self.rotationBytes = rotationBytes
@@ -163,35 +158,13 @@ final class JournalWriter: @unchecked Sendable {
         }.sorted { $0.generation < $1.generation }
     }
 
-    /// Queues an operation for the next batch.
-    /// Queues an operation for the next batch. A `background` one (nobody waits for it: the
-    /// runtime's events, Start's record) does not start a batch of its own at once: it goes with
-    /// the next operation someone waits for, or after `backgroundDelay`.
+    /// Queues an operation for the next batch (see `GroupCommitQueue.submit`).
     func submit(_ operation: Operation, background: Bool = false) {
-        queue.lock()
-        pending.append(operation)
-        var wake = sleeping
-        if background {
-            if backgroundSince == nil {
-                backgroundSince = clock.now
-            } else {
-                wake = false  // already timed
-            }
-        } else {
-            urgent = true
-        }
-        queue.unlock()
-        if wake { queue.signal() }
+        queue.submit(operation, background: background)
     }
 
     /// Someone now waits for an operation queued in the background: write it soon.
-    func hurry() {
-        queue.lock()
-        let wake = sleeping && !pending.isEmpty && !urgent
-        if !pending.isEmpty { urgent = true }
-        queue.unlock()
-        if wake { queue.signal() }
-    }
+    func hurry() { queue.hurry() }
 
     // MARK: The writer thread
 
@@ -199,42 +172,12 @@ final class JournalWriter: @unchecked Sendable {
         var batch: [Operation] = []
         while true {
             let filesToWrite = hasUnappliedFiles()
-            queue.lock()
-            var writeFiles = false
-            while !urgent {
-                if let since = backgroundSince {
-                    let due = since + Self.backgroundDelay
-                    if clock.now >= due { break }
-                    sleeping = true
-                    _ = clock.wait(queue, until: due)
-                    sleeping = false
-                } else if filesToWrite {
-                    // Idle with record files to write: first give new work `idleDelay` to arrive,
-                    // so a client's next request does not wait behind file writes.
-                    sleeping = true
-                    let woken = clock.wait(queue, until: clock.now + Self.idleDelay)
-                    sleeping = false
-                    if !woken, pending.isEmpty {
-                        writeFiles = true
-                        break
-                    }
-                } else {
-                    sleeping = true
-                    queue.wait()
-                    sleeping = false
-                }
-            }
-            if writeFiles {
-                queue.unlock()
+            guard queue.take(into: &batch, filesToWrite: filesToWrite) else {
                 processing.lock()
                 applyFiles(.whileIdle)
                 processing.unlock()
                 continue
             }
-            swap(&batch, &pending)
-            urgent = false
-            backgroundSince = nil
-            queue.unlock()
             if !batch.isEmpty { process(batch) }
             batch.removeAll(keepingCapacity: true)
         }
@@ -313,7 +256,7 @@ final class JournalWriter: @unchecked Sendable {
                 continue
             }
             if mode == .aged, now - since < fileLag { break }
-            if mode == .whileIdle, !queueIsEmpty() { break }
+            if mode == .whileIdle, !queue.isEmpty() { break }
             if let failedAt = entry.failedAt, now - failedAt < .seconds(1) {
                 guard mode == .all else { break }
                 unappliedHead += 1
@@ -330,11 +273,6 @@ final class JournalWriter: @unchecked Sendable {
         }
     }
 
-    private func queueIsEmpty() -> Bool {
-        queue.lock()
-        defer { queue.unlock() }
-        return pending.isEmpty
-    }
 
     /// Appends `writes` to the current generation (starting one if needed) and makes them
     /// durable. On failure the generation is given up: nothing is appended after a write whose
