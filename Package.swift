@@ -9,15 +9,27 @@ import PackageDescription
 //   WasmletTTRPC        ttrpc framing, client and server on SwiftNIO — knows nothing of wasmlet
 //   WasmletAPI          generated protobuf messages for the wasmlet.v1 and containerd APIs
 //
-//   wasmletd -> WasmletDaemon -> WasmletRuntime, WasmletTTRPC, WasmletAPI, WasmletMetrics,
-//                                WasmletSystemd, WasmletJSON, WasmletConventions
+//   WasmletStore        durable instance records: journal, record files, checkpoints, recovery.
+//                       Over the runtime's value types: no protobuf, NIO or ttrpc.
+//   WasmletService      the wasmlet.v1.Runtime ttrpc service over the runtime and the store
+//   WasmletContainerd   containerd's task service (spec mapping, events, FIFO holds, listener
+//                       handoff); serves tasks through WasmletService's RuntimeService for now
+//   WasmletDaemon       wiring only: configuration, logging, signals, systemd, metrics, servers
+//
+//   wasmletd -> WasmletDaemon -> WasmletContainerd -> WasmletService -> WasmletStore -> WasmletRuntime
+//               WasmletDaemon -> WasmletMetrics, WasmletSystemd, WasmletTTRPC, WasmletConventions
+//               WasmletService, WasmletContainerd -> WasmletTTRPC, WasmletAPI, WasmletConventions
+//               WasmletStore -> WasmletJSON
 //   wasmletctl -> WasmletClient, WasmletImage -> WasmletTTRPC, WasmletAPI, WasmletConventions
 //   containerd-shim-wasmlet-v1 -> WasmletShim -> WasmletConventions
 //   wasmlet-run -> WasmletRuntime, WasmletConventions
 //
 // The shim and the CLI must never depend on WasmletRuntime (and so never link WasmKit); the
-// shim links no Foundation, NIO or protobuf either. Every module declares what it imports.
-// scripts/check-layering.py (run by scripts/test.sh) checks all three on the built binaries.
+// shim links no Foundation, NIO or protobuf either. The store depends on no service, no
+// protobuf, NIO or ttrpc; no arrow above points back. Every module declares what it imports.
+// scripts/check-layering.py (run by scripts/test.sh) checks these on the package and binaries.
+// Tests mirror the modules (Tests/<Module>Tests, plus WasmletEndToEndTests on the real binary)
+// and share Tests/WasmletTestSupport.
 let package = Package(
     name: "wasmlet",
     platforms: [.macOS(.v15)],
@@ -47,22 +59,56 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
-        // The node daemon's wiring: configuration, the wasmlet.v1.Runtime service over the
-        // runtime, durable instance records, systemd integration. `wasmletd` only calls it.
+        // The node daemon's wiring: configuration, options, logging, signals, systemd, the metrics
+        // endpoint, and the servers that put the store and the two services on their sockets.
+        // `wasmletd` only calls it. A feature with a job of its own goes into a module of its own.
         .target(
             name: "WasmletDaemon",
             dependencies: [
-                "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletSystemd", "WasmletMetrics", "WasmletJSON",
+                "WasmletStore", "WasmletService", "WasmletContainerd",
+                "WasmletRuntime", "WasmletTTRPC", "WasmletSystemd", "WasmletMetrics",
                 "WasmletConventions", "WasmletFDHandoff",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 // ProgressProbe runs on an event loop of its own.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                // The pod sandbox's module is written in WAT (Containerd/SandboxModule.swift).
+            ]
+        ),
+        // Durable instance records: the write-ahead journal with group commit, the per-instance
+        // record files, checkpoints and recovery, and the directory of recovered instances.
+        // Over the runtime's value types only: no protobuf, NIO or ttrpc (check-layering.py).
+        .target(
+            name: "WasmletStore",
+            dependencies: [
+                "WasmletRuntime", "WasmletJSON",
+                .product(name: "Logging", package: "swift-log"),
+                // RecordFileName hashes long instance ids.
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // The wasmlet.v1.Runtime ttrpc service over the runtime and the store: message and error
+        // mapping, the List encoder, peer authorization, the runtime's event recorder.
+        .target(
+            name: "WasmletService",
+            dependencies: [
+                "WasmletStore", "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletConventions",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // containerd's task service (containerd.task.v2.Task, reached through the shim): OCI spec
+        // mapping, task events, output FIFO holds, the exit gate, the listener handoff. For now
+        // it serves tasks through WasmletService's RuntimeService.
+        .target(
+            name: "WasmletContainerd",
+            dependencies: [
+                "WasmletService", "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletConventions",
+                "WasmletFDHandoff",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                // The pod sandbox's module is written in WAT (SandboxModule.swift).
                 .product(name: "WAT", package: "WasmKit"),
             ]
         ),
@@ -81,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "WasmletMetricsTests",
             dependencies: [
-                "WasmletMetrics", "wasmletd", "WasmletTTRPC", "WasmletAPI",
+                "WasmletTestSupport", "WasmletMetrics", "wasmletd", "WasmletTTRPC", "WasmletAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
@@ -89,16 +135,52 @@ let package = Package(
             name: "wasmletd",
             dependencies: ["WasmletDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        // End-to-end tests against the real `wasmletd` binary (a dependency so it is built first).
+        // Tests mirror the modules: one target per module, plus WasmletEndToEndTests against the
+        // real `wasmletd` binary (a dependency so it is built first). All share WasmletTestSupport.
+        .testTarget(
+            name: "WasmletStoreTests",
+            dependencies: ["WasmletStore", "WasmletRuntime", "WasmletTestSupport"]
+        ),
+        .testTarget(
+            name: "WasmletServiceTests",
+            dependencies: [
+                "WasmletService", "WasmletStore", "WasmletRuntime", "WasmletAPI", "WasmletTestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .testTarget(
+            name: "WasmletContainerdTests",
+            dependencies: [
+                "WasmletContainerd", "WasmletService", "WasmletStore", "WasmletRuntime", "WasmletAPI", "WasmletTTRPC",
+                "WasmletFDHandoff", "WasmletTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "WasmletDaemonTests",
             dependencies: [
-                "WasmletDaemon", "WasmletFDHandoff", "wasmletd", "WasmletTTRPC", "WasmletAPI", "WasmletRuntime", "WasmletMetrics",
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "Logging", package: "swift-log"),
+                "WasmletDaemon", "WasmletContainerd", "WasmletRuntime", "WasmletMetrics", "WasmletTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "WasmletEndToEndTests",
+            dependencies: [
+                "wasmletd", "WasmletTTRPC", "WasmletAPI", "WasmletFDHandoff", "WasmletTestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // What the test targets share instead of copies: ChildProcess (posix_spawn), the daemon
+        // harness (DaemonProcess, RuntimeClient, raw ttrpc frames), `eventually`, fixture paths,
+        // loopback listeners. A regular target, so its declarations are `package`.
+        .target(
+            name: "WasmletTestSupport",
+            dependencies: [
+                "WasmletAPI", "WasmletTTRPC", "WasmletFDHandoff",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Tests/WasmletTestSupport"
         ),
         // C glue for the kill mechanism: a signal handler that zeroes the running store's fuel.
         .target(name: "CWasmletInterrupt"),
@@ -168,7 +250,7 @@ let package = Package(
         ),
         // What the programs share (see the header): standard library and libc only.
         .target(name: "WasmletConventions"),
-        .testTarget(name: "WasmletConventionsTests", dependencies: ["WasmletConventions"]),
+        .testTarget(name: "WasmletConventionsTests", dependencies: ["WasmletConventions", "WasmletTestSupport"]),
         // A small JSON writer into UTF-8 bytes: the daemon's instance records and wasmletctl's
         // JSON output. Standard library and libc only.
         .target(name: "WasmletJSON"),
@@ -178,7 +260,7 @@ let package = Package(
             name: "WasmletImage",
             dependencies: ["WasmletConventions", .product(name: "Crypto", package: "swift-crypto")]
         ),
-        .testTarget(name: "WasmletImageTests", dependencies: ["WasmletImage"]),
+        .testTarget(name: "WasmletImageTests", dependencies: ["WasmletImage", "WasmletTestSupport"]),
         // The containerd shim. It relays ttrpc frames between containerd and wasmletd, which
         // implements the task service; the shim itself only mounts the rootfs, tracks its
         // tasks and answers for them if the daemon is gone. Swift stdlib and Glibc only (no
@@ -195,7 +277,7 @@ let package = Package(
             // The shim binary is a dependency so it is built before the tests run it; the
             // ttrpc and API modules play containerd and wasmletd around it.
             dependencies: [
-                "WasmletShim", "WasmletFDHandoff", "containerd-shim-wasmlet-v1", "WasmletTTRPC", "WasmletAPI", "WasmletConventions",
+                "WasmletTestSupport", "WasmletShim", "WasmletFDHandoff", "containerd-shim-wasmlet-v1", "WasmletTTRPC", "WasmletAPI", "WasmletConventions",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -212,23 +294,23 @@ let package = Package(
             name: "WasmletCtlTests",
             // wasmletctl is a dependency so that the binary is built before the tests run them.
             dependencies: [
-                "WasmletClient", "WasmletJSON", "WasmletAPI", "WasmletTTRPC", "WasmletConventions", "wasmletctl",
+                "WasmletTestSupport", "WasmletClient", "WasmletJSON", "WasmletAPI", "WasmletTTRPC", "WasmletConventions", "wasmletctl",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
         .testTarget(
             name: "WasmletRuntimeTests",
-            dependencies: ["WasmletRuntime", "CWasmletInterrupt", .product(name: "WAT", package: "WasmKit")]
+            dependencies: ["WasmletTestSupport", "WasmletRuntime", "CWasmletInterrupt", .product(name: "WAT", package: "WasmKit")]
         ),
         .testTarget(
             name: "WasmletSystemdTests",
             // The probe is a dependency only so that it is built before the tests run.
-            dependencies: ["WasmletSystemd", "wasmlet-sd-probe"]
+            dependencies: ["WasmletTestSupport", "WasmletSystemd", "wasmlet-sd-probe"]
         ),
         .testTarget(
             name: "WasmletTTRPCTests",
             dependencies: [
-                "WasmletTTRPC",
+                "WasmletTestSupport", "WasmletTTRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

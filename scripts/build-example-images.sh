@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds OCI image archives of the example guests, for `ctr image import` (see
-# examples/images/README.md): hello, hello-wasi, sleeper, cpuhog, membomb, echo and pause.
+# examples/images/README.md): hello, hello-wasi, sleeper, cpuhog, membomb, echo, httpd,
+# echoserver and pause.
 #
 # Usage: scripts/build-example-images.sh [OUTDIR]     (default examples/images/build/)
 #   WASMLETCTL=path   the wasmletctl to use; default: `swift build --product wasmletctl`, then
@@ -23,7 +24,7 @@ else
 fi
 [ -x "$ctl" ] || die "$ctl is not an executable wasmletctl"
 
-for module in hello sleeper cpuhog membomb echo; do
+for module in hello sleeper cpuhog membomb echo httpd echoserver; do
     if [ ! -f "$WASM/$module.wasm" ]; then
         echo "build-example-images: $WASM/$module.wasm is missing; running scripts/build-examples.sh"
         "$ROOT/scripts/build-examples.sh"
@@ -49,6 +50,10 @@ image sleeper sleeper docker.io/wasmlet/sleeper:latest --arg 3600
 image cpuhog cpuhog docker.io/wasmlet/cpuhog:latest
 image membomb membomb docker.io/wasmlet/membomb:latest
 image echo echo docker.io/wasmlet/echo:latest --arg hello --arg "from an image" --env GREETING=hello
+# Servers: they serve on the listeners the annotation wasmlet.dev/listen asks for (port 8080 in
+# the Kubernetes example, deploy/kubernetes/examples/).
+image httpd httpd docker.io/wasmlet/httpd:latest
+image echoserver echoserver docker.io/wasmlet/echoserver:latest
 # The pod sandbox image for a wasmlet-only node without a registry: wasmlet never runs the
 # sandbox container's module, so any module will do.
 image pause hello docker.io/wasmlet/pause:latest

@@ -7,6 +7,10 @@
 2. `wasmletctl` and the shim never depend on WasmletRuntime or a WasmKit product, and the shim on
    nothing of swift-nio or swift-protobuf nor on a module that imports Foundation: checked on
    the dependency graph from `swift package describe`.
+   The daemon's modules point one way: WasmletStore depends on no service, containerd, daemon,
+   ttrpc or API module nor on swift-nio or swift-protobuf, and imports none of them;
+   WasmletService never depends on WasmletContainerd or WasmletDaemon; WasmletContainerd never
+   on WasmletDaemon.
 3. The same on the executables themselves: the Swift modules a binary defines or references a
    symbol of (read from `nm`), and the shared libraries it loads (`ldd`). A control checks that
    the detection sees WasmKit and NIO in wasmletd, so an empty reading cannot pass.
@@ -35,6 +39,8 @@ FOUNDATION = {"Foundation", "FoundationEssentials", "FoundationInternationalizat
               "FoundationXML", "CoreFoundation", "_FoundationCShims", "_FoundationCollections"}
 WASMKIT_MODULES = {"WasmKit", "WasmKitWASI", "WASI", "WasmParser", "WAT", "WasmTypes", "SystemExtras",
                    "_CWasmKit", "WIT", "WasmletRuntime"}
+# What the durable-state engine must never reach: the wire, the services above it, the wiring.
+STORE_FORBIDDEN = {"WasmletTTRPC", "WasmletAPI", "WasmletService", "WasmletContainerd", "WasmletDaemon"}
 FOUNDATION_LIBRARIES = re.compile(r"lib(_?Foundation\w*|_FoundationICU)\.so")
 
 IMPORT = re.compile(
@@ -110,7 +116,15 @@ def check_graph(targets, product_packages, problems):
         "wasmletctl": (lambda t: t == "WasmletRuntime", {"WasmKit"}, False),
         "containerd-shim-wasmlet-v1": (lambda t: t in {"WasmletRuntime", "WasmletTTRPC", "WasmletAPI"},
                                        {"WasmKit", "swift-nio", "swift-protobuf"}, True),
+        # The daemon's modules, lowest first; no arrow points back up.
+        "WasmletStore": (lambda t: t in STORE_FORBIDDEN, {"swift-nio", "swift-protobuf"}, False),
+        "WasmletService": (lambda t: t in {"WasmletContainerd", "WasmletDaemon"}, set(), False),
+        "WasmletContainerd": (lambda t: t == "WasmletDaemon", set(), False),
     }
+    if "WasmletStore" in by_name:
+        for module, source in sorted(imports_of(by_name["WasmletStore"]).items()):
+            if is_nio(module) or is_protobuf(module) or module in STORE_FORBIDDEN:
+                problems.append(f"WasmletStore: {source} imports {module} (the store knows no protobuf, NIO or ttrpc)")
     for executable, (bad_target, bad_packages, no_foundation) in rules.items():
         if executable not in by_name:
             problems.append(f"{executable}: no such target in Package.swift")
@@ -207,8 +221,8 @@ def main():
         for problem in problems:
             print("  - " + problem)
         return 1
-    print(f"layering: ok ({len(targets)} targets' imports declared; wasmletctl and the shim in {bin_path} "
-          "link no WasmKit; the shim no Foundation, NIO or protobuf)")
+    print(f"layering: ok ({len(targets)} targets' imports declared; the store reaches no protobuf, NIO or "
+          f"ttrpc; wasmletctl and the shim in {bin_path} link no WasmKit; the shim no Foundation, NIO or protobuf)")
     return 0
 
 

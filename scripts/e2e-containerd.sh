@@ -30,7 +30,7 @@ die() { say "$*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "must run as root (containerd, mounts)"
 
 # ---- dependencies
-scripts/ensure-packages.sh containerd >/dev/null
+scripts/ensure-packages.sh containerd containernetworking-plugins >/dev/null
 command -v runc >/dev/null || die "runc missing after installing containerd"
 if ! python3 -c 'import grpc, grpc_tools, google.protobuf' 2>/dev/null; then
     say "installing grpcio grpcio-tools protobuf (pip)"
@@ -74,6 +74,8 @@ cleanup() {
     stop_pid "$CONTAINERD_PID" containerd
     for pid in $shims; do stop_pid "$pid" "shim"; done
     [ -f "$WORK/wasmletd.pid" ] && stop_pid "$(cat "$WORK/wasmletd.pid")" wasmletd
+    # The run's CNI bridge (made by the bridge plugin at the first pod on the pod network).
+    if [ -n "${E2E_BRIDGE:-}" ] && ip link show "$E2E_BRIDGE" >/dev/null 2>&1; then ip link delete "$E2E_BRIDGE"; fi
     # Anything still mounted under WORK (bundles' rootfs, CRI's shm), deepest first.
     local left
     left="$(awk -v w="$WORK" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r)"
@@ -123,14 +125,22 @@ say "wasmletd pid $(cat "$WORK/wasmletd.pid"), socket $WORK/wasmlet.sock"
 # ---- containerd
 SNAP="${E2E_SNAPSHOTTER:-overlayfs}"
 if [ "$MODE" = bench ] || [ "$MODE" = repeat ]; then LEVEL="${E2E_LOG_LEVEL:-info}"; else LEVEL="${E2E_LOG_LEVEL:-debug}"; fi
-# A loopback-only CNI network makes the CRI plugin report the network ready (the tests' pods use
-# the host network and need no CNI); only when the plugin is installed.
-if [ -x /usr/lib/cni/loopback ]; then
-    ln -s /usr/lib/cni/loopback "$WORK/cni/bin/loopback"
-    cat >"$WORK/cni/conf/99-loopback.conflist" <<EOF
-{"cniVersion": "0.4.0", "name": "lo", "plugins": [{"type": "loopback"}]}
+# The CRI plugin's pod network: a CNI bridge of the run's own (E2E_BRIDGE, on E2E_POD_SUBNET,
+# no masquerading, IPAM state under WORK), so a pod on the pod network gets an IP the host
+# reaches over the bridge (T9); host-network pods (T7) need no CNI. Deleted at the end.
+E2E_BRIDGE="wle2e$$"
+E2E_BRIDGE="${E2E_BRIDGE:0:15}"
+E2E_POD_SUBNET="${E2E_POD_SUBNET:-10.231.0.0/24}"
+export E2E_BRIDGE E2E_POD_SUBNET
+for plugin in bridge host-local loopback; do
+    [ -x "/usr/lib/cni/$plugin" ] || die "/usr/lib/cni/$plugin missing (containernetworking-plugins)"
+    ln -s "/usr/lib/cni/$plugin" "$WORK/cni/bin/$plugin"
+done
+cat >"$WORK/cni/conf/10-wasmlet-e2e.conflist" <<EOF
+{"cniVersion": "0.4.0", "name": "wasmlet-e2e", "plugins": [
+  {"type": "bridge", "bridge": "$E2E_BRIDGE", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$E2E_POD_SUBNET"}]], "dataDir": "$WORK/cni/ipam"}}]}
 EOF
-fi
 cat >"$WORK/containerd.toml" <<EOF
 version = 2
 root = "$WORK/containerd/root"

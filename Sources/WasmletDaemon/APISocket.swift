@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import WasmletService
 import WasmletSystemd
 import WasmletTTRPC
 
@@ -79,16 +80,6 @@ enum APISocket {
                 throw DaemonError.startup("cannot create \(directory): \(String(cString: strerror(errno)))")
             }
             chmod(directory, 0o755)
-        }
-    }
-}
-
-/// A failure that stops the daemon, worded for the operator.
-public enum DaemonError: Error, CustomStringConvertible {
-    case startup(String)
-    public var description: String {
-        switch self {
-        case .startup(let message): message
         }
     }
 }

@@ -1,9 +1,12 @@
 import Foundation
 import Glibc
 import Logging
+import WasmletContainerd
 import WasmletFDHandoff
 import WasmletMetrics
 import WasmletRuntime
+import WasmletService
+import WasmletStore
 import WasmletSystemd
 import WasmletTTRPC
 

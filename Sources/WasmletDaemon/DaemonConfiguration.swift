@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import WasmletConventions
 import WasmletRuntime
+import WasmletService
 
 /// Everything the daemon runs with, resolved from (highest wins) command-line flags, the TOML
 /// file, and built-in defaults that work without any file.

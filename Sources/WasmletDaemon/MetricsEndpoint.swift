@@ -2,6 +2,7 @@ import Dispatch
 import Logging
 import Synchronization
 import WasmletMetrics
+import WasmletService
 
 /// Where `/metrics`, `/healthz` and `/readyz` are served: the socket-activated descriptor named
 /// "metrics", else `metrics_address`, else the loopback default. A configured address that

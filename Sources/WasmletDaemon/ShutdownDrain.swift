@@ -1,6 +1,8 @@
 import Glibc
 import Logging
 import WasmletRuntime
+import WasmletService
+import WasmletStore
 import WasmletSystemd
 import WasmletTTRPC
 

@@ -1,3 +1,4 @@
+import WasmletService
 import WasmletSystemd
 
 /// Keeps `systemctl status` current: `STATUS=<n> running, <m> created, <k> exited`.

@@ -90,13 +90,20 @@ public struct InstanceSpec: Sendable {
     /// guest finds them after its preopened directories, at fds 3+dirs, 3+dirs+1, ... in this
     /// order, and their numbers in `WASMLET_LISTEN_FDS`.
     public var listeners: [ListenerSpec]
+    /// Listeners bound by someone else (see ``InheritedListener``), which the runtime adopts
+    /// at create: the guest finds them right after `listeners`, in this order, exactly as if
+    /// the runtime had bound them, and the runtime closes them at exit, kill, delete or a
+    /// failed create. Never persisted: a descriptor does not survive a restart.
+    public var inheritedListeners: [InheritedListener]
 
     public init(
         key: InstanceKey, labels: [String: String] = [:], moduleDigest: String, args: [String] = [],
         environment: [String: String] = [:], preopens: [PreopenSpec] = [], cwd: String? = nil,
-        stdio: StdioSpec = StdioSpec(), limits: InstanceLimits = InstanceLimits(), listeners: [ListenerSpec] = []
+        stdio: StdioSpec = StdioSpec(), limits: InstanceLimits = InstanceLimits(), listeners: [ListenerSpec] = [],
+        inheritedListeners: [InheritedListener] = []
     ) {
         self.listeners = listeners
+        self.inheritedListeners = inheritedListeners
         self.key = key
         self.labels = labels
         self.moduleDigest = moduleDigest

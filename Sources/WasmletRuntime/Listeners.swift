@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// A TCP listener to pre-open for an instance: an IP literal (IPv4, or IPv6 without brackets)
 /// and a port; port 0 lets the kernel pick a free one.
@@ -37,6 +38,44 @@ public struct BoundListener: Sendable, Equatable, Codable {
     }
 }
 
+/// A TCP socket someone else already bound and made listening (containerd's shim, which binds
+/// in the pod's network namespace and hands the descriptor to wasmletd), given to an instance
+/// as a pre-opened listener.
+///
+/// Ownership: whoever holds it owns the descriptor until ``WasmletRuntime/create(_:)`` is
+/// called with it in ``InstanceSpec/inheritedListeners``; from that call on the runtime owns
+/// it, whether the create succeeds (it is closed when the instance exits, is killed or is
+/// deleted) or throws (it is closed before the error is thrown). `close()` is idempotent and
+/// does nothing once the runtime has adopted the descriptor, so a caller's failure path may
+/// call it unconditionally. An unadopted descriptor is also closed when this is released.
+///
+/// Descriptors cannot survive a daemon restart, so this never enters a durable record or an
+/// API message: after a restart such an instance is exited, as any other.
+public final class InheritedListener: Sendable {
+    private let state: Mutex<Int32?>
+
+    /// Takes ownership of `fd`, which should be a bound, listening TCP socket (checked at create).
+    public init(adopting fd: Int32) { state = Mutex(fd) }
+
+    /// The descriptor while this still owns it.
+    public var descriptor: Int32? { state.withLock { $0 } }
+
+    /// Closes the descriptor unless it was closed or adopted already.
+    public func close() {
+        if let fd = take() { _ = Glibc.close(fd) }
+    }
+
+    /// Gives up the descriptor (once).
+    func take() -> Int32? {
+        state.withLock { current in
+            defer { current = nil }
+            return current
+        }
+    }
+
+    deinit { close() }
+}
+
 /// A bound, listening host socket (non-blocking, close-on-exec), shared by the instance record
 /// and the guest's run.
 ///
@@ -59,6 +98,51 @@ final class ListeningSocket: @unchecked Sendable {
     func stopListening() { _ = shutdown(fd, Int32(SHUT_RDWR)) }
 
     static let backlog: Int32 = 1024
+
+    /// Adopts an inherited listener: from here on the descriptor is this socket's (closed with
+    /// it, so also when this throws). It must be a listening TCP socket; it is made
+    /// non-blocking and close-on-exec, as the runtime's own are. `index` names it in errors.
+    /// Returns it with the address it is bound to, as a spec.
+    static func adopt(_ inherited: InheritedListener, index: Int) throws(RuntimeError) -> (ListeningSocket, ListenerSpec) {
+        guard let fd = inherited.take() else {
+            throw RuntimeError.invalidArgument("inherited listener \(index): its descriptor was closed or used already")
+        }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        var type: Int32 = 0
+        var accepting: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        _ = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size)
+        size = socklen_t(MemoryLayout<Int32>.size)
+        _ = getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &size)
+        let family = Int32(storage.ss_family)
+        guard named == 0, family == AF_INET || family == AF_INET6, type == Int32(SOCK_STREAM.rawValue), accepting == 1 else {
+            close(fd)
+            throw RuntimeError.invalidArgument("inherited listener \(index) (fd \(fd)) is not a listening TCP socket")
+        }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        let port: UInt16 = withUnsafeMutablePointer(to: &storage) { pointer in
+            if family == AF_INET {
+                return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    _ = inet_ntop(AF_INET, &sin.pointee.sin_addr, &text, socklen_t(text.count))
+                    return UInt16(bigEndian: sin.pointee.sin_port)
+                }
+            }
+            return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                _ = inet_ntop(AF_INET6, &sin6.pointee.sin6_addr, &text, socklen_t(text.count))
+                return UInt16(bigEndian: sin6.pointee.sin6_port)
+            }
+        }
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        let address = String(cString: text)
+        return (ListeningSocket(fd: fd, bound: (ListenerSpec.format(address: address, port: port), port)),
+                ListenerSpec(address: address, port: port))
+    }
 
     /// Creates, binds and listens. Errors name the listener and the reason.
     static func open(_ spec: ListenerSpec) throws(RuntimeError) -> ListeningSocket {

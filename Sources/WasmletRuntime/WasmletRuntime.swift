@@ -76,8 +76,20 @@ public final class WasmletRuntime: Sendable {
     /// Creates an instance of a loaded module, admitting it against the node memory budget: under
     /// committed admission its fixed overhead is charged now and its linear memory as it grows;
     /// under reserve-caps admission its whole memory cap is reserved now.
+    ///
+    /// The runtime owns `spec.inheritedListeners` from this call on: they are adopted first, so
+    /// that a create failing for any reason closes them (see ``InheritedListener``).
     @discardableResult
     public func create(_ spec: InstanceSpec) throws -> InstanceSnapshot {
+        var inherited: [(ListeningSocket, ListenerSpec)] = []
+        do {
+            for (index, listener) in spec.inheritedListeners.enumerated() {
+                inherited.append(try ListeningSocket.adopt(listener, index: index))
+            }
+        } catch {
+            for listener in spec.inheritedListeners { listener.close() }
+            throw error
+        }
         try Self.validate(spec)
         guard let module = modules.lookup(digest: spec.moduleDigest) else {
             throw RuntimeError.notFound("module \(spec.moduleDigest) is not loaded (never loaded, or evicted from the cache)")
@@ -92,17 +104,20 @@ public final class WasmletRuntime: Sendable {
         }
         // Bound before the record exists and outside the lock; on any failure below the sockets
         // are released with this array, so a failed create leaves no port open.
-        if !spec.listeners.isEmpty {
+        if !spec.listeners.isEmpty || !inherited.isEmpty {
             try state.withLock { state throws in
                 guard state.instances[spec.key] == nil else { throw RuntimeError.alreadyExists("instance \(spec.key) already exists") }
             }
         }
         var sockets: [ListeningSocket] = []
         for listener in spec.listeners { sockets.append(try ListeningSocket.open(listener)) }
+        // The inherited ones follow the runtime's own, in order, as if bound here.
+        sockets += inherited.map(\.0)
+        let requested = spec.listeners + inherited.map(\.1)
         let firstListenerFd = UInt32(3 + spec.preopens.count)
         let bound = sockets.enumerated().map { index, socket in
             BoundListener(
-                requested: spec.listeners[index], boundAddress: socket.bound.address, boundPort: socket.bound.port,
+                requested: requested[index], boundAddress: socket.bound.address, boundPort: socket.bound.port,
                 guestFd: firstListenerFd + UInt32(index))
         }
         let snapshot = try state.withLock { state throws -> InstanceSnapshot in
@@ -468,7 +483,7 @@ public final class WasmletRuntime: Sendable {
                 throw RuntimeError.invalidArgument("\(name) \"\(value)\" may not contain '/' or NUL")
             }
         }
-        if spec.listeners.count > 64 { throw RuntimeError.invalidArgument("at most 64 listeners per instance") }
+        if spec.listeners.count + spec.inheritedListeners.count > 64 { throw RuntimeError.invalidArgument("at most 64 listeners per instance") }
         if spec.limits.maxConnections == 0 { throw RuntimeError.invalidArgument("the connection limit must be positive") }
         for preopen in spec.preopens {
             var isDirectory: ObjCBool = false

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WasmletAPI
+import WasmletTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -117,7 +118,7 @@ import Glibc
         let child = try Child(
             wasmletctlPath, ["--socket", daemon.socketPath, "run", "--id", "s2", "examples/build/hello.wasm", "--sleep"],
             currentDirectory: repositoryRoot)
-        #expect(await until { child.stdout.contains("sleeping\n") })
+        #expect(await eventually { child.stdout.contains("sleeping\n") })
         child.signal(SIGINT)
         // wasmletctl must still be there, waiting for the answer, not ended by the signal.
         #expect(child.child.poll() == nil)
@@ -139,7 +140,7 @@ import Glibc
             wasmletctlPath, ["--socket", daemon.socketPath, "run", "--id", "c2"] + (rm ? [] : ["--no-rm"])
                 + ["examples/build/hello.wasm", "--sleep"],
             currentDirectory: repositoryRoot)
-        #expect(await until { daemon.instanceCount() == 1 })
+        #expect(await eventually { daemon.instanceCount() == 1 })
         child.signal(SIGINT)
         #expect(child.child.poll() == nil)
         daemon.createAnswers.open()

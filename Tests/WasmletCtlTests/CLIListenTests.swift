@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WasmletTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -73,7 +74,7 @@ struct CLIListenTests {
             ["--socket", daemon.socketPath, "run", "--id", id, "--no-stdin", "--listen", "127.0.0.1:0", "examples/build/httpd.wasm"],
             currentDirectory: repositoryRoot)
         let prefix = "wasmletctl: listening on 127.0.0.1:"
-        #expect(await until { child.stderr.contains(" (guest fd 3)\n") }, "stderr: \(child.stderr)")
+        #expect(await eventually { child.stderr.contains(" (guest fd 3)\n") }, "stderr: \(child.stderr)")
         let line = try #require(child.stderr.split(separator: "\n").first { $0.hasPrefix(prefix) })
         let port = try #require(UInt16(line.dropFirst(prefix.count).prefix { $0.isNumber }))
         return (child, port)

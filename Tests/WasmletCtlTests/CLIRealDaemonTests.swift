@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WasmletClient
+import WasmletTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -25,7 +26,7 @@ final class RealDaemon: @unchecked Sendable {
             env[name] = nil
         }
         child = try ChildProcess(
-            wasmletdPath, ["--socket", socketPath, "--state-dir", directory + "/state", "--shutdown-grace", "1s"],
+            daemonPath, ["--socket", socketPath, "--state-dir", directory + "/state", "--shutdown-grace", "1s"],
             environment: env, stdout: logPath, stderr: nil)
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
@@ -62,7 +63,7 @@ let daemonInRepository = FileManager.default.fileExists(atPath: repositoryRoot +
 @Suite(.serialized, .enabled(if: daemonInRepository))
 struct CLIRealDaemonTests {
     @Test func endToEnd() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: wasmletdPath), "wasmletd not built at \(wasmletdPath)")
+        try #require(FileManager.default.isExecutableFile(atPath: daemonPath), "wasmletd not built at \(daemonPath)")
         let daemon = try await RealDaemon()
         defer { daemon.stop() }
         let socket = ["--socket", daemon.socketPath]
@@ -149,7 +150,7 @@ struct CLIRealDaemonTests {
     }
 
     @Test func ctrlCKillsTheGuest() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: wasmletdPath), "wasmletd not built at \(wasmletdPath)")
+        try #require(FileManager.default.isExecutableFile(atPath: daemonPath), "wasmletd not built at \(daemonPath)")
         let daemon = try await RealDaemon()
         defer { daemon.stop() }
         var env = ProcessInfo.processInfo.environment
@@ -174,7 +175,7 @@ struct CLIRealDaemonTests {
     /// stdin reaches the guest: 100 KB of random bytes round-trip through the C cat, which
     /// copies stdin to stdout until end-of-file.
     @Test func stdinRoundTripsThroughTheGuest() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: wasmletdPath), "wasmletd not built at \(wasmletdPath)")
+        try #require(FileManager.default.isExecutableFile(atPath: daemonPath), "wasmletd not built at \(daemonPath)")
         let daemon = try await RealDaemon()
         defer { daemon.stop() }
         let input = (0..<100_000).map { _ in UInt8.random(in: 0...255) }
@@ -194,7 +195,7 @@ struct CLIRealDaemonTests {
     /// An empty stdin, a closed one, and --no-stdin each give the guest end-of-file at once.
     @Test(arguments: ["empty", "closed", "--no-stdin"])
     func noInputIsEndOfFile(kind: String) async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: wasmletdPath), "wasmletd not built at \(wasmletdPath)")
+        try #require(FileManager.default.isExecutableFile(atPath: daemonPath), "wasmletd not built at \(daemonPath)")
         let daemon = try await RealDaemon()
         defer { daemon.stop() }
         let child = try Child(
@@ -208,7 +209,7 @@ struct CLIRealDaemonTests {
     /// Ctrl-C while the guest is blocked reading a stdin that never ends (a FIFO this test
     /// holds open without writing): the guest is killed and wasmletctl exits 130.
     @Test func ctrlCWhileTheGuestWaitsOnStdin() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: wasmletdPath), "wasmletd not built at \(wasmletdPath)")
+        try #require(FileManager.default.isExecutableFile(atPath: daemonPath), "wasmletd not built at \(daemonPath)")
         let daemon = try await RealDaemon()
         defer { daemon.stop() }
         let fifo = daemon.directory + "/stdin.fifo"
@@ -218,7 +219,7 @@ struct CLIRealDaemonTests {
         let child = try Child(
             wasmletctlPath, ["--socket", daemon.socketPath, "run", "--id", "reader", "examples/build/cat.wasm"],
             currentDirectory: repositoryRoot, stdin: fifo)
-        #expect(await until { (try? Self.inspect(daemon, "reader"))?.contains("\"state\": \"running\"") == true })
+        #expect(await eventually { (try? Self.inspect(daemon, "reader"))?.contains("\"state\": \"running\"") == true })
         child.signal(SIGINT)
         let result = await child.finish()
         #expect(result.status == 130)

@@ -1,25 +1,12 @@
 import Foundation
 import Testing
+import WasmletTestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The directory holding this test binary, where SwiftPM also puts `wasmletctl` (and `wasmletd`).
-func productsDirectory() -> String {
-    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return (executable as NSString).deletingLastPathComponent
-}
-
 var wasmletctlPath: String { productsDirectory() + "/wasmletctl" }
-var wasmletdPath: String { productsDirectory() + "/wasmletd" }
-
-/// The repository root (for examples/build/*.wasm).
-let repositoryRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { url.deleteLastPathComponent() }
-    return url.path
-}()
 
 /// A short unique path under /tmp (Unix socket paths are limited to 107 bytes).
 func temporarySocketPath(_ tag: String = "wctl") -> String {
@@ -83,14 +70,4 @@ func wasmletctl(_ arguments: [String], environment: [String: String] = [:], time
     env.merge(environment) { $1 }
     return try await Child(wasmletctlPath, arguments, environment: env, currentDirectory: repositoryRoot)
         .finish(timeout: timeout)
-}
-
-/// Polls `condition` until it holds or `timeout` passes (a state to wait for, never a time).
-func until(timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
-    let end = ContinuousClock.now + timeout
-    while ContinuousClock.now < end {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
 }

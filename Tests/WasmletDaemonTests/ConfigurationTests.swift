@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WasmletTestSupport
 @testable import WasmletDaemon
 
 /// Configuration resolution: defaults per user, file, flags over file, clear errors.
@@ -159,13 +160,5 @@ import Testing
             options: DaemonOptions.parse(["--shutdown-grace", "1m", "--status-interval", "250ms"]), uid: 0, environment: [:])
         #expect(set.shutdownGrace == .seconds(60))
         #expect(set.statusInterval == .milliseconds(250))
-    }
-
-    @Test func recordFileNamesCannotEscape() {
-        #expect(RecordFileName.component("..") == "%2e.")
-        #expect(RecordFileName.component(".hidden") == "%2ehidden")
-        #expect(RecordFileName.component("web-1_a.b") == "web-1_a.b")
-        #expect(RecordFileName.component("a b") == "a%20b")
-        #expect(!RecordFileName.component(String(repeating: "ü", count: 120)).contains("%"))
     }
 }

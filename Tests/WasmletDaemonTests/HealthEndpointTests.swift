@@ -4,9 +4,11 @@ import Glibc
 import NIOCore
 import NIOPosix
 import Testing
+@testable import WasmletContainerd
 @testable import WasmletDaemon
 import WasmletMetrics
 import WasmletRuntime
+import WasmletTestSupport
 
 /// The status line's code of `GET path` on 127.0.0.1:port (0 when nothing answered).
 private func httpStatus(port: Int, _ path: String) -> Int {
@@ -58,19 +60,19 @@ private final class PrivatePool: TaskExecutor, @unchecked Sendable {
         let port = try #require(server.localAddress?.port)
 
         #expect(probe.isMakingProgress(), "the first tick has nothing to judge")
-        #expect(await Self.eventually { probe.isMakingProgress() }, "an idle daemon makes progress")
+        #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { probe.isMakingProgress() }, "an idle daemon makes progress")
         #expect(httpStatus(port: port, "/healthz") == 200)
 
         // Wedge the loop. A heartbeat already past it still comes back, so the tick after it
         // is still healthy; the one it launched cannot pass, so a later tick is not.
         let release = DispatchSemaphore(value: 0)
         wedgeable.next().execute { release.wait() }
-        #expect(await Self.eventually { !probe.isMakingProgress() }, "the heartbeat did not come back")
+        #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { !probe.isMakingProgress() }, "the heartbeat did not come back")
         #expect(httpStatus(port: port, "/healthz") == 503)
         #expect(httpStatus(port: port, "/healthz") == 503, "reading /healthz does not tick the probe")
 
         release.signal()
-        #expect(await Self.eventually { probe.isMakingProgress() })
+        #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { probe.isMakingProgress() })
         #expect(httpStatus(port: port, "/healthz") == 200)
         await server.shutdown()
         try await wedgeable.shutdownGracefully()
@@ -97,7 +99,7 @@ private final class PrivatePool: TaskExecutor, @unchecked Sendable {
         let pool = PrivatePool()
         let idle = ProgressProbe(runtime: runtime, group: loops, pool: pool)
         #expect(idle.isMakingProgress(), "the first tick has nothing to judge")
-        #expect(await Self.eventually { idle.isMakingProgress() }, "an idle runtime makes progress")
+        #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { idle.isMakingProgress() }, "an idle runtime makes progress")
 
         let module = try runtime.loadModule(bytes: SandboxModule.bytes())
         _ = try runtime.create(InstanceSpec(key: InstanceKey(namespace: "test", id: "wedge"), moduleDigest: module.digest))
@@ -119,17 +121,8 @@ private final class PrivatePool: TaskExecutor, @unchecked Sendable {
         #expect(!probe.isHealthy)
 
         release.signal()
-        #expect(await Self.eventually { probe.isMakingProgress() }, "progress again once the queue drains")
+        #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { probe.isMakingProgress() }, "progress again once the queue drains")
         #expect(probe.isHealthy)
         try await loops.shutdownGracefully()
-    }
-
-    static func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
-        let end = ContinuousClock.now + timeout
-        while ContinuousClock.now < end {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return condition()
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import WasmletAPI
+import WasmletTestSupport
 
 /// A free loopback TCP port (bound to 0, read back, released).
 func freePort() throws -> Int {
@@ -91,7 +92,7 @@ extension DaemonEndToEndTests {
             let port = try freePort()
             let daemon = try await DaemonProcess(directory: directory, arguments: ["--metrics-address", "127.0.0.1:\(port)"])
             defer { daemon.killAndReap() }
-            #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { (try? get(port: port, "/readyz").status) == 200 })
 
             #expect(try get(port: port, "/nope").status == 404)
             #expect(try rawHTTP(port: port, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").status == 405)
@@ -118,14 +119,14 @@ extension DaemonEndToEndTests {
             let daemon = try await DaemonProcess(
                 directory: directory, arguments: ["--metrics-address", "127.0.0.1:\(port)", "--shutdown-grace", "3s"])
             defer { daemon.killAndReap() }
-            #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { (try? get(port: port, "/readyz").status) == 200 })
             let client = try await daemon.client()
             try await create(client, "s", module: "sleeper")
             _ = try await client.start("s")
             await client.close()
 
             daemon.signal(SIGTERM)
-            #expect(await eventually(timeout: .seconds(3)) { (try? get(port: port, "/readyz").status) == 503 })
+            #expect(await eventually(timeout: .seconds(3), every: .milliseconds(50)) { (try? get(port: port, "/readyz").status) == 503 })
             #expect(try get(port: port, "/healthz").status == 200)
             #expect(await daemon.waitForExit(timeout: .seconds(30))?.status == 0)
         }

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import WasmletAPI
+import WasmletTestSupport
 @testable import WasmletMetrics
 
 /// The body of an HTTP/1.1 response, with chunked transfer coding undone (Prometheus's API
@@ -230,14 +231,14 @@ extension DaemonEndToEndTests {
                 ],
                 logName: "second.log")
             defer { daemon.killAndReap() }
-            #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { (try? get(port: port, "/readyz").status) == 200 })
             let client = try await daemon.client()
             try await exerciseEveryExitReason(client)
             _ = await statusCode { _ = try await client.inspect("missing") }
 
             // Exits reach the metrics from the runtime's event queue, just after Wait returns.
             let reasons = ["exited", "out_of_fuel", "deadline_exceeded", "killed", "trapped", "failed_to_start", "daemon_restarted"]
-            #expect(await eventually {
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) {
                 let scrape = body(of: (try? get(port: port, "/metrics").text) ?? "")
                 return sampleValue(scrape, "wasmlet_guests_blocked_in_host_calls") == 1
                     && reasons.allSatisfy { sampleValue(scrape, "wasmlet_instance_exits_total{reason=\"\($0)\"}") == 1 }
@@ -313,7 +314,7 @@ extension DaemonEndToEndTests {
 
             let prometheus = try PrometheusServer(directory: directory, target: "127.0.0.1:\(port)")
             defer { prometheus.stop() }
-            let up = await eventually(timeout: .seconds(90)) {
+            let up = await eventually(timeout: .seconds(90), every: .milliseconds(50)) {
                 guard let answer = prometheus.api("/api/v1/targets"), let data = answer["data"] as? [String: Any],
                     let targets = data["activeTargets"] as? [[String: Any]]
                 else { return false }
@@ -321,8 +322,8 @@ extension DaemonEndToEndTests {
             }
             let log = (try? String(contentsOfFile: directory.path + "/prometheus.log", encoding: .utf8)) ?? ""
             #expect(up, "the wasmletd target never became healthy; prometheus log:\n\(log)")
-            #expect(await eventually(timeout: .seconds(30)) { prometheus.query("wasmlet_instance_starts_total") == [2] })
-            #expect(await eventually(timeout: .seconds(30)) {
+            #expect(await eventually(timeout: .seconds(30), every: .milliseconds(50)) { prometheus.query("wasmlet_instance_starts_total") == [2] })
+            #expect(await eventually(timeout: .seconds(30), every: .milliseconds(50)) {
                 prometheus.query("wasmlet_instances{state=\"running\",job=\"wasmletd\"}") == [1]
             })
             #expect(prometheus.query("up{job=\"wasmletd\"}") == [1])
@@ -351,7 +352,7 @@ extension DaemonEndToEndTests {
                 launcherArguments: ["-l", "127.0.0.1:\(port)", "--fdname=metrics"], waitForSocket: false)
             defer { daemon.killAndReap() }
             // systemd-socket-activate starts the daemon on the first connection, which queues.
-            #expect(await eventually(timeout: .seconds(60)) { (try? get(port: port, "/readyz").status) == 200 }, "log:\n\(daemon.log)")
+            #expect(await eventually(timeout: .seconds(60), every: .milliseconds(50)) { (try? get(port: port, "/readyz").status) == 200 }, "log:\n\(daemon.log)")
             try await daemon.waitUntilServing()
             #expect(daemon.log.contains("serving metrics on the socket-activated descriptor"))
             #expect(!daemon.log.contains("http://"), "no metrics address was bound besides the descriptor")
@@ -361,7 +362,7 @@ extension DaemonEndToEndTests {
             _ = try await client.wait("activated")
             await client.close()
             // The exit reaches the metrics from the runtime's event queue, just after Wait returns.
-            #expect(await eventually {
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) {
                 let metrics = body(of: (try? get(port: port, "/metrics").text) ?? "")
                 return sampleValue(metrics, "wasmlet_instance_exits_total{reason=\"exited\"}") == 1
             })
@@ -466,7 +467,7 @@ extension DaemonEndToEndTests {
             let daemon = try await DaemonProcess(
                 directory: directory, arguments: ["--metrics-address", "127.0.0.1:\(port)", "--memory-budget", "8MiB"])
             defer { daemon.killAndReap() }
-            #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { (try? get(port: port, "/readyz").status) == 200 })
             let client = try await daemon.client()
             // Both with the default 128 MiB cap, each far past the 8 MiB budget on its own.
             try await createInstance(client, "neighbour", module: "sleeper")

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import WasmletAPI
+import WasmletTestSupport
 
 // Daemons here are stopped by DaemonProcess's deinit (SIGKILL); `withExtendedLifetime` keeps
 // each one alive to the end of its test.
@@ -26,7 +27,7 @@ extension DaemonEndToEndTests {
                 directory: directory, stateDirectory: state, arguments: ["--metrics-address", "127.0.0.1:\(port)"],
                 environment: ["WASMLET_TEST_RECOVERY_GATE": gate], waitForSocket: false, logName: "second.log")
             #expect(
-                await eventually(timeout: .seconds(60)) { (try? get(port: port, "/readyz").status) == 503 },
+                await eventually(timeout: .seconds(60), every: .milliseconds(50)) { (try? get(port: port, "/readyz").status) == 503 },
                 "the endpoint must answer while recovery is held; log:\n\(daemon.log)")
             let recovering = try get(port: port, "/readyz")
             #expect(recovering.status == 503)
@@ -40,7 +41,7 @@ extension DaemonEndToEndTests {
 
             _ = FileManager.default.createFile(atPath: gate, contents: nil)
             #expect(
-                await eventually(timeout: .seconds(60)) { (try? get(port: port, "/readyz").status) == 200 },
+                await eventually(timeout: .seconds(60), every: .milliseconds(50)) { (try? get(port: port, "/readyz").status) == 200 },
                 "log:\n\(daemon.log)")
             #expect(body(of: try get(port: port, "/readyz").text) == "ready\n")
             // Ready means serving: the API socket accepts, and the state is recovered.
@@ -63,16 +64,16 @@ extension DaemonEndToEndTests {
                 launcherArguments: ["-l", "127.0.0.1:\(port)", "--fdname=metrics", "-E", "WASMLET_TEST_RECOVERY_GATE=\(gate)"],
                 waitForSocket: false)
             #expect(
-                await eventually(timeout: .seconds(60)) {
+                await eventually(timeout: .seconds(60), every: .milliseconds(50)) {
                     guard let answer = try? get(port: port, "/readyz") else { return false }
                     return answer.status == 503 && body(of: answer.text) == "recovering state\n"
                 }, "log:\n\(daemon.log)")
             // The daemon logs this once the server has taken the descriptor, which can be after
             // it has answered: wait for the line, not only the answer.
-            #expect(await eventually { daemon.log.contains("serving metrics on the socket-activated descriptor") }, "log:\n\(daemon.log)")
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { daemon.log.contains("serving metrics on the socket-activated descriptor") }, "log:\n\(daemon.log)")
             _ = FileManager.default.createFile(atPath: gate, contents: nil)
             #expect(
-                await eventually(timeout: .seconds(60)) { (try? get(port: port, "/readyz").status) == 200 },
+                await eventually(timeout: .seconds(60), every: .milliseconds(50)) { (try? get(port: port, "/readyz").status) == 200 },
                 "log:\n\(daemon.log)")
             try await daemon.waitUntilServing()
             withExtendedLifetime(daemon) {}
@@ -92,14 +93,14 @@ extension DaemonEndToEndTests {
                 _ = try await early.start("running")
                 // The exit record reaches the disk from the runtime's event queue.
                 let doneFile = state + "/instances/test/done.json"
-                #expect(await eventually { (try? String(contentsOfFile: doneFile, encoding: .utf8))?.contains("\"exited\"") == true })
+                #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { (try? String(contentsOfFile: doneFile, encoding: .utf8))?.contains("\"exited\"") == true })
             }
 
             let port = try freePort()
             let daemon = try await DaemonProcess(
                 directory: directory, stateDirectory: state, arguments: ["--metrics-address", "127.0.0.1:\(port)"],
                 logName: "second.log")
-            #expect(await eventually { (try? get(port: port, "/readyz").status) == 200 })
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { (try? get(port: port, "/readyz").status) == 200 })
             func scrape() async throws -> String {
                 let response = try get(port: port, "/metrics")
                 #expect(response.status == 200)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WAT
+import WasmletTestSupport
 @testable import WasmletRuntime
 
 /// Shared helpers: the C guests built by scripts/build-examples.sh, WAT fixtures compiled in
@@ -66,17 +67,5 @@ enum Fixtures {
                     preopens: [PreopenSpec] = [], stdin: String? = nil, limits: InstanceLimits = InstanceLimits()) async throws -> Result {
         let module = try runtime.loadModule(path: try guest(name))
         return try await run(runtime, digest: module.digest, args: [name] + args, env: env, preopens: preopens, stdin: stdin, limits: limits)
-    }
-
-    /// Polls until `condition` holds or `timeout` passes (for states reached asynchronously).
-    /// The default is a generous hang guard: tests run in parallel on a loaded 2-core machine.
-    static func eventually(timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async rethrows -> Bool {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        while clock.now < deadline {
-            if try condition() { return true }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        return try condition()
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import WasmletTestSupport
 @testable import WasmletRuntime
 
 @Suite struct KillTests {
@@ -10,7 +11,7 @@ import Testing
         let key = InstanceKey(namespace: "kill", id: Fixtures.uniqueID())
         try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest, args: [name] + args, stdio: stdio))
         try runtime.start(key)
-        #expect(try await Fixtures.eventually { try runtime.inspect(key).state == .running })
+        #expect(try await eventually(every: .milliseconds(5)) { try runtime.inspect(key).state == .running })
         try await Task.sleep(for: .milliseconds(50))  // let it reach its sleep / loop
         return key
     }
@@ -126,9 +127,9 @@ extension KillTests {
         try runtime.start(key)
         // Kill only once the guest's thread really sits in openat(2), however slow the machine;
         // other tests' opens are brief, so ask for it to still be there a little later.
-        #expect(await Fixtures.eventually(timeout: .seconds(30)) { Self.someThreadIsBlockedInOpenat() })
+        #expect(await eventually(timeout: .seconds(30), every: .milliseconds(5)) { Self.someThreadIsBlockedInOpenat() })
         try await Task.sleep(for: .milliseconds(300))
-        #expect(await Fixtures.eventually(timeout: .seconds(30)) { Self.someThreadIsBlockedInOpenat() })
+        #expect(await eventually(timeout: .seconds(30), every: .milliseconds(5)) { Self.someThreadIsBlockedInOpenat() })
         try runtime.kill(key)
         let exit = try await runtime.wait(key)
         #expect(exit.reason == .killed)

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import WasmletTestSupport
 @testable import WasmletRuntime
 
 @Suite struct LifecycleTests {
@@ -28,7 +29,7 @@ import Testing
         // Waiting again returns the same record.
         #expect(try await runtime.wait(key) == exit)
         try runtime.delete(key)
-        #expect(await Fixtures.eventually { events.withLock { $0 } == ["created", "started", "exited:0", "deleted"] })
+        #expect(await eventually(every: .milliseconds(5)) { events.withLock { $0 } == ["created", "started", "exited:0", "deleted"] })
     }
 
     @Test func idsAreUniquePerNamespace() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WasmletTestSupport
 @testable import WasmletRuntime
 
 /// Committed admission (the default) counts what guests commit against the node budget, not
@@ -64,7 +65,7 @@ import Testing
         let neighbour = Self.spec("neighbour", sleeper.digest)
         try runtime.create(neighbour)
         try runtime.start(neighbour.key)
-        #expect(await Fixtures.eventually { runtime.statistics().guestsBlockedInHostCalls == 1 })
+        #expect(await eventually(every: .milliseconds(5)) { runtime.statistics().guestsBlockedInHostCalls == 1 })
         #expect(runtime.statistics().memoryChargedBytes == Self.overhead(defaults) + 65536)
 
         // 100 more pages fit its cap but not the node: memory.grow returns -1.
@@ -159,7 +160,7 @@ import Testing
             try runtime.start(spec.key)
             keys.append(spec.key)
         }
-        #expect(await Fixtures.eventually { runtime.statistics().guestsBlockedInHostCalls == count })
+        #expect(await eventually(every: .milliseconds(5)) { runtime.statistics().guestsBlockedInHostCalls == count })
         let statistics = runtime.statistics()
         #expect(statistics.running == count)
         #expect(statistics.memoryReservedBytes == UInt64(count) * (128 << 20))

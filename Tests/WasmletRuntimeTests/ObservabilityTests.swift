@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Synchronization
 import Testing
+import WasmletTestSupport
 @testable import WasmletRuntime
 
 /// What the runtime reports for metrics: instantiation time from the guest thread, guests
@@ -53,7 +54,7 @@ import Testing
         #expect(runtime.statistics().linearMemoryBytes == 0)
         let first = try await KillTests.startGuest(runtime, "sleeper")
         let second = try await KillTests.startGuest(runtime, "sleeper")
-        #expect(await Fixtures.eventually { runtime.statistics().guestsBlockedInHostCalls == 2 })
+        #expect(await eventually(every: .milliseconds(5)) { runtime.statistics().guestsBlockedInHostCalls == 2 })
         let memory = try runtime.usage(first).memoryBytes + runtime.usage(second).memoryBytes
         #expect(memory > 0)
         #expect(runtime.statistics().linearMemoryBytes == memory)
@@ -61,7 +62,7 @@ import Testing
         // A compute loop runs without blocking.
         let hog = try await KillTests.startGuest(runtime, "cpuhog")
         // Its memory counts once it is instantiated, however slow the machine; it never blocks.
-        #expect(await Fixtures.eventually { runtime.statistics().linearMemoryBytes > memory })
+        #expect(await eventually(every: .milliseconds(5)) { runtime.statistics().linearMemoryBytes > memory })
         #expect(runtime.statistics().guestsBlockedInHostCalls == 2)
 
         for key in [first, second, hog] {
@@ -81,7 +82,7 @@ import Testing
         let key = try await KillTests.startGuest(runtime, "cat", stdio: StdioSpec(stdin: fifo))
         let writer = open(fifo, O_WRONLY)
         defer { close(writer) }
-        #expect(await Fixtures.eventually { runtime.statistics().guestsBlockedInHostCalls == 1 })
+        #expect(await eventually(every: .milliseconds(5)) { runtime.statistics().guestsBlockedInHostCalls == 1 })
         try runtime.kill(key)
         _ = try await runtime.wait(key)
         #expect(runtime.statistics().guestsBlockedInHostCalls == 0)
@@ -126,9 +127,9 @@ import Testing
         let key = try await KillTests.startGuest(runtime, "cpuhog")
         // Wait for progress rather than for a fixed time: on a loaded machine the guest (demoted
         // to nice 10 after 50 ms) may not run at all for a while.
-        #expect(await Fixtures.eventually { ((try? runtime.usage(key))?.fuelConsumed ?? 0) > 0 })
+        #expect(await eventually(every: .milliseconds(5)) { ((try? runtime.usage(key))?.fuelConsumed ?? 0) > 0 })
         let early = try runtime.usage(key)
-        #expect(await Fixtures.eventually { ((try? runtime.usage(key))?.fuelConsumed ?? 0) > early.fuelConsumed },
+        #expect(await eventually(every: .milliseconds(5)) { ((try? runtime.usage(key))?.fuelConsumed ?? 0) > early.fuelConsumed },
                 "fuel grows while the guest computes")
         let later = try runtime.usage(key)
         #expect(later.cpuTimeNanoseconds > 0)

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Synchronization
 import Testing
+import WasmletTestSupport
 @testable import WasmletRuntime
 
 /// Blocked and CPU-bound guests must not stop other guests from starting or finishing.
@@ -17,7 +18,7 @@ import Testing
             try runtime.start(key)
             keys.append(key)
         }
-        #expect(await Fixtures.eventually(timeout: .seconds(20)) { runtime.statistics().running == 300 })
+        #expect(await eventually(timeout: .seconds(20), every: .milliseconds(5)) { runtime.statistics().running == 300 })
         let hello = try await Fixtures.run(runtime, guest: "hello")
         #expect(hello.stdout == "hello from wasmlet\n")
         for key in keys { try runtime.kill(key) }
@@ -62,7 +63,7 @@ import Testing
             let threads = entered.withLock { table in hogs.compactMap { table[$0]?.thread } }
             return threads.count == hogs.count && threads.allSatisfy { getpriority(which, id_t($0)) == demoted }
         }
-        #expect(await Fixtures.eventually { hogThreadsDemoted() }, "the hogs were not moved to nice \(demoted)")
+        #expect(await eventually(every: .milliseconds(5)) { hogThreadsDemoted() }, "the hogs were not moved to nice \(demoted)")
         #expect(entered.withLock { table in hogs.allSatisfy { table[$0]?.nice == baseline } }, "a hog did not start at nice \(baseline)")
 
         let result = try await Fixtures.run(runtime, guest: "hello")

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import WasmletTestSupport
 @testable import WasmletRuntime
 
 /// Pre-opened TCP listeners and the WASI socket calls, with real clients on loopback.
@@ -43,7 +44,7 @@ import Testing
     /// Waits until exactly `count` guests of this runtime wait in a host call (each test has a
     /// runtime of its own, so this is this test's guest).
     static func waitUntilBlocked(_ runtime: WasmletRuntime, count: Int = 1) async throws {
-        #expect(try await Fixtures.eventually { runtime.statistics().guestsBlockedInHostCalls == count })
+        #expect(try await eventually(every: .milliseconds(5)) { runtime.statistics().guestsBlockedInHostCalls == count })
     }
 
     // MARK: C guests (Debian's wasi-libc)
@@ -155,7 +156,7 @@ import Testing
         try await Self.waitUntilBlocked(runtime)  // in the blocking accept, past the EAGAIN
         let client = try SocketSupport.connect(port: started.ports[0])
         defer { close(client) }
-        #expect(try await Fixtures.eventually { Self.output(started).contains("A") })
+        #expect(try await eventually(every: .milliseconds(5)) { Self.output(started).contains("A") })
         try await Self.waitUntilBlocked(runtime)  // in the blocking recv
         try SocketSupport.send(client, "ok")
         let exit = try await runtime.wait(started.key)
@@ -202,7 +203,7 @@ import Testing
         defer { close(client) }
         try await Self.waitUntilBlocked(runtime)
         try SocketSupport.send(client, "efgh")
-        #expect(try await Fixtures.eventually { Self.output(started).contains("B") })
+        #expect(try await eventually(every: .milliseconds(5)) { Self.output(started).contains("B") })
         try await Self.waitUntilBlocked(runtime)
         try SocketSupport.send(client, "wx")
         try SocketSupport.send(client, "yz")
@@ -287,9 +288,9 @@ import Testing
                 (call $exit (i32.const 0))
             """)
         let started = try Self.start(runtime, digest: digest, stdin: fifo)
-        #expect(try await Fixtures.eventually { Self.output(started).contains("A") })
+        #expect(try await eventually(every: .milliseconds(5)) { Self.output(started).contains("A") })
         #expect(write(writer, "x", 1) == 1)
-        #expect(try await Fixtures.eventually { Self.output(started).contains("B") })
+        #expect(try await eventually(every: .milliseconds(5)) { Self.output(started).contains("B") })
         let client = try SocketSupport.connect(port: started.ports[0])
         defer { close(client) }
         let exit = try await runtime.wait(started.key)
@@ -354,11 +355,11 @@ import Testing
         }
         defer { for client in clients { close(client) } }
         #expect(
-            try await Fixtures.eventually { SocketSupport.descriptorsOnPort(port) == held + 1 },
+            try await eventually(every: .milliseconds(5)) { SocketSupport.descriptorsOnPort(port) == held + 1 },
             "this process holds the guest's \(held) open connections and its listener, and nothing of the closed ones (\(SocketSupport.descriptorsOnPort(port)), \(SocketSupport.inodesWithLocalPort(port).count) sockets on the port)")
         try runtime.kill(started.key)
         _ = try await runtime.wait(started.key)
-        #expect(try await Fixtures.eventually { SocketSupport.descriptorsOnPort(port) == 0 })
+        #expect(try await eventually(every: .milliseconds(5)) { SocketSupport.descriptorsOnPort(port) == 0 })
         #expect(SocketSupport.isRefused(port: port))
     }
 

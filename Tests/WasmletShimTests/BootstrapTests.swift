@@ -12,6 +12,7 @@ import Testing
 import WasmletAPI
 
 @testable import WasmletShim
+import WasmletTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -79,7 +80,7 @@ import Glibc
             // A shim killed outright leaves its socket; `delete` (which gets no params) must find
             // it in the socket_dir that `start` was given.
             kill(shimPID, SIGKILL)
-            #expect(await waitUntil { !processIsAlive(shimPID) })
+            #expect(await eventually { !processIsAlive(shimPID) })
             #expect(FileManager.default.fileExists(atPath: expectedPath))
             let deleted = try await h.delete(id: "t1")
             #expect(deleted.status == 0, "delete failed: \(deleted.stderr)")

@@ -4,6 +4,7 @@ import WasmletConventions
 import WasmletFDHandoff
 
 @testable import WasmletShim
+import WasmletTestSupport
 
 #if canImport(Glibc)
 import Glibc

@@ -3,16 +3,11 @@ import SwiftProtobuf
 import Testing
 import WasmletAPI
 import WasmletTTRPC
+import WasmletTestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// The directory holding this test binary, where SwiftPM also puts the shim executable.
-func productsDirectory() -> String {
-    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return (executable as NSString).deletingLastPathComponent
-}
 
 var shimBinaryPath: String { productsDirectory() + "/containerd-shim-wasmlet-v1" }
 
@@ -66,17 +61,6 @@ func processIsAlive(_ pid: Int32) -> Bool {
     guard let close = stat.lastIndex(of: ")") else { return false }
     let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
     return state != "Z" && state != "X"
-}
-
-/// Polls `condition` until it holds; the default timeout is a generous hang guard (the tests run
-/// in parallel on a loaded 2-core machine), not a speed check.
-func waitUntil(timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
 }
 
 /// One test's world: a temporary bundle and socket directory, the environment containerd would

@@ -5,6 +5,7 @@ import SwiftProtobuf
 import Testing
 import WasmletAPI
 import WasmletTTRPC
+import WasmletTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -91,7 +92,7 @@ typealias API = ContainerdTaskAPI
             #expect(try await a.call(API.delete, .with { $0.id = "task-a" }).exitStatus == 7)
             _ = try await b.call(API.delete, .with { $0.id = "task-b" })
             _ = try await a.call(API.shutdown, .with { $0.id = "task-a" })
-            #expect(await waitUntil { !processIsAlive(shimPID) })
+            #expect(await eventually { !processIsAlive(shimPID) })
             #expect(!FileManager.default.fileExists(atPath: String(address.dropFirst("unix://".count))))
             await a.close()
             await b.close()
@@ -113,7 +114,7 @@ typealias API = ContainerdTaskAPI
             #expect(try await again.call(API.state, .with { $0.id = "t1" }).status == .created)
             // Shutdown{now} ends it regardless.
             _ = try await again.call(API.shutdown, .with { $0.now = true })
-            #expect(await waitUntil { h.shimProcesses().isEmpty })
+            #expect(await eventually { h.shimProcesses().isEmpty })
         }
     }
 
@@ -129,7 +130,7 @@ typealias API = ContainerdTaskAPI
             _ = try await client.call(API.start, .with { $0.id = "t1" })
             let wait = Task { try await client.call(API.wait, .with { $0.id = "t1" }) }
             let stats = Task { try await client.call(API.stats, .with { $0.id = "t1" }) }
-            #expect(await waitUntil { daemon.recorded("Wait").count == 2 && daemon.recorded("Stats").count == 1 })
+            #expect(await eventually { daemon.recorded("Wait").count == 2 && daemon.recorded("Stats").count == 1 })
 
             await daemon.stop()  // wasmletd dies with the guest inside
 
@@ -145,7 +146,7 @@ typealias API = ContainerdTaskAPI
                     && error?.message == "wasmletd connection lost during Stats; the task is reported exited (137)"
             }
             // containerd hears about the exit from the shim.
-            #expect(await waitUntil { events.events.withLock { $0.count } == 1 })
+            #expect(await eventually { events.events.withLock { $0.count } == 1 })
             let event = try #require(events.events.withLock { $0.first })
             #expect(event.namespaceMetadata == h.namespace)
             #expect(event.request.envelope.topic == "/tasks/exit")
@@ -177,7 +178,7 @@ typealias API = ContainerdTaskAPI
             // Only one event: the loss was reported once.
             #expect(events.events.withLock { $0.count } == 1)
             _ = try await client.call(API.shutdown, .with { $0.id = "t1" })
-            #expect(await waitUntil { h.shimProcesses().isEmpty })
+            #expect(await eventually { h.shimProcesses().isEmpty })
         }
     }
 
@@ -191,7 +192,7 @@ typealias API = ContainerdTaskAPI
             // The next request reconnects.
             #expect(try await client.call(API.connect, .with { $0.id = "t1" }).version == "fake-wasmletd")
             _ = try await client.call(API.shutdown, .with { $0.id = "t1" })
-            #expect(await waitUntil { h.shimProcesses().isEmpty })
+            #expect(await eventually { h.shimProcesses().isEmpty })
         }
     }
 
@@ -216,7 +217,7 @@ typealias API = ContainerdTaskAPI
             let shimPID = try await client.call(API.connect, .with { $0.id = "t1" }).shimPid
             #expect(processIsAlive(Int32(shimPID)))
             _ = try await client.call(API.shutdown, .with { $0.id = "t1" })
-            #expect(await waitUntil { !processIsAlive(Int32(shimPID)) })
+            #expect(await eventually { !processIsAlive(Int32(shimPID)) })
             #expect(!FileManager.default.fileExists(atPath: try await h.expectedSocket(group: "t1")))
         }
     }
@@ -326,7 +327,7 @@ typealias API = ContainerdTaskAPI
             let pids = h.shimProcesses()
             #expect(pids.count == 1)
             for pid in pids { kill(pid, SIGTERM) }
-            #expect(await waitUntil { h.shimProcesses().isEmpty })
+            #expect(await eventually { h.shimProcesses().isEmpty })
             #expect(!FileManager.default.fileExists(atPath: String(address.dropFirst("unix://".count))))
         }
     }

@@ -2,6 +2,7 @@
 import Foundation
 import Glibc
 import Testing
+import WasmletTestSupport
 @testable import WasmletSystemd
 
 /// Connects to a unix or TCP (127.0.0.1) stream socket, retrying while it does not exist yet
@@ -95,7 +96,7 @@ extension SystemdEnvironmentTests {
 
         @Test func verifyChecksFamilyAndListening() throws {
             // A listening unix socket, a listening IPv4 socket, and a non-listening one.
-            let directory = try TemporaryDirectory()
+            let directory = try TemporaryDirectory(prefix: "wasmlet-sd")
             let unixFD = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(unixFD) }
             var address = makeUnixAddress(directory.path + "/v.sock")
@@ -142,7 +143,7 @@ extension SystemdEnvironmentTests {
         let activate = executableOnPath("systemd-socket-activate") ?? "systemd-socket-activate"
 
         @Test func probeReportsOneListeningUnixSocketNamedAPI() throws {
-            let directory = try TemporaryDirectory()
+            let directory = try TemporaryDirectory(prefix: "wasmlet-sd")
             let path = directory.path + "/x.sock"
             let child = try ChildProcess(activate, ["-l", path, "--fdname=api", probePath, "sockets", "api=unix"])
             let client = connectWhenListening(unixPath: path)
@@ -159,7 +160,7 @@ extension SystemdEnvironmentTests {
         }
 
         @Test func probeReportsAPIAndMetricsSocketsInOrder() throws {
-            let directory = try TemporaryDirectory()
+            let directory = try TemporaryDirectory(prefix: "wasmlet-sd")
             let path = directory.path + "/api.sock"
             let port = try freeLoopbackPort()
             let child = try ChildProcess(activate, [
@@ -181,7 +182,7 @@ extension SystemdEnvironmentTests {
         }
 
         @Test func socketOfTheWrongFamilyIsRefused() throws {
-            let directory = try TemporaryDirectory()
+            let directory = try TemporaryDirectory(prefix: "wasmlet-sd")
             let path = directory.path + "/x.sock"
             let child = try ChildProcess(activate, ["-l", path, "--fdname=api", probePath, "sockets", "api=ipv4"])
             let client = connectWhenListening(unixPath: path)

@@ -1,6 +1,7 @@
 #if os(Linux)
 import Glibc
 import Testing
+import WasmletTestSupport
 @testable import WasmletSystemd
 
 extension SystemdEnvironmentTests {
@@ -111,7 +112,7 @@ extension SystemdEnvironmentTests {
         }
 
         @Test func unreachableNotifySocketFailsWithoutThrowing() throws {
-            let directory = try TemporaryDirectory()
+            let directory = try TemporaryDirectory(prefix: "wasmlet-sd")
             withEnvironment(["NOTIFY_SOCKET": directory.path + "/nobody-listens.sock"]) {
                 #expect(!notifier.ready())
                 let outcome = notifier.send(["READY=1"])

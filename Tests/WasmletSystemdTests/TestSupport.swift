@@ -1,3 +1,4 @@
+import WasmletTestSupport
 #if os(Linux)
 import Foundation
 import Glibc
@@ -24,21 +25,6 @@ func withEnvironment<T>(_ variables: [String: String?], _ body: () throws -> T) 
         }
     }
     return try body()
-}
-
-/// A fresh directory under /tmp (short, so socket paths fit in sun_path), removed on deinit.
-final class TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/wasmlet-sd-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw POSIXError(.init(rawValue: errno)!) }
-        path = String(cString: made)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
 }
 
 func monotonicMicroseconds() -> UInt64 {
@@ -72,7 +58,7 @@ final class NotifyReceiver {
     private let fd: Int32
 
     init() throws {
-        directory = try TemporaryDirectory()
+        directory = try TemporaryDirectory(prefix: "wasmlet-sd")
         path = directory.path + "/notify.sock"
         fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.init(rawValue: errno)!) }
@@ -163,12 +149,6 @@ final class NotifyReceiver {
         }
         return descriptors
     }
-}
-
-/// The directory holding this test binary, where SwiftPM also puts `wasmlet-sd-probe`.
-func productsDirectory() -> String {
-    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return (executable as NSString).deletingLastPathComponent
 }
 
 var probePath: String { productsDirectory() + "/wasmlet-sd-probe" }

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import SwiftProtobuf
 import Testing
+import WasmletTestSupport
 @testable import WasmletTTRPC
 
 /// Inline handlers: run on the event loop, answer at once or later from another thread, and
@@ -10,7 +11,7 @@ import Testing
 struct InlineHandlerTests {
     @Test("answers at once, later from another thread, typed, and errors")
     func answers() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         var registry = TTRPCServiceRegistry()
         registry.registerInline(service: "test.Inline", method: "Now") { _, payload, respond in
@@ -65,7 +66,7 @@ struct InlineHandlerTests {
 
     @Test("an abandoned call runs the handler's cancel closure: deadline and closed connection")
     func abandoned() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let cancelled = Shared(0)
         var registry = TTRPCServiceRegistry()
@@ -78,13 +79,13 @@ struct InlineHandlerTests {
             _ = try await client.call(service: "test.Inline", method: "Never", payload: [], timeout: .milliseconds(100))
         }
         #expect(error?.code == .deadlineExceeded)
-        #expect(await eventually { cancelled.value == 1 })
+        #expect(await eventually(every: .milliseconds(1)) { cancelled.value == 1 })
 
         let pending = Task { try await client.call(service: "test.Inline", method: "Never", payload: []) }
         try await Task.sleep(for: .milliseconds(100))
         await client.close()
         _ = await ttrpcError { _ = try await pending.value }
-        #expect(await eventually { cancelled.value == 2 })
+        #expect(await eventually(every: .milliseconds(1)) { cancelled.value == 2 })
         await server.shutdown()
     }
 }

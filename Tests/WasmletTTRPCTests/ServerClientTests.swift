@@ -3,6 +3,7 @@ import NIOCore
 import SwiftProtobuf
 import Testing
 @testable import WasmletTTRPC
+import WasmletTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -13,7 +14,7 @@ import Glibc
 struct ServerClientTests {
     @Test("round trip: raw bytes, typed messages, metadata, error statuses")
     func roundTrip() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: echoRegistry())
         let client = try await TTRPCClient.connect(unixSocketPath: "unix://" + dir.socket())
@@ -57,7 +58,7 @@ struct ServerClientTests {
 
     @Test("60 concurrent calls on one connection, answered out of order")
     func concurrentOutOfOrder() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let others = 59
         let completedOthers = Shared(0)
@@ -72,7 +73,7 @@ struct ServerClientTests {
             if index == 0 {
                 // The first call holds its answer until every other call has been answered.
                 firstArrived.update { $0 = true }
-                let done = await eventually(timeout: .seconds(20)) { completedOthers.value == others }
+                let done = await eventually(timeout: .seconds(20), every: .milliseconds(1)) { completedOthers.value == others }
                 guard done else { throw TTRPCError.aborted("the other calls never completed") }
             } else {
                 try await Task.sleep(for: .milliseconds(50))
@@ -89,7 +90,7 @@ struct ServerClientTests {
                 finishOrder.update { $0.append(0) }
                 return (0, string(reply))
             }
-            #expect(await eventually { firstArrived.value })
+            #expect(await eventually(every: .milliseconds(1)) { firstArrived.value })
             for index in 1...others {
                 group.addTask {
                     let reply = try await client.call(
@@ -117,7 +118,7 @@ struct ServerClientTests {
 
     @Test("unknown service and unknown method answer UNIMPLEMENTED")
     func unimplemented() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: echoRegistry())
         let client = try await TTRPCClient.connect(unixSocketPath: dir.socket())
@@ -143,7 +144,7 @@ struct ServerClientTests {
 
     @Test("a frame over 4 MiB is answered RESOURCE_EXHAUSTED and the connection keeps working")
     func oversizedFrame() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: echoRegistry())
 
@@ -179,7 +180,7 @@ struct ServerClientTests {
 
     @Test("a response over 4 MiB is replaced by RESOURCE_EXHAUSTED")
     func oversizedResponse() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         var registry = TTRPCServiceRegistry()
         registry.register(service: "test.Big", method: "Get") { _, _ in
@@ -196,7 +197,7 @@ struct ServerClientTests {
 
     @Test("garbage bytes close only that connection")
     func garbageClosesOnlyThatConnection() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let protocolErrors = Shared(0)
         let server = try await TTRPCServer.bind(
@@ -215,7 +216,7 @@ struct ServerClientTests {
         try await undecodable.send(TTRPCFrameHeader(payloadLength: 4, streamID: 1, type: .request).bytes + [0xFF, 0xFF, 0xFF, 0xFF])
         #expect(await undecodable.waitForClose())
 
-        #expect(await eventually { protocolErrors.value == 2 })
+        #expect(await eventually(every: .milliseconds(1)) { protocolErrors.value == 2 })
         #expect(good.isConnected)
         #expect(string(try await good.call(service: "test.Echo", method: "Echo", payload: Array("2".utf8))) == "2")
         let fresh = try await TTRPCClient.connect(unixSocketPath: dir.socket())
@@ -227,7 +228,7 @@ struct ServerClientTests {
 
     @Test("an even stream id is answered INVALID_ARGUMENT")
     func evenStreamID() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: echoRegistry())
         let raw = try RawSocket(path: dir.socket())
@@ -240,7 +241,7 @@ struct ServerClientTests {
 
     @Test("timeout_nano is honoured: DEADLINE_EXCEEDED and the handler is cancelled")
     func timeout() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let cancelled = Shared(0)
         let sawDeadline = Shared(false)
@@ -269,7 +270,7 @@ struct ServerClientTests {
         // loaded 2-core machine this took 9 s once (the raw socket's I/O runs on Dispatch threads).
         #expect(elapsed < .seconds(120))
         #expect(sawDeadline.value)
-        #expect(await eventually { cancelled.value == 1 })
+        #expect(await eventually(every: .milliseconds(1)) { cancelled.value == 1 })
 
         // Through the client.
         let client = try await TTRPCClient.connect(unixSocketPath: dir.socket())
@@ -277,7 +278,7 @@ struct ServerClientTests {
             _ = try await client.call(service: "test.Slow", method: "Sleep", payload: [], timeout: .milliseconds(100))
         }
         #expect(error?.code == .deadlineExceeded)
-        #expect(await eventually { cancelled.value == 2 })
+        #expect(await eventually(every: .milliseconds(1)) { cancelled.value == 2 })
         #expect(client.isConnected)
         await client.close()
         await server.shutdown()
@@ -285,7 +286,7 @@ struct ServerClientTests {
 
     @Test("cancelling the calling task fails the call with CANCELLED")
     func callerCancellation() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let started = Shared(false)
         var registry = TTRPCServiceRegistry()
@@ -297,7 +298,7 @@ struct ServerClientTests {
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: registry)
         let client = try await TTRPCClient.connect(unixSocketPath: dir.socket())
         let task = Task { try await client.call(service: "test.Slow", method: "Sleep", payload: []) }
-        #expect(await eventually { started.value })
+        #expect(await eventually(every: .milliseconds(1)) { started.value })
         task.cancel()
         let error = await ttrpcError { _ = try await task.value }
         #expect(error?.code == .cancelled)
@@ -307,7 +308,7 @@ struct ServerClientTests {
 
     @Test("server going away fails pending calls with UNAVAILABLE")
     func serverGoesAway() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let started = Shared(0)
         var registry = TTRPCServiceRegistry()
@@ -330,7 +331,7 @@ struct ServerClientTests {
                     }
                 }
             }
-            #expect(await eventually { started.value == 3 })
+            #expect(await eventually(every: .milliseconds(1)) { started.value == 3 })
             await server.shutdown(gracePeriod: .milliseconds(50))
         }
         #expect(errors.value.count == 3)
@@ -338,7 +339,7 @@ struct ServerClientTests {
             #expect(error.code == .unavailable)
             #expect(error.message.contains(dir.socket()))
         }
-        #expect(await eventually { !client.isConnected })
+        #expect(await eventually(every: .milliseconds(1)) { !client.isConnected })
         // Later calls fail at once, also UNAVAILABLE.
         let later = await ttrpcError { _ = try await client.call(service: "test.Slow", method: "Hang", payload: []) }
         #expect(later?.code == .unavailable)
@@ -348,7 +349,7 @@ struct ServerClientTests {
 
     @Test("graceful shutdown lets in-flight calls finish and refuses new connections")
     func gracefulShutdown() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let started = Shared(false)
         var registry = TTRPCServiceRegistry()
@@ -360,7 +361,7 @@ struct ServerClientTests {
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: registry)
         let client = try await TTRPCClient.connect(unixSocketPath: dir.socket())
         async let reply = client.call(service: "test.Slow", method: "Short", payload: [])
-        #expect(await eventually { started.value })
+        #expect(await eventually(every: .milliseconds(1)) { started.value })
         await server.shutdown(gracePeriod: .seconds(10))
         #expect(string(try await reply) == "finished")
         #expect(server.connectionCount == 0)
@@ -372,7 +373,7 @@ struct ServerClientTests {
 
     @Test("connecting where no server is gives a clear UNAVAILABLE naming the path")
     func connectFailures() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let missing = await ttrpcError { _ = try await TTRPCClient.connect(unixSocketPath: dir.socket("absent.sock")) }
         #expect(missing?.code == .unavailable)
@@ -387,7 +388,7 @@ struct ServerClientTests {
 
     @Test("bind replaces a stale socket, refuses a live server and a non-socket file")
     func bindChecks() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         try makeStaleSocket(at: dir.socket())
         let server = try await TTRPCServer.bind(unixSocketPath: dir.socket(), registry: echoRegistry())
@@ -417,7 +418,7 @@ struct ServerClientTests {
 
     @Test("adopts an already-listening descriptor (socket activation)")
     func adoptDescriptor() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let fd = try makeListeningSocket(at: dir.socket())
         let server = try await TTRPCServer.adopt(listeningSocket: fd, registry: echoRegistry())
@@ -430,7 +431,7 @@ struct ServerClientTests {
 
     @Test("authorizer refusal answers every request PERMISSION_DENIED")
     func authorizerRefusal() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let askedAbout = Shared([PeerCredentials]())
         let server = try await TTRPCServer.bind(
@@ -467,7 +468,7 @@ struct ServerClientTests {
 
     @Test("the call context carries our own pid, uid and gid")
     func peerCredentials() async throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory(prefix: "wasmlet-ttrpc")
         defer { dir.remove() }
         let seen = Shared<PeerCredentials?>(nil)
         var registry = TTRPCServiceRegistry()

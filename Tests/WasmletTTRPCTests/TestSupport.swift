@@ -7,22 +7,11 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import WasmletTestSupport
 #endif
 
-/// A fresh short temporary directory (socket paths must stay under 108 bytes), removed by `remove()`.
-struct TempDir {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/wasmlet-ttrpc-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard made != nil else { throw TTRPCError.internal("mkdtemp failed: errno \(errno)") }
-        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
+extension TemporaryDirectory {
     func socket(_ name: String = "ttrpc.sock") -> String { "\(path)/\(name)" }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
 /// A value shared between a test and the handlers it registers.
@@ -31,17 +20,6 @@ final class Shared<Value: Sendable>: Sendable {
     init(_ value: Value) { box = Mutex(value) }
     var value: Value { box.withLock { $0 } }
     func update<R: Sendable>(_ body: (inout Value) -> R) -> R { box.withLock { body(&$0) } }
-}
-
-/// Polls `condition` every millisecond until it holds or `timeout` passes; returns whether it held.
-/// The timeout is a hang guard, generous because other suites run in parallel on 2 cores.
-func eventually(timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(1))
-    }
-    return condition()
 }
 
 /// Runs `body`, expecting it to throw a `TTRPCError`; returns that error (nil if none was thrown).

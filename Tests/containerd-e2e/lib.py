@@ -32,6 +32,8 @@ SLEEPER = "docker.io/wasmlet/sleeper:latest"
 MEMBOMB = "docker.io/wasmlet/membomb:latest"
 ECHO = "docker.io/wasmlet/echo:latest"
 CAT = "docker.io/wasmlet/cat:latest"
+HTTPD = "docker.io/wasmlet/httpd:latest"
+HTTPD_TEXT = "hello from wasmlet httpd"
 PAUSE = "docker.io/wasmlet/pause:latest"
 HELLO_TEXT = "hello from wasmlet"
 
@@ -298,7 +300,7 @@ def images():
         print(f"e2e: packed {name} ({plat}) from examples/build/{guest}.wasm", file=sys.stderr)
 
     names = {n for n, _ in found}
-    for guest in ("hello", "sleeper", "membomb", "echo", "cat"):
+    for guest in ("hello", "sleeper", "membomb", "echo", "cat", "httpd"):
         name = f"docker.io/wasmlet/{guest}:latest"
         if not any(n == name and not p.startswith("wasi") for n, p in found):
             pack(name, guest, host)

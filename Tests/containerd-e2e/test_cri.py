@@ -11,8 +11,8 @@ import time
 import unittest
 import uuid
 
-from lib import (ADDRESS, HELLO, HELLO_TEXT, HERE, K8S_NS, PAUSE, SLEEPER, WORK, Wasmletd,
-                 image, import_image, mounts_under, shim_pids, wait_for)
+from lib import (ADDRESS, HELLO, HELLO_TEXT, HERE, HTTPD, HTTPD_TEXT, K8S_NS, PAUSE, SLEEPER,
+                 WORK, Wasmletd, image, import_image, mounts_under, run, shim_pids, wait_for)
 
 TIMEOUT = 30  # seconds for any one CRI call (kubelet's default runtime request timeout is 2 min)
 
@@ -28,7 +28,9 @@ def compile_api():
     return importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc")
 
 
-class T7CRI(unittest.TestCase):
+class CRITestCase(unittest.TestCase):
+    """A CRI client (setUpClass) and kubelet-style best-effort teardown of what a test made."""
+
     @classmethod
     def setUpClass(cls):
         import grpc
@@ -85,6 +87,8 @@ class T7CRI(unittest.TestCase):
                       f"message={st.message!r} exit_code={st.exit_code}")
         return st
 
+
+class T7CRI(CRITestCase):
     def test_pod_lifecycle(self):
         pb = self.pb
         v = self.call("Version", pb.VersionRequest(version="v1"))
@@ -182,4 +186,68 @@ class T7CRI(unittest.TestCase):
         self.assertEqual(left, [], "mounts left behind")
 
 
-ORDER = [T7CRI]
+class T9PodNetwork(CRITestCase):
+    """A pod on the pod network (the run's CNI bridge, scripts/e2e-containerd.sh) with
+    wasmlet.dev/listen=8080: the shim binds in the pod's network namespace, which CNI made, and
+    a curl from the host to the pod IP is answered by the httpd guest."""
+
+    def curl(self, ip):
+        return run(["curl", "-sS", "--max-time", "10", f"http://{ip}:8080/"], timeout=15)
+
+    def test_pod_ip_serves(self):
+        pb = self.pb
+        for name in (HTTPD, PAUSE):
+            import_image(image(name), ns=K8S_NS)
+        netns_before = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
+        uid = str(uuid.uuid4())
+        log_dir = os.path.join(WORK, "pod-logs", f"e2e_web-pod_{uid}")
+        os.makedirs(log_dir, exist_ok=True)
+        sandbox_config = pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name="web-pod", uid=uid, namespace="e2e", attempt=0),
+            hostname="web-pod", log_directory=log_dir, labels={"app": "web"},
+            annotations={"wasmlet.dev/listen": "8080"},
+            linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER, ipc=pb.POD))),
+        )
+        self.sandbox_id = self.call("RunPodSandbox", pb.RunPodSandboxRequest(
+            config=sandbox_config, runtime_handler="wasmlet")).pod_sandbox_id
+        status = self.call("PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id=self.sandbox_id)).status
+        self.assertEqual(status.state, pb.SANDBOX_READY)
+        ip = status.network.ip
+        self.assertTrue(ip.startswith(os.environ.get("E2E_POD_SUBNET", "10.231.0.0/24").rsplit(".", 1)[0] + "."),
+                        f"pod IP {ip!r} is not on the run's CNI bridge")
+        cfg = pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name="httpd", attempt=0), image=pb.ImageSpec(image=HTTPD),
+            log_path="httpd/0.log", labels={"app": "web"},
+            linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+                namespace_options=pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER, ipc=pb.POD))),
+        )
+        cid = self.call("CreateContainer", pb.CreateContainerRequest(
+            pod_sandbox_id=self.sandbox_id, config=cfg, sandbox_config=sandbox_config)).container_id
+        self.container_ids.append(cid)
+        self.call("StartContainer", pb.StartContainerRequest(container_id=cid))
+        self.wait_container(cid, pb.CONTAINER_RUNNING, 10)
+        for _ in range(3):
+            got = self.curl(ip)
+            self.assertEqual(got.rc, 0, f"curl to the pod IP failed\n{got}")
+            self.assertIn(HTTPD_TEXT, got.out, f"unexpected answer\n{got}")
+        print(f"\n    curl http://{ip}:8080/ from the host: {got.out.strip()!r}", end="", flush=True)
+        # The host's own loopback has no such listener: it is in the pod's namespace.
+        self.assertNotIn(HTTPD_TEXT, run(["curl", "-sS", "--max-time", "3", "http://127.0.0.1:8080/"]).out)
+
+        self.call("StopContainer", pb.StopContainerRequest(container_id=cid, timeout=5))
+        self.wait_container(cid, pb.CONTAINER_EXITED, 10)
+        refused = self.curl(ip)
+        self.assertEqual(refused.rc, 7, f"the pod IP still answers (or did not refuse) after the stop\n{refused}")
+        self.call("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=self.sandbox_id))
+        self.call("RemoveContainer", pb.RemoveContainerRequest(container_id=cid))
+        self.call("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=self.sandbox_id))
+        self.container_ids, self.sandbox_id = [], None
+        self.assertEqual(list(self.call("ListPodSandbox", pb.ListPodSandboxRequest()).items), [])
+        gone = wait_for(lambda: set(shim_pids()) <= set(self.shims_before), 5)
+        self.assertTrue(gone, f"wasmlet shims left: {sorted(set(shim_pids()) - set(self.shims_before))}")
+        netns_after = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
+        self.assertEqual(netns_after - netns_before, set(), "the pod's network namespace was left behind")
+
+
+ORDER = [T7CRI, T9PodNetwork]

@@ -8,9 +8,10 @@ import threading
 import time
 import unittest
 
-from lib import (ADDRESS, CAT, ECHO, HELLO, HELLO_TEXT, MEMBOMB, NS, RUNTIME, SLEEPER, SNAPSHOTTER,
-                 WASMLET_SOCKET, WORK, Wasmletd, bundle_mounts, cleanup_namespace, containers, ctr, ctr_run, image,
-                 images, import_image, shim_pids, tasks, unreadable_archives, wait_for, wasi_hello)
+from lib import (ADDRESS, CAT, ECHO, HELLO, HELLO_TEXT, HTTPD, HTTPD_TEXT, MEMBOMB, NS, RUNTIME, SLEEPER,
+                 SNAPSHOTTER, WASMLET_SOCKET, WORK, Wasmletd, bundle_mounts, cleanup_namespace, containers,
+                 ctr, ctr_run, image, images, import_image, run, shim_pids, tasks, unreadable_archives,
+                 wait_for, wasi_hello)
 
 
 class CtrTestCase(unittest.TestCase):
@@ -264,4 +265,133 @@ class T6Errors(CtrTestCase):
         self.assertNoLeftovers("t6-")
 
 
-ORDER = [T0Images, T1Basic, T2LongRunning, T3Memory, T4Concurrency, T5DaemonLoss, T6Errors]
+def socket_inodes(pid):
+    """The socket inodes among process pid's descriptors."""
+    found = set()
+    try:
+        entries = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{entry}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target)
+    return found
+
+
+class T8Listeners(CtrTestCase):
+    """wasmlet.dev/listen under the real containerd: the shim binds in the container's network
+    namespace (a fresh one per test, made here with `ip netns`), wasmletd hands the socket to
+    the guest, and a client inside that namespace gets an answer."""
+
+    def setUp(self):
+        super().setUp()
+        self.netns = f"wasmlet-e2e-{os.getpid()}"
+        self.netns_path = f"/var/run/netns/{self.netns}"
+        r = run(["ip", "netns", "add", self.netns])
+        self.assertEqual(r.rc, 0, f"cannot create a network namespace\n{r}")
+        r = run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+        self.assertEqual(r.rc, 0, f"cannot bring lo up in {self.netns}\n{r}")
+        import_image(image(HTTPD))
+
+    def tearDown(self):
+        super().tearDown()
+        r = run(["ip", "netns", "delete", self.netns])
+        self.assertEqual(r.rc, 0, f"cannot delete {self.netns}\n{r}")
+        self.assertFalse(os.path.exists(self.netns_path), f"{self.netns_path} still exists")
+
+    def in_netns(self, *argv, timeout=15):
+        return run(["ip", "netns", "exec", self.netns, *argv], timeout=timeout)
+
+    def curl(self, path="/"):
+        return self.in_netns("curl", "-sS", "--max-time", "10", f"http://127.0.0.1:8080{path}")
+
+    def listening(self, port):
+        r = self.in_netns("ss", "-Htln", f"sport = :{port}")
+        return r.rc == 0 and r.out.strip() != ""
+
+    def listener_inodes(self, port):
+        """`socket:[inode]` of every TCP socket listening on port in the namespace (read from
+        its /proc/net/tcp{,6}, which show the reader's namespace)."""
+        r = self.in_netns("cat", "/proc/net/tcp", "/proc/net/tcp6")
+        found = set()
+        for line in r.out.splitlines():
+            fields = line.split()
+            if len(fields) > 9 and fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+                found.add(f"socket:[{fields[9]}]")
+        return found
+
+    def assertDaemonHoldsNone(self, inodes):
+        held = wait_for(lambda: not (socket_inodes(Wasmletd.pid()) & inodes) or None, 5)
+        self.assertTrue(held, f"wasmletd still holds {sorted(socket_inodes(Wasmletd.pid()) & inodes)}")
+
+    def run_httpd(self, cid, listen="8080", rm=False):
+        flags = ["--with-ns", f"network:{self.netns_path}", "--annotation", f"wasmlet.dev/listen={listen}"]
+        return ctr_run(HTTPD, cid, flags=flags, detach=not rm)
+
+    def test_httpd_serves_in_the_network_namespace(self):
+        """httpd with wasmlet.dev/listen=8080 in a network namespace of its own answers curl
+        there; the host namespace has no such listener; after kill and delete the port is closed
+        and wasmletd holds no socket more than before."""
+        r = self.run_httpd("t8-httpd")
+        self.assertRan(r, 0)
+        self.wait_status("t8-httpd", "RUNNING", 10)
+        for _ in range(3):
+            got = self.curl()
+            self.assertEqual(got.rc, 0, f"curl in {self.netns} failed\n{got}")
+            self.assertIn(HTTPD_TEXT, got.out, f"unexpected answer\n{got}")
+        self.assertNotIn(HTTPD_TEXT, run(["curl", "-sS", "--max-time", "3", "http://127.0.0.1:8080/"]).out,
+                         "the host namespace answered on 8080")
+        # The one listener in the namespace is wasmletd's (the shim kept no copy).
+        listener = self.listener_inodes(8080)
+        self.assertEqual(len(listener), 1, f"listeners on 8080 in the namespace: {listener}")
+        self.assertTrue(listener <= socket_inodes(Wasmletd.pid()), "wasmletd does not hold the listener")
+        info = ctr("task", "ls")
+        print(f"\n    curl in {self.netns}: {got.out.strip()!r}", end="", flush=True)
+        r = ctr("task", "kill", "-s", "SIGKILL", "t8-httpd")
+        self.assertEqual(r.rc, 0, f"kill failed\n{r}\n{info}")
+        self.wait_status("t8-httpd", "STOPPED", 10)
+        self.assertFalse(self.listening(8080), "8080 still listening in the namespace after the kill")
+        refused = self.curl()
+        # curl's 7: could not connect (refused: nothing listens in the namespace any more).
+        self.assertEqual(refused.rc, 7, f"curl did not fail to connect after the kill\n{refused}")
+        code, _ = self.delete_task("t8-httpd")
+        self.assertEqual(code, 137)
+        self.delete_container("t8-httpd")
+        self.assertNoLeftovers("t8-")
+        self.assertDaemonHoldsNone(listener)
+
+    def test_port_in_use_and_malformed_annotation_fail_create(self):
+        """A port already taken in the namespace, and a malformed annotation, fail ctr run with
+        a clear error and leave no task, container, mount, shim or socket behind."""
+        r = self.run_httpd("t8-first")
+        self.assertRan(r, 0)
+        self.wait_status("t8-first", "RUNNING", 10)
+        busy = self.run_httpd("t8-busy", rm=True)
+        self.assertFalse(busy.timed_out, f"ctr run hung\n{busy}")
+        self.assertNotEqual(busy.rc, 0, f"a second listener on 8080 was created\n{busy}")
+        self.assertIn("address already in use", (busy.out + busy.err).lower(), f"unclear error\n{busy}")
+        print(f"\n    ctr says: {busy.err.strip()[-200:]}", end="", flush=True)
+        self.assertIn(HTTPD_TEXT, self.curl().out, "the first container stopped serving")
+        listener = self.listener_inodes(8080)
+        self.assertEqual(len(listener), 1, f"listeners on 8080 in the namespace: {listener}")
+        bad = self.run_httpd("t8-bad", listen="80x80", rm=True)
+        self.assertFalse(bad.timed_out, f"ctr run hung\n{bad}")
+        self.assertNotEqual(bad.rc, 0, f"a malformed annotation was accepted\n{bad}")
+        self.assertIn("wasmlet.dev/listen", bad.out + bad.err, f"the error does not name the annotation\n{bad}")
+        print(f"\n    ctr says: {bad.err.strip()[-200:]}", end="", flush=True)
+        self.assertEqual([t for t in tasks() if t in ("t8-busy", "t8-bad")], [])
+        self.assertEqual([c for c in containers() if c in ("t8-busy", "t8-bad")], [])
+        ctr("task", "kill", "-s", "SIGKILL", "t8-first")
+        self.wait_status("t8-first", "STOPPED", 10)
+        self.delete_task("t8-first")
+        self.delete_container("t8-first")
+        self.assertNoLeftovers("t8-")
+        self.assertFalse(self.listening(8080))
+        self.assertDaemonHoldsNone(listener)
+
+
+ORDER = [T0Images, T1Basic, T2LongRunning, T3Memory, T4Concurrency, T5DaemonLoss, T6Errors, T8Listeners]

@@ -1,0 +1,105 @@
+import Foundation
+import Glibc
+import Testing
+import WasmletTestSupport
+
+/// A ttrpc Version call in a few lines of Python (stdlib only), run as another user through
+/// setpriv. Prints "status <code> <message>", or "connect-error <errno>".
+let rawVersionClient = #"""
+import socket, struct, sys
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F; n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n: return out
+def field(num, data): return varint(num << 3 | 2) + varint(len(data)) + data
+def read_varint(buf, i):
+    shift = value = 0
+    while True:
+        b = buf[i]; i += 1; value |= (b & 0x7F) << shift; shift += 7
+        if not b & 0x80: return value, i
+def fields(buf):
+    i, out = 0, {}
+    while i < len(buf):
+        key, i = read_varint(buf, i)
+        if key & 7 == 0:
+            v, i = read_varint(buf, i)
+        else:
+            n, i = read_varint(buf, i); v = buf[i:i+n]; i += n
+        out[key >> 3] = v
+    return out
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print("connect-error", e.errno); sys.exit(0)
+req = field(1, b"wasmlet.v1.Runtime") + field(2, b"Version") + field(3, b"")
+s.sendall(struct.pack(">IIBB", len(req), 1, 1, 0) + req)
+def readn(n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk: print("closed"); sys.exit(0)
+        data += chunk
+    return data
+length, stream, typ, flags = struct.unpack(">IIBB", readn(10))
+resp = fields(readn(length))
+status = fields(resp.get(1, b""))
+print("status", status.get(1, 0), status.get(2, b"").decode())
+"""#
+
+extension DaemonEndToEndTests {
+    /// Who may call, checked with a real unprivileged user (nobody) through setpriv.
+    @Suite struct Permissions {
+        let python = "/usr/bin/python3"
+
+        func runAsNobody(socket: String, script: String, groups: String?) async throws -> String {
+            var arguments = ["--reuid=nobody", "--regid=nogroup"]
+            arguments += groups.map { ["--groups=\($0)"] } ?? ["--clear-groups"]
+            let result = try await ChildProcess.run("/usr/bin/setpriv", arguments + [python, script, socket])
+            return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        @Test(.enabled(if: getuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0 && access("/usr/bin/python3", X_OK) == 0))
+        func unprivilegedUserIsRefusedUnlessInTheGroup() async throws {
+            let directory = try TemporaryDirectory()
+            let script = directory.path + "/client.py"
+            try rawVersionClient.write(toFile: script, atomically: true, encoding: .utf8)
+            chmod(script, 0o644)
+            let users = try #require(getgrnam("users")?.pointee.gr_gid)
+            let nogroup = try #require(getgrnam("nogroup")?.pointee.gr_gid)
+
+            // Group "users": the socket is 0660 root:users.
+            let daemon = try await DaemonProcess(directory: directory, arguments: ["--group", "users"])
+            defer { daemon.killAndReap() }
+            var info = stat()
+            #expect(lstat(daemon.socketPath, &info) == 0)
+            #expect(info.st_mode & 0o777 == 0o660)
+            #expect(info.st_uid == 0)
+            #expect(info.st_gid == users)
+
+            // nobody outside the group cannot even open the socket...
+            let outsider = try await runAsNobody(socket: daemon.socketPath, script: script, groups: nil)
+            #expect(outsider == "connect-error 13", "\(outsider)")
+            // ...and with a loose socket mode (as a misconfigured socket unit could leave it),
+            // the daemon's SO_PEERCRED check refuses the call: PERMISSION_DENIED (7).
+            chmod(daemon.socketPath, 0o666)
+            let refused = try await runAsNobody(socket: daemon.socketPath, script: script, groups: nil)
+            #expect(refused.hasPrefix("status 7 "), "\(refused)")
+            // A member through a supplementary group is served.
+            let member = try await runAsNobody(socket: daemon.socketPath, script: script, groups: "\(users)")
+            #expect(member.hasPrefix("status 0"), "\(member)")
+            #expect(daemon.log.contains("refusing API connection"))
+            await daemon.stop()
+
+            // Group "nogroup": nobody's primary group is the configured one.
+            let second = try TemporaryDirectory()
+            let primary = try await DaemonProcess(directory: second, arguments: ["--group", "nogroup"])
+            defer { primary.killAndReap() }
+            #expect(lstat(primary.socketPath, &info) == 0 && info.st_gid == nogroup)
+            let allowed = try await runAsNobody(socket: primary.socketPath, script: script, groups: nil)
+            #expect(allowed.hasPrefix("status 0"), "\(allowed)")
+        }
+    }
+}

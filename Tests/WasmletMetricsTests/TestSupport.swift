@@ -1,1 +1,0 @@
-../WasmletDaemonTests/TestSupport.swift
