@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import WasmletTestSupport
 @testable import WasmletRuntime
 
 @Suite struct GuestIOTests {
@@ -88,10 +89,10 @@ import Testing
         if beforeStart { try runtime.closeStdin(key) }
         try runtime.start(key)
         if !beforeStart {
-            #expect(await Fixtures.eventually { Self.processHasOpen(stdinPath) }, "the guest never opened its stdin")
+            #expect(await eventually(every: .milliseconds(5)) { Self.processHasOpen(stdinPath) }, "the guest never opened its stdin")
             try runtime.closeStdin(key)
         }
-        let ended = try await Fixtures.eventually { try runtime.inspect(key).state == .exited }
+        let ended = try await eventually(every: .milliseconds(5)) { try runtime.inspect(key).state == .exited }
         #expect(ended, "the guest still waits on its stdin after closeStdin")
         if !ended { try runtime.kill(key) }
         let exit = try await runtime.wait(key)

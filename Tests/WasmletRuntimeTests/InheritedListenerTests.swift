@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import WasmletTestSupport
 @testable import WasmletRuntime
 
 /// Listeners bound by someone else (containerd's shim, in the pod's network namespace) and
@@ -63,7 +64,7 @@ import Testing
         #expect(try SocketSupport.httpGet(port: foreign.port, path: "/exit").hasSuffix("bye\n"))
         #expect(try await runtime.wait(key).reason == .exited)
         #expect(SocketSupport.isRefused(port: foreign.port))
-        #expect(try await Fixtures.eventually { Self.isClosed(foreign.fd, was: identity) })
+        #expect(try await eventually(every: .milliseconds(5)) { Self.isClosed(foreign.fd, was: identity) })
         _ = try runtime.delete(key)
     }
 
@@ -106,7 +107,7 @@ import Testing
             }
             _ = try runtime.delete(key)
             #expect(SocketSupport.isRefused(port: foreign.port))
-            #expect(try await Fixtures.eventually { Self.isClosed(foreign.fd, was: identity) })
+            #expect(try await eventually(every: .milliseconds(5)) { Self.isClosed(foreign.fd, was: identity) })
         }
     }
 

@@ -130,10 +130,10 @@ import WasmletTestSupport
             guard let thread = threads.withLock({ $0[key] }) else { return nil }
             return getpriority(which, id_t(thread))
         }
-        #expect(await Fixtures.eventually { nice(worker) == demoted }, "the computing guest was not lowered")
+        #expect(await eventually(every: .milliseconds(5)) { nice(worker) == demoted }, "the computing guest was not lowered")
         #expect(FileManager.default.createFile(atPath: directory.appendingPathComponent("go").path, contents: nil))
-        #expect(await Fixtures.eventually { nice(worker) == baseline }, "the guest was not given its priority back once it waited")
-        #expect(await Fixtures.eventually { nice(waiter) == baseline }, "a guest that waits stays lowered (nice \(nice(waiter).map(String.init) ?? "?"))")
+        #expect(await eventually(every: .milliseconds(5)) { nice(worker) == baseline }, "the guest was not given its priority back once it waited")
+        #expect(await eventually(every: .milliseconds(5)) { nice(waiter) == baseline }, "a guest that waits stays lowered (nice \(nice(waiter).map(String.init) ?? "?"))")
         for key in [waiter, worker] { try runtime.kill(key) }
         for key in [waiter, worker] { #expect(try await runtime.wait(key).reason == .killed) }
     }
