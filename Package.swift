@@ -5,7 +5,7 @@ import PackageDescription
 //   WasmletConventions  what every program shares: the syntax of sizes, durations, env and
 //                       preopen mappings; socket path defaults; shim->daemon metadata keys.
 //                       Standard library and libc only, so the shim can use it.
-//   WasmletRuntime      engine, instances, limits, scheduler — no sockets, no protobuf
+//   WasmletRuntime      engine, instances, limits, scheduler, the guests' WASI sockets — no protobuf
 //   WasmletTTRPC        ttrpc framing, client and server on SwiftNIO — knows nothing of wasmlet
 //   WasmletAPI          generated protobuf messages for the wasmlet.v1 and containerd APIs
 //
