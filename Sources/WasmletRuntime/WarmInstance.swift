@@ -39,11 +39,19 @@ final class WarmInstance: @unchecked Sendable {
         self.memory = memory
         if let names = module.reusableGlobalExports {
             let globals = names.compactMap { name in instance.exports[global: name].map { ($0, $0.value) } }
-            let bytes = memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { [UInt8]($0) }
+            var bytes = memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { [UInt8]($0) }
+            bytes.withUnsafeMutableBytes { ZeroPages.release($0) }
             snapshot = globals.count == names.count ? Snapshot(memory: bytes, globals: globals) : nil
         } else {
             snapshot = nil
         }
+        releaseZeroPages()
+    }
+
+    /// The linear memory's all-zero pages go back to the kernel (see ZeroPages).
+    private func releaseZeroPages() {
+        guard memory.byteCount > 0 else { return }
+        memory.withUnsafeMutableBufferPointer(offset: 0, count: memory.byteCount) { ZeroPages.release(UnsafeMutableRawBufferPointer($0)) }
     }
 
     var memoryBytes: UInt64 { UInt64(memory.byteCount) }
@@ -58,6 +66,7 @@ final class WarmInstance: @unchecked Sendable {
         for (global, value) in snapshot.globals {
             guard (try? global.assign(value)) != nil else { return false }
         }
+        releaseZeroPages()
         return true
     }
 }
