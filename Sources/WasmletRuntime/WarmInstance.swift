@@ -40,7 +40,7 @@ final class WarmInstance: @unchecked Sendable {
         if let names = module.reusableGlobalExports {
             let globals = names.compactMap { name in instance.exports[global: name].map { ($0, $0.value) } }
             var bytes = memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { [UInt8]($0) }
-            bytes.withUnsafeMutableBytes { ZeroPages.release($0) }
+            if bytes.count >= ZeroPages.worthwhileBytes { bytes.withUnsafeMutableBytes { ZeroPages.release($0) } }
             snapshot = globals.count == names.count ? Snapshot(memory: bytes, globals: globals) : nil
         } else {
             snapshot = nil
@@ -48,9 +48,9 @@ final class WarmInstance: @unchecked Sendable {
         releaseZeroPages()
     }
 
-    /// The linear memory's all-zero pages go back to the kernel (see ZeroPages).
+    /// A large linear memory's all-zero pages go back to the kernel (see ZeroPages).
     private func releaseZeroPages() {
-        guard memory.byteCount > 0 else { return }
+        guard memory.byteCount >= ZeroPages.worthwhileBytes else { return }
         memory.withUnsafeMutableBufferPointer(offset: 0, count: memory.byteCount) { ZeroPages.release(UnsafeMutableRawBufferPointer($0)) }
     }
 
