@@ -134,15 +134,17 @@ extension DaemonEndToEndTests {
         @Test func unclaimedListenersAreClosedAfterTheirLifetime() async throws {
             let directory = try TemporaryDirectory()
             let daemon = try await DaemonProcess(directory: directory, environment: ["WASMLET_TEST_HANDOFF_LIFETIME_MS": "500"])
-            let baseline = openDescriptorCount(pid: daemon.pid)
             let (reply, ports) = try handOffLoopbackListeners(
                 count: 3, namespace: "k8s.io", id: "never-created", annotation: "0,0,0",
                 to: ListenerHandoffMessage.socketPath(forAPISocket: daemon.socketPath))
             #expect(reply == .ok)
+            // Closed means the ports refuse connections (the test closed its own copies, so only
+            // the daemon's could accept). Not the daemon's whole descriptor count: a baseline
+            // taken just after its start raced with descriptors it opens later for itself, and
+            // failed 1 run in 10 (test-repeat at f3be2c6).
             #expect(
                 await eventually(timeout: .seconds(30), every: .milliseconds(50)) {
-                    daemon.log.contains("closed handed-off listeners no Create claimed")
-                        && openDescriptorCount(pid: daemon.pid) <= baseline && !ports.contains(where: loopbackAccepts)
+                    daemon.log.contains("closed handed-off listeners no Create claimed") && !ports.contains(where: loopbackAccepts)
                 })
             #expect(daemon.log.contains("never-created"))
             await daemon.stop()
