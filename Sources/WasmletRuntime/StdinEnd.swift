@@ -25,8 +25,6 @@ final class StdinEnd: Sendable {
         if readerOpen.load(ordering: .sequentiallyConsistent) { hangUp() }
     }
 
-    var isClosed: Bool { closed.load(ordering: .sequentiallyConsistent) }
-
     /// Called on the guest's thread once its reading end of the FIFO at `fifoPath` is open.
     func readerOpened(fifoPath: String) {
         path.withLock { $0 = fifoPath }
