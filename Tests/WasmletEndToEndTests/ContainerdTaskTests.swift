@@ -138,13 +138,17 @@ final class EventRecorder: Sendable {
         let log = self.log
         var registry = TTRPCServiceRegistry()
         let method = ContainerdEventsAPI.forward
-        registry.register(service: method.service, method: method.method, request: method.requestType, response: method.responseType) {
-            _, request in
+        // Inline, on the server's event loop: a handler task would wait for the test process's
+        // concurrency pool, which hundreds of parallel tests keep busy, and the publisher gives
+        // a Forward only seconds before it retries.
+        registry.registerInline(service: method.service, method: method.method, request: method.requestType, response: method.responseType) {
+            _, request, respond in
             let envelope = request.envelope
             log.events.withLock {
                 $0.append(Event(topic: envelope.topic, namespace: envelope.namespace, typeURL: envelope.event.typeURL, value: envelope.event.value))
             }
-            return Google_Protobuf_Empty()
+            respond(.success(Google_Protobuf_Empty()))
+            return nil
         }
         server = try await TTRPCServer.bind(unixSocketPath: path, registry: registry)
     }

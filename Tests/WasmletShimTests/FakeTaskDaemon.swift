@@ -31,6 +31,9 @@ final class FakeTaskDaemon: Sendable {
     /// Exit status `Delete` reports for a task the daemon does not know (the cleanup path).
     let unknownDeleteStatus: UInt32 = 3
     private let server = Mutex<TTRPCServer?>(nil)
+    /// Wait calls not answered yet, by task id; answered when the task exits.
+    private let waiters = Mutex<[String: [UInt64: @Sendable (UInt32) -> Void]]>([:])
+    private let nextWaiter = Atomic<UInt64>(0)
 
     private init(socketPath: String) { self.socketPath = socketPath }
 
@@ -57,6 +60,8 @@ final class FakeTaskDaemon: Sendable {
 
     func exit(id: String, status: UInt32) {
         tasks.withLock { $0[id]?.exit = status }
+        let answers = waiters.withLock { $0.removeValue(forKey: id) } ?? [:]
+        for answer in answers.values { answer(status) }
     }
 
     func recorded(_ method: String) -> [Call] { calls.withLock { $0.filter { $0.method == method } } }
@@ -71,20 +76,38 @@ final class FakeTaskDaemon: Sendable {
         UInt32(context.metadata["wasmlet-shim-pid"] ?? "") ?? 0
     }
 
+    /// Every method is an inline handler: it answers on the server's event loop, never on the
+    /// test process's concurrency pool. Hundreds of tests run in parallel on that pool's two
+    /// threads, so a handler queued there can wait longer than the shim's or the test's ttrpc
+    /// deadline, which a real daemon (a process of its own) never makes anyone wait.
     private func register(service: String, in registry: inout TTRPCServiceRegistry) {
         typealias API = ContainerdTaskAPI
+        /// A method that answers at once.
         func handle<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
-            _ method: String, _ body: @escaping @Sendable (TTRPCCallContext, Request) async throws -> Response
+            _ method: String, _ body: @escaping @Sendable (TTRPCCallContext, Request) throws -> Response
         ) {
-            registry.register(service: service, method: method) { (context: TTRPCCallContext, payload: [UInt8]) in
+            handleLater(method) { (context, request: Request, respond: @escaping @Sendable (Result<Response, any Error>) -> Void) in
+                respond(Result { try body(context, request) })
+                return nil
+            }
+        }
+        /// A method that answers through `respond`, perhaps later; returns what to do if the
+        /// call is abandoned first.
+        func handleLater<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+            _ method: String,
+            _ body: @escaping @Sendable (
+                TTRPCCallContext, Request, @escaping @Sendable (Result<Response, any Error>) -> Void
+            ) -> (@Sendable () -> Void)?
+        ) {
+            registry.registerInline(service: service, method: method) { (context: TTRPCCallContext, payload: [UInt8], respond) in
                 self.record(context, payload)
-                let request: Request
-                do {
-                    request = try Request(serializedBytes: payload)
-                } catch {
-                    throw TTRPCError.invalidArgument("bad \(Request.protoMessageName)")
+                guard let request = try? Request(serializedBytes: payload) else {
+                    respond(.failure(TTRPCError.invalidArgument("bad \(Request.protoMessageName)")))
+                    return nil
                 }
-                return try await body(context, request).serializedBytes()
+                return body(context, request) { result in
+                    respond(result.flatMap { response in Result { try response.serializedBytes() } })
+                }
             }
         }
         handle("Connect") { (context, _: Containerd_Task_V2_ConnectRequest) in
@@ -121,22 +144,31 @@ final class FakeTaskDaemon: Sendable {
                 $0.exitStatus = task.exit ?? 0
             }
         }
-        handle("Wait") { (_, request: Containerd_Task_V2_WaitRequest) in
-            while true {
-                guard let task = self.tasks.withLock({ $0[request.id] }) else {
-                    throw TTRPCError.notFound("task \(request.id) not found")
-                }
-                if let status = task.exit {
-                    return Containerd_Task_V2_WaitResponse.with {
-                        $0.exitStatus = status
-                        $0.exitedAt = Google_Protobuf_Timestamp(seconds: 1_700_000_000, nanos: 0)
-                    }
-                }
-                try await Task.sleep(for: .milliseconds(10))
+        handleLater("Wait") { (_, request: Containerd_Task_V2_WaitRequest, respond: @escaping @Sendable (Result<Containerd_Task_V2_WaitResponse, any Error>) -> Void) in
+            @Sendable func answer(_ status: UInt32) {
+                respond(.success(.with {
+                    $0.exitStatus = status
+                    $0.exitedAt = Google_Protobuf_Timestamp(seconds: 1_700_000_000, nanos: 0)
+                }))
             }
+            let waiter = self.nextWaiter.add(1, ordering: .relaxed).newValue
+            // Checked and registered under the waiters' lock, which exit(id:) takes after
+            // setting the status: an exit cannot fall between the check and the registration.
+            let known: (exists: Bool, exit: UInt32?) = self.waiters.withLock { waiters in
+                guard let task = self.tasks.withLock({ $0[request.id] }) else { return (false, nil) }
+                if let status = task.exit { return (true, status) }
+                waiters[request.id, default: [:]][waiter] = answer
+                return (true, nil)
+            }
+            guard known.exists else {
+                respond(.failure(TTRPCError.notFound("task \(request.id) not found")))
+                return nil
+            }
+            if let status = known.exit { answer(status) }
+            return { _ = self.waiters.withLock { $0[request.id]?.removeValue(forKey: waiter) } }
         }
         handle("Kill") { (_, request: Containerd_Task_V2_KillRequest) in
-            self.tasks.withLock { $0[request.id]?.exit = 128 + request.signal }
+            self.exit(id: request.id, status: 128 + request.signal)
             return Google_Protobuf_Empty()
         }
         handle("Delete") { (context, request: Containerd_Task_V2_DeleteRequest) in
@@ -151,8 +183,8 @@ final class FakeTaskDaemon: Sendable {
             Containerd_Task_V2_PidsResponse.with { $0.processes = [.with { $0.pid = Self.pid(context) }] }
         }
         // Never answers: a call that is still in flight when the daemon dies.
-        handle("Stats") { (_, _: Containerd_Task_V2_StatsRequest) -> Containerd_Task_V2_StatsResponse in
-            while true { try await Task.sleep(for: .seconds(1)) }
+        handleLater("Stats") { (_, _: Containerd_Task_V2_StatsRequest, _: @escaping @Sendable (Result<Containerd_Task_V2_StatsResponse, any Error>) -> Void) in
+            nil
         }
         handle("Shutdown") { (_, _: Containerd_Task_V2_ShutdownRequest) in Google_Protobuf_Empty() }
     }
@@ -175,12 +207,15 @@ final class FakeContainerdEvents: Sendable {
         let fake = FakeContainerdEvents(socketPath: socketPath)
         var registry = TTRPCServiceRegistry()
         let api = ContainerdEventsAPI.forward
-        registry.register(service: api.service, method: api.method) {
-            (context, request: Containerd_Services_Events_Ttrpc_V1_ForwardRequest) in
+        // Inline, on the server's event loop (see FakeTaskDaemon.register): the shim gives a
+        // Forward only a second.
+        registry.registerInline(service: api.service, method: api.method) {
+            (context, request: Containerd_Services_Events_Ttrpc_V1_ForwardRequest, respond: @escaping @Sendable (Result<Google_Protobuf_Empty, any Error>) -> Void) in
             fake.events.withLock {
                 $0.append(Event(namespaceMetadata: context.containerdNamespace, request: request))
             }
-            return Google_Protobuf_Empty()
+            respond(.success(Google_Protobuf_Empty()))
+            return nil
         }
         let bound = try await TTRPCServer.bind(unixSocketPath: socketPath, registry: registry)
         fake.server.withLock { $0 = bound }

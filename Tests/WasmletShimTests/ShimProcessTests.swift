@@ -69,7 +69,9 @@ typealias API = ContainerdTaskAPI
             }
 
             let wait = Task { try await a.call(API.wait, .with { $0.id = "task-a" }) }
-            try await Task.sleep(for: .milliseconds(100))
+            // The shim's own Wait after Start, then containerd's, relayed: the exit must come
+            // while containerd's Wait is pending in the daemon.
+            #expect(await eventually { daemon.recorded("Wait").count == 2 })
             daemon.exit(id: "task-a", status: 7)
             #expect(try await wait.value.exitStatus == 7)
 
