@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WasmletTestSupport
 
 @testable import WasmletImage
 
@@ -21,10 +22,10 @@ let containerdSkipReason: String? = {
 final class PrivateContainerd: @unchecked Sendable {
     let directory: TemporaryDirectory
     let socket: String
-    let process = Process()
+    let process: ChildProcess
     let namespace = "test"
 
-    init() throws {
+    private init() throws {
         // Short path: the socket path must fit sockaddr_un (108 bytes).
         var template = Array("/tmp/wlimg-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
@@ -44,44 +45,46 @@ final class PrivateContainerd: @unchecked Sendable {
 
             """
         try write(Array(config.utf8), to: directory.file("config.toml"))
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/containerd")
-        process.arguments = ["--config", directory.file("config.toml")]
-        let log = FileHandle(forWritingAtPath: "/dev/null")
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            if FileManager.default.fileExists(atPath: socket), (try? ctrSync(["version"]))?.status == 0 { return }
-            guard process.isRunning else { break }
-            usleep(50_000)
-        }
-        stop()
-        throw POSIXError(.ETIMEDOUT)
+        process = try ChildProcess(
+            "/usr/bin/containerd", ["--config", directory.file("config.toml")],
+            environment: ProcessInfo.processInfo.environment, stdout: directory.file("containerd.log"), stderr: nil)
     }
 
-    /// Starts it off the concurrency pool (see `offThePool`), and returns once it answers.
+    /// Starts it and returns once it answers `ctr version`; the 20 s are a hang guard.
     static func start() async throws -> PrivateContainerd {
-        try await offThePool { try PrivateContainerd() }
+        let containerd = try PrivateContainerd()
+        let answers = await eventually(timeout: .seconds(20), every: .milliseconds(50)) {
+            guard containerd.process.isRunning else { return true }
+            guard FileManager.default.fileExists(atPath: containerd.socket) else { return false }
+            return (try? await containerd.ctr(["version"]))?.status == 0
+        }
+        guard answers, containerd.process.isRunning else {
+            await containerd.stop()
+            throw POSIXError(.ETIMEDOUT)
+        }
+        return containerd
     }
 
     func ctr(_ arguments: [String]) async throws -> ProcessResult {
-        let (socket, namespace) = (self.socket, self.namespace)
-        return try await offThePool { try ctrNow(socket, namespace, arguments) }
+        try await runProcess("/usr/bin/ctr", ["-a", socket, "-n", namespace] + arguments)
     }
 
-    private func ctrSync(_ arguments: [String]) throws -> ProcessResult {
-        try ctrNow(socket, namespace, arguments)
-    }
-
-    func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(10)
-            while process.isRunning && Date() < deadline { usleep(50_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
+    /// Runs `body` against a fresh containerd, stopped afterwards whatever `body` did.
+    static func with(_ body: (PrivateContainerd) async throws -> Void) async throws {
+        let containerd = try await start()
+        do {
+            try await body(containerd)
+        } catch {
+            await containerd.stop()
+            throw error
         }
+        await containerd.stop()
+    }
+
+    /// SIGTERM, then SIGKILL after a 10 s hang guard.
+    func stop() async {
+        process.signal(SIGTERM)
+        if await process.wait(timeout: .seconds(10)) == nil { process.killAndReap() }
         directory.remove()
     }
 }
@@ -90,18 +93,16 @@ extension TemporaryDirectory {
     init(existing path: String) { self.path = path }
 }
 
-private func ctrNow(_ socket: String, _ namespace: String, _ arguments: [String]) throws -> ProcessResult {
-    try runProcess("/usr/bin/ctr", ["-a", socket, "-n", namespace] + arguments)
-}
-
 @Suite("containerd 1.6 imports the archives", .serialized)
 struct ContainerdImportTests {
     @Test(
         "ctr image import: linux style plainly, wasi style with --all-platforms; export round-trips; image mount shows the module",
         .enabled(if: containerdSkipReason == nil, Comment(rawValue: containerdSkipReason ?? "")))
     func importBothStyles() async throws {
-        let containerd = try await PrivateContainerd.start()
-        defer { containerd.stop() }
+        try await PrivateContainerd.with { containerd in try await importBothStyles(containerd) }
+    }
+
+    private func importBothStyles(_ containerd: PrivateContainerd) async throws {
         let module = moduleWithCustomSection("containerd-import")
 
         var linux = try request(module, reference: "wasmlet/hello:latest", platform: ImagePlatform.host)

@@ -21,11 +21,11 @@ struct ExtractedLayout {
     let layerPath: String
     let layerRoot: String
 
-    init(archive: String, into directory: TemporaryDirectory) throws {
+    init(archive: String, into directory: TemporaryDirectory) async throws {
         let root = directory.file("layout")
         self.root = root
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: false)
-        let extract = try runProcess(systemTar, ["-xf", archive, "-C", root])
+        let extract = try await runProcess(systemTar, ["-xf", archive, "-C", root])
         try #require(extract.status == 0, "tar -x: \(extract.stderr)")
 
         let layout = try jsonObject(root + "/oci-layout")
@@ -38,27 +38,27 @@ struct ExtractedLayout {
         manifestDescriptor = manifests[0]
         #expect(manifestDescriptor["mediaType"] as? String == "application/vnd.oci.image.manifest.v1+json")
 
-        func blob(_ descriptor: [String: Any]) throws -> String {
+        func blob(_ descriptor: [String: Any]) async throws -> String {
             let digest = try #require(descriptor["digest"] as? String)
             let path = root + "/blobs/sha256/" + digest.dropFirst("sha256:".count)
-            #expect(try systemDigest(path) == digest, "digest of \(path)")
+            #expect(try await systemDigest(path) == digest, "digest of \(path)")
             #expect(try fileSize(path) == descriptor["size"] as? Int, "size of \(path)")
             return path
         }
-        manifest = try jsonObject(try blob(manifestDescriptor))
+        manifest = try jsonObject(try await blob(manifestDescriptor))
         #expect(manifest["schemaVersion"] as? Int == 2)
         #expect(manifest["mediaType"] as? String == "application/vnd.oci.image.manifest.v1+json")
         let configDescriptor = try #require(manifest["config"] as? [String: Any])
         #expect(configDescriptor["mediaType"] as? String == "application/vnd.oci.image.config.v1+json")
-        config = try jsonObject(try blob(configDescriptor))
+        config = try jsonObject(try await blob(configDescriptor))
         let layers = try #require(manifest["layers"] as? [[String: Any]])
         try #require(layers.count == 1)
         #expect(layers[0]["mediaType"] as? String == "application/vnd.oci.image.layer.v1.tar")
-        layerPath = try blob(layers[0])
+        layerPath = try await blob(layers[0])
         let rootfs = try #require(config["rootfs"] as? [String: Any])
         #expect(rootfs["type"] as? String == "layers")
         // Uncompressed layer: its diff_id is its digest.
-        #expect(rootfs["diff_ids"] as? [String] == [try systemDigest(layerPath)])
+        #expect(rootfs["diff_ids"] as? [String] == [try await systemDigest(layerPath)])
         // Nothing in blobs/ but the three blobs.
         let blobs = try FileManager.default.contentsOfDirectory(atPath: root + "/blobs/sha256")
         #expect(blobs.count == 3)
@@ -66,7 +66,7 @@ struct ExtractedLayout {
         let layerRoot = directory.file("rootfs")
         self.layerRoot = layerRoot
         try FileManager.default.createDirectory(atPath: layerRoot, withIntermediateDirectories: false)
-        let layerExtract = try runProcess(systemTar, ["-xf", layerPath, "-C", layerRoot, "--no-same-owner"])
+        let layerExtract = try await runProcess(systemTar, ["-xf", layerPath, "-C", layerRoot, "--no-same-owner"])
         try #require(layerExtract.status == 0, "tar -x layer: \(layerExtract.stderr)")
     }
 
@@ -77,7 +77,7 @@ struct ExtractedLayout {
 @Suite("ImageBuilder")
 struct ImageBuilderTests {
     @Test("the archive is a valid OCI layout: names, platform, config, digests and sizes")
-    func layout() throws {
+    func layout() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let module = moduleWithCustomSection("layout-test")
@@ -93,7 +93,7 @@ struct ImageBuilderTests {
         let archive = directory.file("image.tar")
         try ImageBuilder.writeAtomically(image.archive, to: archive)
 
-        let layout = try ExtractedLayout(archive: archive, into: directory)
+        let layout = try await ExtractedLayout(archive: archive, into: directory)
         #expect(layout.annotations["io.containerd.image.name"] == "ghcr.io/wasmlet/app:1.2")
         #expect(layout.annotations["org.opencontainers.image.ref.name"] == "1.2")
         #expect(layout.manifestDescriptor["digest"] as? String == image.manifestDigest)
@@ -121,12 +121,12 @@ struct ImageBuilderTests {
         #expect(try readBytes(layout.layerRoot + "/etc/app/config.json") == Array("{}".utf8))
         let toolMode = try FileManager.default.attributesOfItem(atPath: layout.layerRoot + "/bin/tool")[.posixPermissions]
         #expect((toolMode as? NSNumber)?.intValue == 0o755)
-        let listing = try runProcess(systemTar, ["-tf", layout.layerPath])
+        let listing = try await runProcess(systemTar, ["-tf", layout.layerPath])
         #expect(listing.stdout.split(separator: "\n") == ["app.wasm", "bin/", "bin/tool", "etc/", "etc/app/", "etc/app/config.json"])
     }
 
     @Test("the wasi style declares wasip1/wasm; a deep entrypoint gets its directories")
-    func wasiStyle() throws {
+    func wasiStyle() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         var req = try request(reference: "hello", platform: ImagePlatform.wasi)
@@ -134,7 +134,7 @@ struct ImageBuilderTests {
         req.wasmVariantAnnotation = false
         let image = try ImageBuilder.build(req)
         try ImageBuilder.writeAtomically(image.archive, to: directory.file("wasi.tar"))
-        let layout = try ExtractedLayout(archive: directory.file("wasi.tar"), into: directory)
+        let layout = try await ExtractedLayout(archive: directory.file("wasi.tar"), into: directory)
         #expect(layout.annotations["io.containerd.image.name"] == "docker.io/library/hello:latest")
         #expect(layout.annotations["org.opencontainers.image.ref.name"] == "latest")
         #expect(layout.manifestDescriptor["platform"] as? [String: String] == ["os": "wasip1", "architecture": "wasm"])
@@ -145,12 +145,12 @@ struct ImageBuilderTests {
         #expect(layout.executionConfig["Entrypoint"] as? [String] == ["/opt/wasm/bin/hello.wasm"])
         #expect(layout.executionConfig["Cmd"] == nil && layout.executionConfig["Env"] == nil)
         #expect(try readBytes(layout.layerRoot + "/opt/wasm/bin/hello.wasm") == minimalModule)
-        let listing = try runProcess(systemTar, ["-tf", layout.layerPath])
+        let listing = try await runProcess(systemTar, ["-tf", layout.layerPath])
         #expect(listing.stdout.split(separator: "\n") == ["opt/", "opt/wasm/", "opt/wasm/bin/", "opt/wasm/bin/hello.wasm"])
     }
 
     @Test("same inputs give the same bytes; a different time, module or tag gives another digest")
-    func determinism() throws {
+    func determinism() async throws {
         var req = try request(moduleWithCustomSection("det"))
         req.arguments = ["a"]
         req.environment = ["B=1", "A=2"]
@@ -186,7 +186,7 @@ struct ImageBuilderTests {
             ([0x00, 0x61, 0x73, 0x6d, 0x02, 0x00, 0x00, 0x00], "version field is 02 00 00 00"),
             (Array("#!/bin/sh\necho hi\n".utf8), "23 21 2f 62"),
         ] as [([UInt8], String)])
-    func badModules(bytes: [UInt8], reason: String) throws {
+    func badModules(bytes: [UInt8], reason: String) async throws {
         do {
             _ = try ImageBuilder.build(try request(bytes))
             Issue.record("accepted a bad module (\(reason))")
@@ -201,7 +201,7 @@ struct ImageBuilderTests {
     }
 
     @Test("bad paths, conflicts and bad environment entries are refused")
-    func badInputs() throws {
+    func badInputs() async throws {
         for entrypoint in ["app.wasm", "/", "/a/../app.wasm", "/./app.wasm", "/a//b.wasm", "/dir/"] {
             var req = try request()
             req.entrypoint = entrypoint
@@ -224,7 +224,7 @@ struct ImageBuilderTests {
     }
 
     @Test("--file mappings: SRC:DEST, executable bit kept, directories and missing files refused")
-    func fileMappings() throws {
+    func fileMappings() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         try write([9, 9], to: directory.file("data:colon.bin"))
@@ -240,7 +240,7 @@ struct ImageBuilderTests {
     }
 
     @Test("writing: through a rename, into an existing directory only, never onto a directory")
-    func writing() throws {
+    func writing() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let target = directory.file("out.tar")
@@ -261,7 +261,7 @@ struct ImageBuilderTests {
     }
 
     @Test("timestamps: RFC 3339, @seconds, now; and the RFC 3339 rendering")
-    func timestamps() throws {
+    func timestamps() async throws {
         #expect(try ImageBuilder.parseTimestamp("2024-05-01T12:00:00Z") == 1_714_564_800)
         #expect(try ImageBuilder.parseTimestamp("2024-05-01T14:00:00+02:00") == 1_714_564_800)
         #expect(try ImageBuilder.parseTimestamp("2024-05-01T12:00:00.75Z") == 1_714_564_800)
@@ -276,7 +276,7 @@ struct ImageBuilderTests {
     }
 
     @Test("platforms: linux is the host's, wasi is wasip1/wasm, explicit OS/ARCH[/VARIANT]")
-    func platforms() throws {
+    func platforms() async throws {
         #expect(try ImagePlatform.parse("linux") == ImagePlatform.host)
         #expect(try ImagePlatform.parse("wasi") == OCI.Platform(architecture: "wasm", os: "wasip1"))
         #expect(try ImagePlatform.parse("wasi/wasm") == OCI.Platform(architecture: "wasm", os: "wasi"))
@@ -287,7 +287,7 @@ struct ImageBuilderTests {
     }
 
     @Test("inspect reads back a built archive and catches a tampered blob")
-    func inspect() throws {
+    func inspect() async throws {
         var req = try request(moduleWithCustomSection("inspect"), reference: "localhost:5000/a/b", platform: ImagePlatform.wasi)
         req.arguments = ["x"]
         let image = try ImageBuilder.build(req)

@@ -11,7 +11,7 @@ struct TarWriterTests {
     }
 
     @Test("header fields: zero-padded NUL-terminated octal, ustar magic, checksum by the spec's rule")
-    func headerFields() throws {
+    func headerFields() async throws {
         var tar = TarWriter()
         try tar.addFile("dir/file.txt", contents: Array("hello\n".utf8), mode: 0o640, modificationTime: 1_700_000_000)
         let bytes = tar.finish()
@@ -35,7 +35,7 @@ struct TarWriterTests {
     }
 
     @Test("the system tar extracts every size, mode, time and long name exactly")
-    func systemTarExtracts() throws {
+    func systemTarExtracts() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let longDirectory = String(repeating: "d", count: 90) + "/" + String(repeating: "e", count: 60)  // 151 bytes
@@ -63,7 +63,7 @@ struct TarWriterTests {
 
         let out = directory.file("out")
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
-        let extract = try runProcess(systemTar, ["-xf", archive, "-C", out, "--no-same-owner"])
+        let extract = try await runProcess(systemTar, ["-xf", archive, "-C", out, "--no-same-owner"])
         #expect(extract.status == 0, "tar -x: \(extract.stderr)")
         #expect(extract.stderr.isEmpty, "tar warned: \(extract.stderr)")
         for (path, contents, mode) in files {
@@ -77,7 +77,7 @@ struct TarWriterTests {
         #expect((dirAttributes[.posixPermissions] as? NSNumber)?.uint32Value == 0o750)
 
         // tar's own listing: the names (long ones rebuilt from the prefix field), sizes, owners.
-        let list = try runProcess(systemTar, ["-tvf", archive, "--numeric-owner", "--utc"])
+        let list = try await runProcess(systemTar, ["-tvf", archive, "--numeric-owner", "--utc"])
         #expect(list.status == 0, "tar -t: \(list.stderr)")
         let lines = list.stdout.split(separator: "\n")
         #expect(lines.count == 3 + files.count)
@@ -88,12 +88,12 @@ struct TarWriterTests {
         var corrupted = try readBytes(archive)
         corrupted[5] ^= 0x01
         try write(corrupted, to: directory.file("bad.tar"))
-        let bad = try runProcess(systemTar, ["-tf", directory.file("bad.tar")])
+        let bad = try await runProcess(systemTar, ["-tf", directory.file("bad.tar")])
         #expect(bad.status != 0)
     }
 
     @Test("names that fit neither field nor prefix+name are refused; bad paths are refused")
-    func longNamesRefused() throws {
+    func longNamesRefused() async throws {
         var tar = TarWriter()
         // One 101-byte component: no "/" to split at.
         #expect(throws: TarError.nameTooLong(String(repeating: "x", count: 101))) {
@@ -116,7 +116,7 @@ struct TarWriterTests {
     }
 
     @Test("TarReader reads back what TarWriter wrote, and what the system tar wrote")
-    func readBack() throws {
+    func readBack() async throws {
         var tar = TarWriter()
         let long = String(repeating: "a", count: 120) + "/" + String(repeating: "b", count: 80)
         try tar.addDirectory("d", modificationTime: 5)
@@ -135,7 +135,7 @@ struct TarWriterTests {
         try write(Array("deep".utf8), to: directory.file("src/" + deep + "/file"))
         for format in ["gnu", "pax"] {
             let archive = directory.file("\(format).tar")
-            let result = try runProcess(systemTar, ["--format=\(format)", "-cf", archive, "-C", directory.file("src"), "."])
+            let result = try await runProcess(systemTar, ["--format=\(format)", "-cf", archive, "-C", directory.file("src"), "."])
             #expect(result.status == 0, "\(result.stderr)")
             let read = try TarReader(try readBytes(archive))
             #expect(read.contents(of: deep + "/file").map(Array.init) == Array("deep".utf8), "\(format)")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WasmletTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -21,54 +22,27 @@ struct ProcessResult {
     var stderr: String
 }
 
-/// Runs blocking work on a thread of its own and suspends until it is done. A test that blocks
-/// one of the concurrency pool's threads (two on a 2-core machine) for seconds stalls every test
-/// in the process that needs the pool: the daemon's health-probe tests, which measure exactly
-/// that, failed when this suite's containerd start and imports held a pool thread.
-func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+/// Runs a program to completion and collects its output. WasmletTestSupport's `ChildProcess`
+/// (posix_spawn, waitpid polling), not Foundation's `Process`: that one's descriptors are
+/// inherited by children other suites spawn at the same moment (a long-lived containerd, say),
+/// and its blocking waits would hold one of the concurrency pool's two threads, stalling every
+/// suite in the process. The 60 s are a hang guard.
+func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil) async throws -> ProcessResult {
+    let base = NSTemporaryDirectory() + "/wasmlet-image-tool-\(UUID().uuidString)"
+    defer {
+        unlink(base + ".out")
+        unlink(base + ".err")
     }
-}
-
-/// Runs a program to completion and collects its output.
-@discardableResult
-func runProcess(_ executable: String, _ arguments: [String], currentDirectory: String? = nil) throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    // Read both pipes before waiting so a chatty child cannot block on a full pipe.
-    let errData = ErrorCollector(err.fileHandleForReading)
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    let child = try ChildProcess(
+        executable, arguments, environment: ProcessInfo.processInfo.environment, directory: currentDirectory,
+        stdout: base + ".out", stderr: base + ".err")
+    guard let ended = await child.wait(timeout: .seconds(60)) else {
+        child.killAndReap()
+        throw ChildProcess.SpawnError(description: "\(executable) \(arguments) did not exit within 60 s")
+    }
     return ProcessResult(
-        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-        stderr: String(decoding: errData.wait(), as: UTF8.self))
-}
-
-/// Reads a pipe to its end on a thread of its own.
-final class ErrorCollector: @unchecked Sendable {
-    private var data = Data()
-    private let done = DispatchSemaphore(value: 0)
-
-    init(_ handle: FileHandle) {
-        Thread.detachNewThread { [self] in
-            data = handle.readDataToEndOfFile()
-            done.signal()
-        }
-    }
-
-    func wait() -> Data {
-        done.wait()
-        return data
-    }
+        status: ended.status, stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
 }
 
 /// A fresh temporary directory, removed by `remove()`.
@@ -95,8 +69,8 @@ func readBytes(_ path: String) throws -> [UInt8] {
 }
 
 /// `sha256:<hex>` computed by the system's sha256sum, independently of the code under test.
-func systemDigest(_ path: String) throws -> String {
-    let result = try runProcess("/usr/bin/sha256sum", [path])
+func systemDigest(_ path: String) async throws -> String {
+    let result = try await runProcess("/usr/bin/sha256sum", [path])
     #expect(result.status == 0, "sha256sum failed: \(result.stderr)")
     return "sha256:" + (result.stdout.split(separator: " ").first.map(String.init) ?? "")
 }

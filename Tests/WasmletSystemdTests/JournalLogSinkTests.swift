@@ -2,6 +2,7 @@
 import Foundation
 import Glibc
 import Testing
+import WasmletTestSupport
 @testable import WasmletSystemd
 
 /// Field naming and entry layout: pure, no journal needed.
@@ -83,7 +84,10 @@ func hexBytes(_ hex: Substring) -> [UInt8]? {
 /// that allows unshare): needed to give the probe its own /run/systemd/journal/socket.
 func canUnshareMountNamespace() -> Bool {
     guard let unshare = executableOnPath("unshare") else { return false }
-    return (try? ChildProcess.run(unshare, ["--mount", "--propagation", "private", "true"]).status) == 0
+    // A trait's condition is synchronous: the blocking wait is for a child that exits at once.
+    let child = try? ChildProcess(
+        unshare, ["--mount", "--propagation", "private", "true"], environment: ProcessInfo.processInfo.environment)
+    return child?.waitBlocking() == .exited(0)
 }
 
 extension SystemdEnvironmentTests {
@@ -110,10 +114,10 @@ extension SystemdEnvironmentTests {
         /// The probe, in a private mount namespace with a tmpfs /run, binds its own
         /// /run/systemd/journal/socket and reports what sd_journal_sendv put on the wire.
         @Test(.enabled(if: canUnshareMountNamespace(), "needs unshare --mount (root)"))
-        func sendWritesTheNativeJournalProtocol() throws {
+        func sendWritesTheNativeJournalProtocol() async throws {
             let unshare = try #require(executableOnPath("unshare"))
             let script = #"mount -t tmpfs tmpfs /run && exec "$0" journal-roundtrip"#
-            let (status, output) = try ChildProcess.run(
+            let (status, output) = try await SpawnedTool.run(
                 unshare, ["--mount", "--propagation", "private", "sh", "-c", script, probePath]
             )
             #expect(status == 0, "\(output)")

@@ -6,10 +6,11 @@ import WasmletTestSupport
 @testable import WasmletSystemd
 
 /// Connects to a unix or TCP (127.0.0.1) stream socket, retrying while it does not exist yet
-/// or refuses (systemd-socket-activate has not bound it yet). Returns the connected fd.
-func connectWhenListening(unixPath: String? = nil, tcpPort: UInt16? = nil, timeoutSeconds: Double = 10) -> Int32? {
-    let deadline = Date().addingTimeInterval(timeoutSeconds)
-    while Date() < deadline {
+/// or refuses (systemd-socket-activate has not bound it yet). Returns the connected fd. The
+/// timeout is a hang guard.
+func connectWhenListening(unixPath: String? = nil, tcpPort: UInt16? = nil, timeout: Duration = .seconds(10)) async -> Int32? {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
         let family = unixPath != nil ? AF_UNIX : AF_INET
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
@@ -34,7 +35,7 @@ func connectWhenListening(unixPath: String? = nil, tcpPort: UInt16? = nil, timeo
         }
         if result == 0 { return fd }
         close(fd)
-        usleep(20_000)
+        try? await Task.sleep(for: .milliseconds(20))
     }
     return nil
 }
@@ -142,13 +143,13 @@ extension SystemdEnvironmentTests {
     struct SocketActivationEndToEndTests {
         let activate = executableOnPath("systemd-socket-activate") ?? "systemd-socket-activate"
 
-        @Test func probeReportsOneListeningUnixSocketNamedAPI() throws {
+        @Test func probeReportsOneListeningUnixSocketNamedAPI() async throws {
             let directory = try TemporaryDirectory(prefix: "wasmlet-sd")
             let path = directory.path + "/x.sock"
-            let child = try ChildProcess(activate, ["-l", path, "--fdname=api", probePath, "sockets", "api=unix"])
-            let client = connectWhenListening(unixPath: path)
+            let child = try SpawnedTool(activate, ["-l", path, "--fdname=api", probePath, "sockets", "api=unix"])
+            let client = await connectWhenListening(unixPath: path)
             #expect(client != nil, "could not connect to \(path)")
-            let (status, output) = child.finish()
+            let (status, output) = await child.finish()
             if let client { close(client) }
 
             #expect(status == 0, "\(output)")
@@ -159,17 +160,17 @@ extension SystemdEnvironmentTests {
             ], "\(output)")
         }
 
-        @Test func probeReportsAPIAndMetricsSocketsInOrder() throws {
+        @Test func probeReportsAPIAndMetricsSocketsInOrder() async throws {
             let directory = try TemporaryDirectory(prefix: "wasmlet-sd")
             let path = directory.path + "/api.sock"
             let port = try freeLoopbackPort()
-            let child = try ChildProcess(activate, [
+            let child = try SpawnedTool(activate, [
                 "-l", path, "-l", "127.0.0.1:\(port)", "--fdname=api:metrics",
                 probePath, "sockets", "api=unix", "metrics=internet",
             ])
-            let client = connectWhenListening(tcpPort: port)
+            let client = await connectWhenListening(tcpPort: port)
             #expect(client != nil, "could not connect to 127.0.0.1:\(port)")
-            let (status, output) = child.finish()
+            let (status, output) = await child.finish()
             if let client { close(client) }
 
             #expect(status == 0, "\(output)")
@@ -181,23 +182,22 @@ extension SystemdEnvironmentTests {
             ], "\(output)")
         }
 
-        @Test func socketOfTheWrongFamilyIsRefused() throws {
+        @Test func socketOfTheWrongFamilyIsRefused() async throws {
             let directory = try TemporaryDirectory(prefix: "wasmlet-sd")
             let path = directory.path + "/x.sock"
-            let child = try ChildProcess(activate, ["-l", path, "--fdname=api", probePath, "sockets", "api=ipv4"])
-            let client = connectWhenListening(unixPath: path)
-            let (status, output) = child.finish()
+            let child = try SpawnedTool(activate, ["-l", path, "--fdname=api", probePath, "sockets", "api=ipv4"])
+            let client = await connectWhenListening(unixPath: path)
+            let (status, output) = await child.finish()
             if let client { close(client) }
 
             #expect(status == 1)
             #expect(probeLines(output) == ["error inherited fd 3 'api' is not a listening ipv4 stream socket"], "\(output)")
         }
 
-        @Test func probeWithoutActivationReportsNothing() throws {
+        @Test func probeWithoutActivationReportsNothing() async throws {
             // Run directly, with LISTEN_* cleared for the child: the fallback path.
-            let (status, output) = try withEnvironment(["LISTEN_PID": nil, "LISTEN_FDS": nil, "LISTEN_FDNAMES": nil]) {
-                try ChildProcess.run(probePath, ["sockets", "api=unix"])
-            }
+            let (status, output) = try await SpawnedTool.run(
+                probePath, ["sockets", "api=unix"], unset: ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"])
             #expect(status == 0)
             #expect(probeLines(output) == ["count=0", "env LISTEN_PID=- LISTEN_FDS=- LISTEN_FDNAMES=-"], "\(output)")
         }

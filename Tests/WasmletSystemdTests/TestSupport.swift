@@ -166,34 +166,33 @@ func executableOnPath(_ name: String) -> String? {
     return nil
 }
 
-/// A started child process with its stdout captured.
-final class ChildProcess {
-    let process = Process()
-    private let output = Pipe()
+/// A tool spawned with its stdout and stderr in one file, read once it ends. It is
+/// WasmletTestSupport's `ChildProcess` (posix_spawn, waitpid polling): Foundation's `Process`
+/// and `Pipe` leave descriptors that children spawned at the same moment by other suites
+/// inherit, and its blocking waits would hold one of the concurrency pool's two threads.
+struct SpawnedTool {
+    let child: ChildProcess
+    private let outputPath: String
 
-    init(_ executable: String, _ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
+    /// `environment`: this process's, minus `unset` (the LISTEN_* variables, say).
+    init(_ executable: String, _ arguments: [String], unset: [String] = []) throws {
+        var environment = ProcessInfo.processInfo.environment
+        for name in unset { environment[name] = nil }
+        outputPath = NSTemporaryDirectory() + "/wasmlet-sd-tool-\(UUID().uuidString).out"
+        child = try ChildProcess(executable, arguments, environment: environment, stdout: outputPath, stderr: nil)
     }
 
-    /// Reads stdout and stderr to end of file and waits for exit; kills the child if that
-    /// takes longer than `timeoutSeconds`.
-    func finish(timeoutSeconds: Double = 30) -> (status: Int32, output: String) {
-        let process = self.process
-        let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeoutSeconds, execute: killer)
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        killer.cancel()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    /// Waits for the exit; past `timeout` (a hang guard) the child is killed.
+    func finish(timeout: Duration = .seconds(30)) async -> (status: Int32, output: String) {
+        let ended = await child.wait(timeout: timeout) ?? child.killAndReap()
+        let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        unlink(outputPath)
+        return (ended.status, output)
     }
 
     /// Runs to completion.
-    static func run(_ executable: String, _ arguments: [String], timeoutSeconds: Double = 30) throws -> (status: Int32, output: String) {
-        try ChildProcess(executable, arguments).finish(timeoutSeconds: timeoutSeconds)
+    static func run(_ executable: String, _ arguments: [String], unset: [String] = []) async throws -> (status: Int32, output: String) {
+        try await SpawnedTool(executable, arguments, unset: unset).finish()
     }
 }
 #endif
