@@ -108,8 +108,6 @@ let package = Package(
                 "WasmletFDHandoff",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                // The pod sandbox's module is written in WAT (SandboxModule.swift).
-                .product(name: "WAT", package: "WasmKit"),
             ]
         ),
         // Prometheus metrics and the /metrics, /healthz, /readyz HTTP endpoint. Knows nothing of
@@ -154,6 +152,8 @@ let package = Package(
                 "WasmletContainerd", "WasmletService", "WasmletStore", "WasmletRuntime", "WasmletAPI", "WasmletTTRPC",
                 "WasmletFDHandoff", "WasmletTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                // The sandbox module's WAT source, checked against its embedded bytes.
+                .product(name: "WAT", package: "WasmKit"),
             ]
         ),
         .testTarget(

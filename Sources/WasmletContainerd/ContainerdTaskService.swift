@@ -42,7 +42,6 @@ package final class ContainerdTaskService: Sendable {
     private let publisher: TaskEventPublisher
     private let logger: Logger
     private let tasks = Mutex<[InstanceKey: Task]>([:])
-    private static let sandboxModuleBytes = Result { try SandboxModule.bytes() }
     /// Listeners shims handed over, waiting for their Create (nil: no handoff socket).
     private let handoffs: ListenerHandoffTable?
     /// The handoff socket's path, for error messages.
@@ -150,7 +149,7 @@ package final class ContainerdTaskService: Sendable {
         let listeners = try TaskListeners.match(spec: spec, claimed: claimed, id: request.id, handoffSocket: handoffSocket)
         var sandboxDigest: String?
         if TaskSpecMapping.isSandbox(spec) {
-            sandboxDigest = try runtime.loadModule(bytes: try Self.sandboxModuleBytes.get()).digest
+            sandboxDigest = try runtime.loadModule(bytes: SandboxModule.bytes).digest
         }
         var create = try TaskSpecMapping.createRequest(
             task: request, spec: spec, identity: identity, sandboxModuleDigest: sandboxDigest)

@@ -61,7 +61,7 @@ private final class Gate: @unchecked Sendable {
         let context = TTRPCCallContext(
             service: ContainerdTaskAPI.serviceNameV2, method: "Create", streamID: 1,
             metadata: ["wasmlet-shim-namespace": namespace, "wasmlet-shim-pid": "4242"])
-        let sandbox = try runtime.loadModule(bytes: SandboxModule.bytes()).digest
+        let sandbox = try runtime.loadModule(bytes: SandboxModule.bytes).digest
         let namespace = self.namespace
         let count = self.count
         let live: @Sendable () -> Int = { runtime.list(namespace: namespace).count }

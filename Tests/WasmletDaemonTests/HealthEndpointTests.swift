@@ -101,7 +101,7 @@ private final class PrivatePool: TaskExecutor, @unchecked Sendable {
         #expect(idle.isMakingProgress(), "the first tick has nothing to judge")
         #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { idle.isMakingProgress() }, "an idle runtime makes progress")
 
-        let module = try runtime.loadModule(bytes: SandboxModule.bytes())
+        let module = try runtime.loadModule(bytes: SandboxModule.bytes)
         _ = try runtime.create(InstanceSpec(key: InstanceKey(namespace: "test", id: "wedge"), moduleDigest: module.digest))
         await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
