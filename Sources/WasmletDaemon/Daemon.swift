@@ -209,9 +209,10 @@ public struct Daemon {
     }
 
     /// SIGHUP: re-read the file and re-apply the same flags. The log level, the status interval
-    /// and the shutdown grace change at once; the socket, the state directory, the group and the
-    /// runtime limits are fixed for the process's life (the runtime takes its limits at start),
-    /// so a change there is logged as needing a restart. A broken file keeps the old settings.
+    /// and the shutdown grace change at once. Everything else is fixed for the process's life
+    /// (the sockets are bound and the runtime takes its limits at start): a change there is
+    /// logged by name as needing a restart, never silently dropped. A broken file keeps the old
+    /// settings.
     private func reload(_ current: DaemonConfiguration, levelBox: LogLevelBox, logger: Logger) -> DaemonConfiguration {
         let next: DaemonConfiguration
         do {
@@ -224,16 +225,11 @@ public struct Daemon {
         applied.logLevel = next.logLevel
         applied.shutdownGrace = next.shutdownGrace
         applied.statusInterval = next.statusInterval
-        applied.metricsAddress = next.metricsAddress
         levelBox.value = next.logLevel
-        var needsRestart: [String] = []
-        if next.socketPath != current.socketPath { needsRestart.append("socket") }
-        if next.stateDirectory != current.stateDirectory { needsRestart.append("state_dir") }
-        if next.group != current.group { needsRestart.append("group") }
-        if next.runtimeConfiguration != current.runtimeConfiguration { needsRestart.append("limits") }
-        if next.metricsSettings != current.metricsSettings { needsRestart.append("metrics") }
-        if !needsRestart.isEmpty {
-            logger.warning("changed settings take effect after a restart: \(needsRestart.joined(separator: ", "))")
+        let ignored = current.settingsNeedingRestart(toApply: next)
+        if !ignored.isEmpty {
+            logger.warning(
+                "reload ignored changed settings, which take effect after a restart: \(ignored.joined(separator: ", "))")
         }
         logger.notice(
             "configuration reloaded",

@@ -67,6 +67,24 @@ public struct DaemonConfiguration: Sendable, Equatable {
         return configuration
     }
 
+    /// The settings, by their configuration-file keys, that differ in `next` but that a running
+    /// daemon cannot change (a SIGHUP reload applies only log_level, shutdown_grace and
+    /// status_interval).
+    func settingsNeedingRestart(toApply next: DaemonConfiguration) -> [String] {
+        var keys: [String] = []
+        if next.socketPath != socketPath { keys.append("socket") }
+        if next.stateDirectory != stateDirectory { keys.append("state_dir") }
+        if next.group != group { keys.append("group") }
+        if next.metricsAddress != metricsAddress { keys.append("metrics_address") }
+        if next.metricsPerInstance != metricsPerInstance { keys.append("metrics.per_instance") }
+        if next.metricsPerInstanceLimit != metricsPerInstanceLimit { keys.append("metrics.per_instance_limit") }
+        if next.maxInstances != maxInstances { keys.append("limits.max_instances") }
+        if next.memoryBudgetBytes != memoryBudgetBytes { keys.append("limits.memory_budget") }
+        if next.memoryAdmission != memoryAdmission { keys.append("limits.memory_admission") }
+        if next.defaultMemoryCapBytes != defaultMemoryCapBytes { keys.append("limits.default_memory") }
+        return keys
+    }
+
     /// The metrics settings this configuration implies.
     var metricsSettings: MetricsSettings {
         MetricsSettings(perInstance: metricsPerInstance, perInstanceLimit: metricsPerInstanceLimit)

@@ -19,6 +19,24 @@ import WasmletTestSupport
         #expect(plain.stateDirectory == "/home/u/.wasmlet/state")
     }
 
+    /// What a SIGHUP reload cannot apply is named by its file key, so the log can say so.
+    @Test func reloadNamesEverySettingItCannotApply() throws {
+        let current = DaemonConfiguration.defaults(uid: 0, environment: [:])
+        #expect(current.settingsNeedingRestart(toApply: current).isEmpty)
+        var next = current
+        next.logLevel = .debug
+        next.shutdownGrace = .seconds(1)
+        next.statusInterval = .seconds(5)
+        #expect(current.settingsNeedingRestart(toApply: next).isEmpty, "these three are applied")
+        next.metricsAddress = "127.0.0.1:9999"
+        next.maxInstances = 3
+        next.metricsPerInstance = !current.metricsPerInstance
+        next.socketPath = "/tmp/other.sock"
+        #expect(current.settingsNeedingRestart(toApply: next) == [
+            "socket", "metrics_address", "metrics.per_instance", "limits.max_instances",
+        ])
+    }
+
     @Test func flagsOverrideTheFile() throws {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/c.toml"

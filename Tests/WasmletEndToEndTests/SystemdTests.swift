@@ -33,8 +33,9 @@ extension DaemonEndToEndTests {
             let status = await receiver.waitFor(timeout: .seconds(10)) { $0.hasPrefix("STATUS=") && $0.contains("1 created") }
             #expect(status?.0 == "STATUS=0 running, 1 created, 0 exited")
 
-            // SIGHUP: RELOADING=1 with MONOTONIC_USEC in the same datagram, then READY=1.
-            try "log_level = \"debug\"\n".write(toFile: config, atomically: true, encoding: .utf8)
+            // SIGHUP: RELOADING=1 with MONOTONIC_USEC in the same datagram, then READY=1. The
+            // metrics address cannot change while running: the log must say it was ignored.
+            try "log_level = \"debug\"\nmetrics_address = \"127.0.0.1:1\"\n".write(toFile: config, atomically: true, encoding: .utf8)
             daemon.signal(SIGHUP)
             let reloading = await receiver.waitFor(timeout: .seconds(10)) { $0.contains("RELOADING=1") }
             let reloadingMessage = try #require(reloading?.0)
@@ -43,6 +44,7 @@ extension DaemonEndToEndTests {
             let readyAgain = await receiver.waitFor(timeout: .seconds(10)) { $0.split(separator: "\n").contains("READY=1") }
             #expect(readyAgain != nil)
             #expect(await eventually(timeout: .seconds(10), every: .milliseconds(50)) { daemon.log.contains("configuration reloaded") })
+            #expect(daemon.log.contains("reload ignored changed settings, which take effect after a restart: metrics_address"), "\(daemon.log)")
             #expect(daemon.isRunning)
 
             daemon.signal(SIGTERM)
