@@ -173,8 +173,9 @@ package final class InstanceStore: Sendable {
             for fileName in try contents(of: namespaceDirectory) {
                 let filePath = namespaceDirectory + "/" + fileName
                 if fileName.hasPrefix(".tmp-") {
-                    // A write the previous daemon did not finish; the record it was replacing
-                    // (if any) is intact.
+                    // Left by daemons before 4c2383f, which wrote records through a temporary
+                    // file and a rename (nothing writes these now): an unfinished write whose
+                    // record, if any, is intact under its own name.
                     unlink(filePath)
                     continue
                 }
@@ -333,11 +334,6 @@ package final class InstanceStore: Sendable {
         }
     }
 
-    /// Persists `record`, returning once it is durable. Blocks the calling thread.
-    func persist(_ record: PersistedInstance) throws {
-        try blocking { persist(record, completion: $0) }
-    }
-
     /// Persists `record`, returning once it is durable; suspends instead of blocking.
     func persistDurably(_ record: PersistedInstance) async throws {
         try await suspending { persist(record, completion: $0) }
@@ -362,11 +358,6 @@ package final class InstanceStore: Sendable {
         }
         // A newer instance owns the key (and the file): nothing of this one is left to remove.
         if !queued { completion(nil) }
-    }
-
-    /// Removes the record, returning once the removal is durable. Blocks the calling thread.
-    func remove(_ key: InstanceKey, serial: UInt32) throws {
-        try blocking { remove(key, serial: serial, completion: $0) }
     }
 
     /// Removes the record, returning once the removal is durable; suspends instead of blocking.
@@ -447,16 +438,6 @@ package final class InstanceStore: Sendable {
             action: .remove, path: path(for: key), directory: namespaceDirectory(for: key), body: RecordJSON.encode(key))
     }
 
-    private func blocking(_ start: (@escaping @Sendable ((any Error)?) -> Void) -> Void) throws {
-        let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<(any Error)?>(nil)
-        start { error in
-            outcome.withLock { $0 = error }
-            done.signal()
-        }
-        done.wait()
-        if let error = outcome.withLock({ $0 }) { throw error }
-    }
 
     private func suspending(_ start: (@escaping @Sendable ((any Error)?) -> Void) -> Void) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
