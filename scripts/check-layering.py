@@ -180,6 +180,9 @@ def check_binaries(bin_path, problems):
         if "WasmKit" not in modules or "NIOCore" not in modules:
             problems.append("control: the symbols of wasmletd show no WasmKit or no NIOCore, so this check "
                             f"cannot see what a binary links (found: {sorted(modules)[:20]})")
+        if "WAT" in modules:
+            # The pod sandbox's module is embedded as bytes (SandboxModule.swift).
+            problems.append("wasmletd links WasmKit's WAT text parser; it needs none")
     if "wasmletctl" in readings:
         modules, _ = readings["wasmletctl"]
         if "WasmletClient" not in modules:
@@ -222,7 +225,8 @@ def main():
             print("  - " + problem)
         return 1
     print(f"layering: ok ({len(targets)} targets' imports declared; the store reaches no protobuf, NIO or "
-          f"ttrpc; wasmletctl and the shim in {bin_path} link no WasmKit; the shim no Foundation, NIO or protobuf)")
+          f"ttrpc; wasmletctl and the shim in {bin_path} link no WasmKit, wasmletd no WAT parser; the shim no "
+          "Foundation, NIO or protobuf)")
     return 0
 
 
