@@ -29,9 +29,9 @@
 #                          systemctl, no systemd-sysusers, no restarts
 #   -h, --help
 #
-# The binaries must run on this node: build them with `swift build -c release
-# --static-swift-stdlib` (the Swift runtime is then linked in; glibc and libsystemd are the
-# node's). The script refuses binaries whose libraries are missing here.
+# The binaries must run on this node: build them with scripts/build-release.sh (the Swift
+# runtime is then linked in; glibc and libsystemd are the node's). The script refuses binaries
+# whose libraries are missing here.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -302,12 +302,12 @@ after_containerd_change() {
 
 check_binaries() {
     local name missing
-    [ -d "$bin_dir" ] || die "no directory $bin_dir (build with: swift build -c release --static-swift-stdlib; or pass BINDIR)"
+    [ -d "$bin_dir" ] || die "no directory $bin_dir (build with: scripts/build-release.sh; or pass BINDIR)"
     for name in "${BINARIES[@]}"; do
         { [ -f "$bin_dir/$name" ] && [ -x "$bin_dir/$name" ]; } || die "$bin_dir/$name is missing or not executable"
         if command -v ldd >/dev/null; then
             missing="$(ldd "$bin_dir/$name" 2>/dev/null | awk '/not found/ { print $1 }' | tr '\n' ' ')"
-            [ -z "$missing" ] || die "$bin_dir/$name needs libraries this node lacks: $missing(build with --static-swift-stdlib; libsystemd0 must be installed)"
+            [ -z "$missing" ] || die "$bin_dir/$name needs libraries this node lacks: $missing(build with scripts/build-release.sh, which links the Swift runtime in; libsystemd0 must be installed)"
         fi
     done
     [ -f "$units_src/wasmletd.service" ] || die "no $units_src/wasmletd.service (run this script from a wasmlet checkout or the installer image)"

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Release builds of what a node runs: wasmletd, wasmletctl and containerd-shim-wasmlet-v1, in
-# .build/release (printed at the end). The shim is linked with a static Swift stdlib: one runs
-# per pod, and a static stdlib roughly halves its resident memory (about 5 MB against 8 MB).
-# It gets its own scratch directory because the flag would otherwise relink everything else.
+# The one release recipe: what a node runs (wasmletd, wasmletctl, containerd-shim-wasmlet-v1),
+# built in .build/release with the Swift runtime linked in (--static-swift-stdlib), so that
+# they run on a node without Swift: glibc and libsystemd0 come from the node, and
+# deploy/install.sh checks that with ldd. The static stdlib also matters for the shim, one of
+# which runs per pod (BENCHMARKS.md has the sizes and the idle RSS).
+# The build's own progress lines are shown: the first build takes 10 to 20 minutes on two
+# cores, later ones only rebuild what changed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-for product in wasmletd wasmletctl; do
-    swift build -c release --product "$product" 2>&1 | tail -n 1
+products=(wasmletd wasmletctl containerd-shim-wasmlet-v1)
+if [ ! -d .build/release ]; then
+    echo "build-release: first release build; expect 10 to 20 minutes on two cores"
+fi
+start=$(date +%s)
+for product in "${products[@]}"; do
+    echo "build-release: $product"
+    swift build -c release --static-swift-stdlib --product "$product"
 done
-swift build -c release --static-swift-stdlib --scratch-path .build-shim-static \
-    --product containerd-shim-wasmlet-v1 2>&1 | tail -n 1
-cp .build-shim-static/release/containerd-shim-wasmlet-v1 .build/release/
-echo "binaries in $PWD/.build/release: wasmletd wasmletctl containerd-shim-wasmlet-v1"
+echo "build-release: done in $(( $(date +%s) - start )) s; binaries in $PWD/.build/release:"
+for product in "${products[@]}"; do
+    printf '  %-28s %s\n' "$product" "$(du -h ".build/release/$product" | cut -f1)"
+done

@@ -13,7 +13,7 @@ keep=0
 scripts/ensure-packages.sh pkg-config libsystemd-dev curl >/dev/null
 scripts/setup-toolchain.sh >/dev/null
 scripts/build-examples.sh >/dev/null
-echo "== building wasmletd, wasmletctl and the containerd shim (release; the first build takes a few minutes)"
+echo "== building wasmletd, wasmletctl and the containerd shim (release, scripts/build-release.sh; the first build takes 10 to 20 minutes on two cores, and shows its progress)"
 scripts/build-release.sh
 bin=.build/release
 ctl() { echo "\$ wasmletctl $*"; "$bin/wasmletctl" "$@"; }

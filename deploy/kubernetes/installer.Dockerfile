@@ -5,7 +5,7 @@
 # Build, from the repository root, on a machine of the nodes' architecture and with a glibc no
 # newer than theirs (Debian 12 here; the binaries link the Swift runtime statically, glibc and
 # libsystemd dynamically):
-#   swift build -c release --static-swift-stdlib      # every product, into .build/release
+#   scripts/build-release.sh      # the three binaries, static Swift stdlib, into .build/release
 #   docker build -f deploy/kubernetes/installer.Dockerfile -t ghcr.io/wasmlet/installer:latest .
 #   docker push ghcr.io/wasmlet/installer:latest
 # Without a registry, load it on each node instead:
