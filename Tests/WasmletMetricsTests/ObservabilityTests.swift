@@ -331,8 +331,7 @@ extension DaemonEndToEndTests {
             #expect((prometheus.query("wasmlet_instance_linear_memory_bytes{id=\"sleeping\"}")?.first ?? 0) > 0)
 
             // The dashboard's expressions are valid PromQL against real data (Grafana's
-            // variables replaced as Grafana would).
-            try await Task.sleep(for: .seconds(3))
+            // variables replaced as Grafana would): the scrapes above have it.
             for expression in try dashboardExpressions() {
                 let concrete = expression.replacingOccurrences(of: "$__rate_interval", with: "10s")
                     .replacingOccurrences(of: "$instance", with: ".*")
