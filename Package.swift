@@ -11,9 +11,11 @@ import PackageDescription
 //
 //   WasmletStore        durable instance records: journal, record files, checkpoints, recovery.
 //                       Over the runtime's value types: no protobuf, NIO or ttrpc.
-//   WasmletService      the wasmlet.v1.Runtime ttrpc service over the runtime and the store
-//   WasmletContainerd   containerd's task service (spec mapping, events, FIFO holds, listener
-//                       handoff); serves tasks through WasmletService's RuntimeService for now
+//   WasmletService      InstanceService, the one instance service under both APIs (value types
+//                       in and out, durable records); RequestInterceptor (status mapping,
+//                       metrics, logs for every request); RuntimeService, the wasmlet.v1 adapter
+//   WasmletContainerd   containerd's task service, an adapter over InstanceService (spec
+//                       mapping, events, FIFO holds, listener handoff)
 //   WasmletDaemon       wiring only: configuration, logging, signals, systemd, metrics, servers
 //
 //   wasmletd -> WasmletDaemon -> WasmletContainerd -> WasmletService -> WasmletStore -> WasmletRuntime
@@ -99,12 +101,12 @@ let package = Package(
             ]
         ),
         // containerd's task service (containerd.task.v2.Task, reached through the shim): OCI spec
-        // mapping, task events, output FIFO holds, the exit gate, the listener handoff. For now
-        // it serves tasks through WasmletService's RuntimeService.
+        // mapping, task events, output FIFO holds, the exit gate, the listener handoff. An adapter
+        // over WasmletService's InstanceService, as the wasmlet.v1 service is.
         .target(
             name: "WasmletContainerd",
             dependencies: [
-                "WasmletService", "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletConventions",
+                "WasmletService", "WasmletStore", "WasmletRuntime", "WasmletTTRPC", "WasmletAPI", "WasmletConventions",
                 "WasmletFDHandoff",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -144,6 +146,7 @@ let package = Package(
             dependencies: [
                 "WasmletService", "WasmletStore", "WasmletRuntime", "WasmletAPI", "WasmletTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

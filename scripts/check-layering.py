@@ -14,6 +14,10 @@
 3. The same on the executables themselves: the Swift modules a binary defines or references a
    symbol of (read from `nm`), and the shared libraries it loads (`ldd`). A control checks that
    the detection sees WasmKit and NIO in wasmletd, so an empty reading cannot pass.
+4. Both APIs sit on one instance service with value types: WasmletService's InstanceService.swift
+   imports no message or wire module (WasmletAPI, WasmletTTRPC, swift-protobuf, NIO), and
+   WasmletContainerd's sources name no wasmlet.v1 message (`Wasmlet_V1_`): containerd's task
+   service never builds wasmletctl's messages to unpack them again in the same process.
 
 Usage: scripts/check-layering.py [--bin-path DIR] [--describe FILE]
 Run after `swift build` (scripts/test.sh does); exits 1 and names every violation.
@@ -143,6 +147,33 @@ def check_graph(targets, product_packages, problems):
                 problems.append(f"{executable} depends on {product} of {package} (Package.swift)")
 
 
+def check_value_seam(targets, problems):
+    by_name = {t["name"]: t for t in targets}
+    service = by_name.get("WasmletService")
+    containerd = by_name.get("WasmletContainerd")
+    if service is None or containerd is None:
+        problems.append("WasmletService or WasmletContainerd: no such target in Package.swift")
+        return
+    path = os.path.join(ROOT, service["path"], "InstanceService.swift")
+    if not os.path.exists(path):
+        problems.append("WasmletService: no InstanceService.swift (the one instance service under both APIs)")
+    else:
+        with open(path, encoding="utf-8") as f:
+            text = STRING_OR_COMMENT.sub("", f.read())
+        for match in IMPORT.finditer(text):
+            module = match.group(1)
+            if module in {"WasmletAPI", "WasmletTTRPC"} or is_protobuf(module) or is_nio(module):
+                problems.append(f"WasmletService: InstanceService.swift imports {module} (its calls take and give value types)")
+    base = os.path.join(ROOT, containerd["path"])
+    for source in containerd.get("sources", []):
+        if not source.endswith(".swift"):
+            continue
+        with open(os.path.join(base, source), encoding="utf-8") as f:
+            text = STRING_OR_COMMENT.sub("", f.read())
+        if "Wasmlet_V1_" in text:
+            problems.append(f"WasmletContainerd: {source} uses a wasmlet.v1 message (call InstanceService with value types)")
+
+
 def swift_modules(binary):
     """Modules with a symbol the binary defines or references (from the leading mangled name)."""
     out = subprocess.run(["nm", "-j" if sys.platform == "darwin" else "--format=just-symbols", binary],
@@ -215,6 +246,7 @@ def main():
     problems = []
     check_imports(targets, problems)
     check_graph(targets, product_packages, problems)
+    check_value_seam(targets, problems)
     bin_path = args.bin_path or subprocess.run(
         ["swift", "build", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
     check_binaries(bin_path, problems)
@@ -225,7 +257,7 @@ def main():
             print("  - " + problem)
         return 1
     print(f"layering: ok ({len(targets)} targets' imports declared; the store reaches no protobuf, NIO or "
-          f"ttrpc; wasmletctl and the shim in {bin_path} link no WasmKit, wasmletd no WAT parser; the shim no "
+          f"ttrpc; containerd's tasks reach the instance service without wasmlet.v1 messages; wasmletctl and the shim in {bin_path} link no WasmKit, wasmletd no WAT parser; the shim no "
           "Foundation, NIO or protobuf)")
     return 0
 

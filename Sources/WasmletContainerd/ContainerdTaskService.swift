@@ -6,6 +6,7 @@ import SwiftProtobuf
 import WasmletAPI
 import WasmletRuntime
 import WasmletService
+import WasmletStore
 import WasmletTTRPC
 
 /// containerd's task service (`containerd.task.v2.Task`, and `v3` for containerd 2.x), served
@@ -13,7 +14,7 @@ import WasmletTTRPC
 /// and says who it is in the request metadata (`ShimIdentity`).
 ///
 /// Each task is a wasmlet instance in containerd's namespace with the container's id, created
-/// through `RuntimeService`, so it gets the same durable records, limits and daemon-restart
+/// through `InstanceService` as wasmlet.v1's instances are, so it gets the same durable records, limits and daemon-restart
 /// rule as any other instance. This type adds the containerd view: the OCI spec mapping, pids,
 /// statuses, and the events containerd relies on, in order: /tasks/create, /tasks/start,
 /// /tasks/exit (and /tasks/oom), /tasks/delete.
@@ -38,7 +39,8 @@ package final class ContainerdTaskService: Sendable {
         var exitReported: ExitGate?
     }
 
-    private let service: RuntimeService
+    private let instances: InstanceService
+    private let interceptor: RequestInterceptor
     private let publisher: TaskEventPublisher
     private let logger: Logger
     private let tasks = Mutex<[InstanceKey: Task]>([:])
@@ -48,17 +50,16 @@ package final class ContainerdTaskService: Sendable {
     private let handoffSocket: String
 
     package init(
-        service: RuntimeService, publisher: TaskEventPublisher, logger: Logger, handoffs: ListenerHandoffTable? = nil,
-        handoffSocket: String = ""
+        instances: InstanceService, publisher: TaskEventPublisher, logger: Logger, observer: (any RequestObserver)? = nil,
+        handoffs: ListenerHandoffTable? = nil, handoffSocket: String = ""
     ) {
-        self.service = service
+        self.instances = instances
+        self.interceptor = RequestInterceptor(observer: observer, logger: logger, failureLog: .allButNotFound)
         self.publisher = publisher
         self.logger = logger
         self.handoffs = handoffs
         self.handoffSocket = handoffSocket
     }
-
-    private var runtime: WasmletRuntime { service.runtime }
 
     /// Registers every method under both service names containerd uses.
     package func register(in registry: inout TTRPCServiceRegistry) {
@@ -67,24 +68,8 @@ package final class ContainerdTaskService: Sendable {
                 _ method: RPCMethod<Request, Response>,
                 _ body: @escaping @Sendable (ContainerdTaskService, TTRPCCallContext, Request) async throws -> Response
             ) {
-                let label = "task.\(method.method)"
-                registry.register(service: name, method: method.method, request: Request.self, response: Response.self) {
-                    [self] context, request in
-                    let began = ContinuousClock.now
-                    do {
-                        let response = try await body(self, context, request)
-                        service.observer?.request(method: label, code: .ok, duration: ContinuousClock.now - began)
-                        return response
-                    } catch {
-                        let mapped = ErrorMapping.ttrpc(error)
-                        service.observer?.request(method: label, code: mapped.code, duration: ContinuousClock.now - began)
-                        if mapped.code != .notFound {
-                            logger.notice(
-                                "task request failed",
-                                metadata: ["method": "\(method.method)", "code": "\(mapped.code)", "error": "\(mapped.message)"])
-                        }
-                        throw mapped
-                    }
+                interceptor.register(in: &registry, service: name, method: method.method, label: "task.\(method.method)") {
+                    [self] context, request in try await body(self, context, request)
                 }
             }
             add(ContainerdTaskAPI.create) { try await $0.create($1, $2) }
@@ -111,15 +96,13 @@ package final class ContainerdTaskService: Sendable {
     /// removes a bundle once it has deleted the task, so such a record can only be one whose
     /// Delete never reached this daemon (it was down); nobody would ever delete it.
     package func pruneOrphanedTasks() async {
-        for record in service.directory.allRecovered()
+        for record in instances.recoveredInstances()
         where record.labels[TaskSpecMapping.Label.owner] == TaskSpecMapping.Label.ownerContainerd {
             guard let bundle = record.labels[TaskSpecMapping.Label.bundle], !FileManager.default.fileExists(atPath: bundle)
             else { continue }
-            var delete = Wasmlet_V1_DeleteRequest()
-            delete.namespace = record.namespace
-            delete.id = record.id
+            let key = InstanceKey(namespace: record.namespace, id: record.id)
             do {
-                _ = try await service.deleteDurably(delete)
+                _ = try await awaitCompletion { instances.delete(key, completion: $0) }
                 logger.info("forgot a containerd task whose bundle is gone", metadata: ["namespace": "\(record.namespace)", "id": "\(record.id)"])
             } catch {
                 logger.warning("cannot forget an orphaned containerd task", metadata: ["id": "\(record.id)", "error": "\(error)"])
@@ -129,9 +112,9 @@ package final class ContainerdTaskService: Sendable {
 
     // MARK: Methods
 
-    /// Answers once the instance's record is durable. Suspends meanwhile (`createDurably`): the
-    /// blocking `RuntimeService.create` would hold a thread of the shared concurrency pool until
-    /// the journal's fdatasync, and enough concurrent Creates would stall every other task.
+    /// Answers once the instance's record is durable. Suspends meanwhile (`awaitCompletion`):
+    /// blocking would hold a thread of the shared concurrency pool until the journal's
+    /// fdatasync, and enough concurrent Creates would stall every other task.
     func create(_ context: TTRPCCallContext, _ request: Containerd_Task_V2_CreateTaskRequest) async throws
         -> Containerd_Task_V2_CreateTaskResponse
     {
@@ -140,7 +123,7 @@ package final class ContainerdTaskService: Sendable {
         guard !request.bundle.isEmpty else { throw TTRPCError.invalidArgument("create \(request.id): no bundle directory") }
         let key = InstanceKey(namespace: identity.namespace, id: request.id)
         // Claimed first, so that every failure below closes them (the shim keeps no copy):
-        // here until they are handed to the runtime, by RuntimeService and the runtime after.
+        // here until they are handed to the runtime, by InstanceService and the runtime after.
         let claimed = handoffs?.claim(key)
         var created = false
         defer { if !created { claimed?.close() } }
@@ -149,15 +132,19 @@ package final class ContainerdTaskService: Sendable {
         let listeners = try TaskListeners.match(spec: spec, claimed: claimed, id: request.id, handoffSocket: handoffSocket)
         var sandboxDigest: String?
         if TaskSpecMapping.isSandbox(spec) {
-            sandboxDigest = try runtime.loadModule(bytes: SandboxModule.bytes).digest
+            sandboxDigest = try instances.loadModule(bytes: SandboxModule.bytes)
         }
-        var create = try TaskSpecMapping.createRequest(
+        var (instanceSpec, module) = try TaskSpecMapping.instanceSpec(
             task: request, spec: spec, identity: identity, sandboxModuleDigest: sandboxDigest)
-        if let listeners { TaskListeners.attach(listeners, to: &create) }
+        if let listeners {
+            TaskListeners.attach(listeners, to: &instanceSpec)
+            instanceSpec.inheritedListeners = listeners.handOver()
+        }
         // Before the instance exists, so containerd's end of each FIFO is open once Create answers.
         let outputHold = await OutputFIFOHold.open([request.stdout, request.stderr])
         do {
-            _ = try await service.createDurably(create, inheritedListeners: listeners?.handOver() ?? [])
+            let creating = instanceSpec
+            _ = try await awaitCompletion { instances.create(creating, module: module, completion: $0) }
         } catch {
             outputHold.release()
             throw error
@@ -170,7 +157,7 @@ package final class ContainerdTaskService: Sendable {
         }
         var metadata: Logger.Metadata = [
             "namespace": "\(key.namespace)", "id": "\(key.id)",
-            "module": "\(sandboxDigest == nil ? create.path : "pod sandbox")",
+            "module": "\(Self.describe(module, sandbox: sandboxDigest != nil))",
         ]
         if let listeners { metadata["listeners"] = "\(listeners.bound.joined(separator: ","))" }
         logger.info("task created", metadata: metadata)
@@ -195,20 +182,17 @@ package final class ContainerdTaskService: Sendable {
         let identity = try ShimIdentity(context)
         try refuseExec(request.execID)
         let key = InstanceKey(namespace: identity.namespace, id: request.id)
-        var start = Wasmlet_V1_StartRequest()
-        start.namespace = key.namespace
-        start.id = key.id
         // Before the guest runs, so a Wait that sees it exit always finds the gate to wait on.
         let exitReported = ExitGate()
         tasks.withLock { $0[key]?.exitReported = exitReported }
-        let started: Wasmlet_V1_StartResponse
+        let started: PersistedInstance
         do {
-            started = try service.start(start)
+            started = try instances.start(key)
         } catch {
             exitReported.open()
             throw error
         }
-        let pid = Self.pid(started.instance, fallback: identity)
+        let pid = Self.pid(started, fallback: identity)
         let address = tasks.withLock { $0[key]?.identity.ttrpcAddress } ?? identity.ttrpcAddress
 
         var event = Containerd_Events_TaskStart()
@@ -218,9 +202,9 @@ package final class ContainerdTaskService: Sendable {
 
         // Queued after /tasks/start, so the exit can never be published first.
         let outputHold = tasks.withLock { $0[key]?.outputHold }
-        let watcher = _Concurrency.Task { [runtime, publisher, logger] in
+        let watcher = _Concurrency.Task { [instances, publisher, logger] in
             defer { exitReported.open() }
-            let ended = try? await runtime.wait(key)
+            let ended = try? await awaitCancellable { instances.wait(key, completion: $0) }
             // The guest's own descriptors are closed, and its listeners (the runtime owns them). Report the exit only once containerd's
             // client has read what the guest wrote and seen end-of-file: its Delete drops every
             // FIFO it has not yet marked open (see OutputFIFOHold).
@@ -263,16 +247,13 @@ package final class ContainerdTaskService: Sendable {
     func wait(_ context: TTRPCCallContext, _ request: Containerd_Task_V2_WaitRequest) async throws -> Containerd_Task_V2_WaitResponse {
         let identity = try ShimIdentity(context)
         try refuseExec(request.execID)
-        var wait = Wasmlet_V1_WaitRequest()
-        wait.namespace = identity.namespace
-        wait.id = request.id
-        let exit = try await service.wait(wait).exit
-        // Not before /tasks/exit: ctr deletes the task (dropping unread FIFOs) once Wait answers.
         let key = InstanceKey(namespace: identity.namespace, id: request.id)
+        let exit = try await awaitCancellable { instances.wait(key, completion: $0) }
+        // Not before /tasks/exit: ctr deletes the task (dropping unread FIFOs) once Wait answers.
         await tasks.withLock { $0[key]?.exitReported }?.wait()
         var response = Containerd_Task_V2_WaitResponse()
         response.exitStatus = Self.exitStatus(exit.code)
-        response.exitedAt = exit.exitedAt
+        response.exitedAt = Google_Protobuf_Timestamp(date: exit.exitedAt)
         return response
     }
 
@@ -285,13 +266,8 @@ package final class ContainerdTaskService: Sendable {
         let instance = try instance(key)
         if instance.state == .exited { throw TTRPCError.notFound("process already finished") }
         if request.signal == 0 { return ContainerdTaskAPI.Empty() }
-        var kill = Wasmlet_V1_KillRequest()
-        kill.namespace = key.namespace
-        kill.id = key.id
-        kill.signal = request.signal
-        service.observer?.killRequested(key)
         do {
-            _ = try service.kill(kill)
+            try instances.kill(key, signal: Int32(clamping: request.signal))
         } catch let error as RuntimeError where error.kind == .failedPrecondition {
             throw TTRPCError.notFound("process already finished")
         }
@@ -307,9 +283,11 @@ package final class ContainerdTaskService: Sendable {
         var current = try instance(key)
         if identity.isCleanup, current.state != .exited {
             // `shim delete` after a lost shim: end the guest, whatever it is doing.
-            try? runtime.kill(key, signal: SIGKILL)
+            try? instances.kill(key, signal: SIGKILL)
             // 3 s: past the runtime's 2 s kill escalation, within the shim's 4 s budget.
-            _ = try? await withDeadline(.seconds(3)) { [runtime] in try await runtime.wait(key) }
+            _ = try? await withDeadline(.seconds(3)) { [instances] in
+                try await awaitCancellable { instances.wait(key, completion: $0) }
+            }
             current = try instance(key)
         }
         if current.state == .running {
@@ -318,18 +296,15 @@ package final class ContainerdTaskService: Sendable {
         let task = tasks.withLock { $0[key] }
         await task?.exitWatcher?.value
         task?.outputHold?.release()  // a task deleted without having been started
-        var delete = Wasmlet_V1_DeleteRequest()
-        delete.namespace = key.namespace
-        delete.id = key.id
         // Suspends, not blocks, until the removal is durable (see `create`).
-        let deleted = try await service.deleteDurably(delete)
+        let deletedExit = try await awaitCompletion { instances.delete(key, completion: $0) }
         tasks.withLock { $0[key] = nil }
 
         var response = Containerd_Task_V2_DeleteResponse()
         response.pid = Self.pid(current, fallback: identity)
-        if deleted.hasExit {
-            response.exitStatus = Self.exitStatus(deleted.exit.code)
-            response.exitedAt = deleted.exit.exitedAt
+        if let deletedExit {
+            response.exitStatus = Self.exitStatus(deletedExit.code)
+            response.exitedAt = Google_Protobuf_Timestamp(date: deletedExit.exitedAt)
         } else {
             // Never started: nothing ran, so nothing failed — except after a lost shim, where
             // containerd's convention for "unknown" is SIGKILL's 137.
@@ -367,11 +342,11 @@ package final class ContainerdTaskService: Sendable {
         case .created: response.status = .created
         case .running: response.status = .running
         case .exited where !reported: response.status = .running
-        case .exited, .unspecified, .UNRECOGNIZED: response.status = .stopped
+        case .exited: response.status = .stopped
         }
-        if instance.hasExit && reported {
-            response.exitStatus = Self.exitStatus(instance.exit.code)
-            response.exitedAt = instance.exit.exitedAt
+        if let exit = instance.exit, reported {
+            response.exitStatus = Self.exitStatus(exit.code)
+            response.exitedAt = Google_Protobuf_Timestamp(date: exit.exitedAt)
         }
         return response
     }
@@ -393,7 +368,7 @@ package final class ContainerdTaskService: Sendable {
         let key = InstanceKey(namespace: identity.namespace, id: request.id)
         let usage: InstanceUsage
         do {
-            usage = try runtime.usage(key)
+            usage = try instances.usage(key)
         } catch let error as RuntimeError where error.kind == .notFound {
             throw TaskError.notFound(key.namespace, key.id)
         }
@@ -420,7 +395,7 @@ package final class ContainerdTaskService: Sendable {
         let key = InstanceKey(namespace: identity.namespace, id: request.id)
         guard request.stdin else { return ContainerdTaskAPI.Empty() }
         do {
-            try runtime.closeStdin(key)
+            try instances.closeStdin(key)
         } catch let error as RuntimeError where error.kind == .notFound {
             throw TaskError.notFound(key.namespace, key.id)
         }
@@ -439,12 +414,9 @@ package final class ContainerdTaskService: Sendable {
 
     // MARK: Helpers
 
-    private func instance(_ key: InstanceKey) throws -> Wasmlet_V1_Instance {
-        var inspect = Wasmlet_V1_InspectRequest()
-        inspect.namespace = key.namespace
-        inspect.id = key.id
+    private func instance(_ key: InstanceKey) throws -> PersistedInstance {
         do {
-            return try service.inspect(inspect).instance
+            return try instances.inspect(key)
         } catch let error as RuntimeError where error.kind == .notFound {
             throw TaskError.notFound(key.namespace, key.id)
         }
@@ -456,8 +428,17 @@ package final class ContainerdTaskService: Sendable {
     }
 
     /// The pid containerd sees: the shim's, recorded at create so it stays stable.
-    private static func pid(_ instance: Wasmlet_V1_Instance, fallback identity: ShimIdentity) -> UInt32 {
+    private static func pid(_ instance: PersistedInstance, fallback identity: ShimIdentity) -> UInt32 {
         instance.labels[TaskSpecMapping.Label.shimPID].flatMap(UInt32.init) ?? identity.shimPID
+    }
+
+    /// The module as the "task created" log line names it.
+    private static func describe(_ module: ModuleReference, sandbox: Bool) -> String {
+        switch module {
+        case _ where sandbox: "pod sandbox"
+        case .path(let path): path
+        case .digest(let digest): digest
+        }
     }
 
     /// containerd's exit_status is unsigned; guest codes are 0...255 or 128+signal.

@@ -1,4 +1,5 @@
 import WasmletAPI
+import WasmletRuntime
 import WasmletTTRPC
 
 /// A container's listeners on the daemon side: the sockets the shim created in the pod's
@@ -39,12 +40,12 @@ enum TaskListeners {
 
     /// Labels the instance with the bound addresses. The descriptors themselves do not go
     /// through the message: the Create hands them to the runtime as `InheritedListener`s
-    /// (`HandedOffListeners.handOver`, `RuntimeService.createDurably(_:inheritedListeners:)`),
+    /// (`HandedOffListeners.handOver` into `InstanceSpec.inheritedListeners`),
     /// which places them in the guest's fd table after its preopens, in order, as it does the
     /// listeners it binds itself (`WASMLET_LISTEN_FDS`, Inspect), and closes them when the
     /// guest exits or is killed, at Delete of an instance never started, and on a failed
     /// Create. Until that handover the Create's own failure paths close them.
-    static func attach(_ listeners: HandedOffListeners, to request: inout Wasmlet_V1_CreateRequest) {
-        request.labels[label] = listeners.bound.joined(separator: ",")
+    static func attach(_ listeners: HandedOffListeners, to spec: inout InstanceSpec) {
+        spec.labels[label] = listeners.bound.joined(separator: ",")
     }
 }

@@ -2,10 +2,12 @@ import Foundation
 import Glibc
 import WasmletAPI
 import WasmletConventions
+import WasmletRuntime
+import WasmletService
 import WasmletTTRPC
 
-/// Turns a containerd Create (its request plus the bundle's `config.json`) into a wasmlet.v1
-/// Create. Pure apart from reading the rootfs to find the module and the bind sources.
+/// Turns a containerd Create (its request plus the bundle's `config.json`) into an instance
+/// spec and its module. Pure apart from reading the rootfs to find the module and the bind sources.
 ///
 /// The mapping (also in README "Running under containerd"):
 /// - `process.args[0]` is the module's path inside the rootfs, the rest its arguments; argv[0]
@@ -48,27 +50,25 @@ enum TaskSpecMapping {
         spec.annotations?[containerTypeAnnotation] == "sandbox"
     }
 
-    /// The wasmlet.v1 Create for an ordinary container. `sandboxModuleDigest` is used instead of
-    /// the spec's module for the pod sandbox.
-    static func createRequest(
+    /// The instance for a container, and its module: the rootfs's, or the built-in module of
+    /// `sandboxModuleDigest` for the pod sandbox.
+    static func instanceSpec(
         task: Containerd_Task_V2_CreateTaskRequest, spec: OCIRuntimeSpec, identity: ShimIdentity,
         sandboxModuleDigest: String?
-    ) throws -> Wasmlet_V1_CreateRequest {
+    ) throws -> (InstanceSpec, ModuleReference) {
         if task.terminal {
             throw TaskError.invalidSpec("a terminal (ctr -t, tty: true) is not supported for WebAssembly guests")
         }
-        var request = Wasmlet_V1_CreateRequest()
-        request.namespace = identity.namespace
-        request.id = task.id
-        request.labels = labels(task: task, spec: spec, identity: identity)
-        request.stdin = task.stdin
-        request.stdout = task.stdout
-        request.stderr = task.stderr
+        var instance = InstanceSpec(
+            key: InstanceKey(namespace: identity.namespace, id: task.id),
+            labels: labels(task: task, spec: spec, identity: identity), moduleDigest: "",
+            stdio: StdioSpec(
+                stdin: task.stdin.isEmpty ? nil : task.stdin, stdout: task.stdout.isEmpty ? nil : task.stdout,
+                stderr: task.stderr.isEmpty ? nil : task.stderr))
 
         if let sandboxModuleDigest {
-            request.digest = sandboxModuleDigest
-            request.args = ["pause"]
-            return request
+            instance.args = ["pause"]
+            return (instance, .digest(sandboxModuleDigest))
         }
 
         let rootfs = try rootfsPath(bundle: task.bundle, spec: spec)
@@ -85,14 +85,17 @@ enum TaskSpecMapping {
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw TaskError.invalidSpec("module \(first) in the container's rootfs is not a regular file")
         }
-        request.path = modulePath
-        request.args = args
-        request.env = spec.process?.env ?? []
-        request.cwd = cwd
-        request.preopens = [preopen(guest: "/", host: rootfs, readOnly: spec.root?.readonly ?? false)]
+        instance.args = args
+        do {
+            instance.environment = try EnvironmentSyntax.table(spec.process?.env ?? [])
+        } catch {
+            throw TaskError.invalidSpec("process.env: \(error.message)")
+        }
+        instance.cwd = cwd
+        instance.preopens = [PreopenSpec(guestPath: "/", hostPath: rootfs, readOnly: spec.root?.readonly ?? false)]
             + (try bindPreopens(spec.mounts ?? []))
-        request.limits = try limits(spec)
-        return request
+        instance.limits = try limits(spec)
+        return (instance, .path(modulePath))
     }
 
     static func rootfsPath(bundle: String, spec: OCIRuntimeSpec) throws -> String {
@@ -120,8 +123,8 @@ enum TaskSpecMapping {
     /// Kernel and device filesystems a WASI guest cannot use.
     private static let skippedDestinations = ["/proc", "/sys", "/dev"]
 
-    static func bindPreopens(_ mounts: [OCIRuntimeSpec.Mount]) throws -> [Wasmlet_V1_Preopen] {
-        var preopens: [Wasmlet_V1_Preopen] = []
+    static func bindPreopens(_ mounts: [OCIRuntimeSpec.Mount]) throws -> [PreopenSpec] {
+        var preopens: [PreopenSpec] = []
         for mount in mounts {
             let options = mount.options ?? []
             let isBind = mount.type == "bind" || options.contains("bind") || options.contains("rbind")
@@ -132,13 +135,13 @@ enum TaskSpecMapping {
             var info = stat()
             // Files (/etc/hosts, /etc/resolv.conf, termination-log) cannot be WASI preopens.
             guard stat(source, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { continue }
-            preopens.append(preopen(guest: mount.destination, host: source, readOnly: options.contains("ro")))
+            preopens.append(PreopenSpec(guestPath: mount.destination, hostPath: source, readOnly: options.contains("ro")))
         }
         return preopens
     }
 
-    static func limits(_ spec: OCIRuntimeSpec) throws -> Wasmlet_V1_Limits {
-        var limits = Wasmlet_V1_Limits()
+    static func limits(_ spec: OCIRuntimeSpec) throws -> InstanceLimits {
+        var limits = InstanceLimits()
         if let memory = spec.linux?.resources?.memory?.limit, memory > 0 {
             limits.memoryBytes = UInt64(memory)
         }
@@ -159,16 +162,8 @@ enum TaskSpecMapping {
             guard milliseconds > 0 else {
                 throw TaskError.invalidSpec("annotation \(timeoutAnnotation) must be more than 0 (leave it out for none)")
             }
-            limits.timeoutMs = milliseconds
+            limits.timeoutMilliseconds = milliseconds
         }
         return limits
-    }
-
-    private static func preopen(guest: String, host: String, readOnly: Bool) -> Wasmlet_V1_Preopen {
-        var preopen = Wasmlet_V1_Preopen()
-        preopen.guestPath = guest
-        preopen.hostPath = host
-        preopen.readonly = readOnly
-        return preopen
     }
 }

@@ -117,8 +117,10 @@ public struct Daemon {
             configuration: Self.runtimeConfiguration(configuration.runtimeConfiguration),
             eventHandler: { recorder.handle($0); daemonMetrics.handle($0) }, hooks: daemonMetrics.runtimeHooks)
         daemonMetrics.attach(runtime)
-        let service = RuntimeService(
+        // One instance service under both APIs: wasmlet.v1 and containerd's task service.
+        let instances = InstanceService(
             runtime: runtime, store: store, directory: directory, logger: logger, observer: daemonMetrics)
+        let service = RuntimeService(instances: instances, logger: logger, observer: daemonMetrics)
         let probe = ProgressProbe(runtime: runtime)
         readiness.attach(probe)
 
@@ -131,7 +133,8 @@ public struct Daemon {
         let handoffTable = ListenerHandoffTable(lifetime: TestHooks.handoffLifetime ?? .seconds(60))
         let handoffPath = ListenerHandoffMessage.socketPath(forAPISocket: configuration.socketPath)
         let taskService = ContainerdTaskService(
-            service: service, publisher: eventPublisher, logger: logger, handoffs: handoffTable, handoffSocket: handoffPath)
+            instances: instances, publisher: eventPublisher, logger: logger, observer: daemonMetrics, handoffs: handoffTable,
+            handoffSocket: handoffPath)
         taskService.register(in: &registry)
         await taskService.pruneOrphanedTasks()
         let socketGroup = configuration.group.flatMap { GroupLookup.gid(named: $0) }
@@ -156,7 +159,7 @@ public struct Daemon {
             activated: activated, configuration: configuration, registry: registry,
             serverConfiguration: serverConfiguration, logger: logger)
 
-        notifier.ready(status: StatusReporter.text(service.counts()))
+        notifier.ready(status: StatusReporter.text(instances.counts()))
         readiness.set(.ready)
         logger.info("wasmletd ready", metadata: ["version": "\(DaemonVersion.version)", "pid": "\(getpid())"])
 
@@ -177,7 +180,7 @@ public struct Daemon {
         }
 
         let firstInterval = configuration.statusInterval
-        var statusTask = Task { await StatusReporter.run(service: service, notifier: notifier, interval: firstInterval) }
+        var statusTask = Task { await StatusReporter.run(instances: instances, notifier: notifier, interval: firstInterval) }
 
         for await number in signals.stream {
             if number == SIGHUP {
@@ -185,8 +188,8 @@ public struct Daemon {
                 configuration = reload(configuration, levelBox: levelBox, logger: logger)
                 statusTask.cancel()
                 let interval = configuration.statusInterval
-                statusTask = Task { await StatusReporter.run(service: service, notifier: notifier, interval: interval) }
-                notifier.ready(status: StatusReporter.text(service.counts()))
+                statusTask = Task { await StatusReporter.run(instances: instances, notifier: notifier, interval: interval) }
+                notifier.ready(status: StatusReporter.text(instances.counts()))
                 continue
             }
             logger.notice("received \(number == SIGTERM ? "SIGTERM" : "SIGINT"); draining")
@@ -196,7 +199,7 @@ public struct Daemon {
         statusTask.cancel()
         readiness.set(.draining)
         await ShutdownDrain(
-            runtime: runtime, service: service, store: store, server: server, notifier: notifier, logger: logger
+            runtime: runtime, instances: instances, store: store, server: server, notifier: notifier, logger: logger
         ).run(grace: configuration.shutdownGrace)
         handoffServer.stop()
         // Deliver the exits of the guests the drain ended before the process goes.

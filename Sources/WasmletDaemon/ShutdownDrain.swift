@@ -15,7 +15,7 @@ import WasmletTTRPC
 /// 5. Close the server (in-flight calls, e.g. Waits that just got their exit, finish first).
 struct ShutdownDrain {
     let runtime: WasmletRuntime
-    let service: RuntimeService
+    let instances: InstanceService
     let store: InstanceStore
     let server: TTRPCServer
     let notifier: SystemdNotifier
@@ -23,7 +23,7 @@ struct ShutdownDrain {
 
     func run(grace: Duration) async {
         notifier.stopping()
-        service.beginDraining()
+        instances.beginDraining()
         // Ask systemd for the time the drain may take beyond its default stop timeout.
         let budget = grace + runtime.configuration.killEscalationTimeout + .seconds(10)
         notifier.extendTimeout(usec: UInt64(budget.components.seconds) * 1_000_000)

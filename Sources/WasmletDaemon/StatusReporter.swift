@@ -9,12 +9,12 @@ enum StatusReporter {
 
     /// Sends the status every `interval` until the task is cancelled; only when it changed, or
     /// at least once a minute (a status line is cheap, but an idle node needs no chatter).
-    static func run(service: RuntimeService, notifier: SystemdNotifier, interval: Duration) async {
+    static func run(instances: InstanceService, notifier: SystemdNotifier, interval: Duration) async {
         var last = ""
         var sinceLast = Duration.zero
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }
-            let text = text(service.counts())
+            let text = text(instances.counts())
             sinceLast += interval
             if text != last || sinceLast >= .seconds(60) {
                 notifier.status(text)

@@ -55,9 +55,10 @@ enum MessageMapping {
         }
     }
 
-    static func spec(_ request: Wasmlet_V1_CreateRequest, key: InstanceKey, digest: String) throws -> InstanceSpec {
+    /// A Create's spec; its module digest is filled in when the module is loaded.
+    static func spec(_ request: Wasmlet_V1_CreateRequest, key: InstanceKey) throws -> InstanceSpec {
         InstanceSpec(
-            key: key, labels: request.labels, moduleDigest: digest, args: request.args,
+            key: key, labels: request.labels, moduleDigest: "", args: request.args,
             environment: try environment(request.env),
             preopens: request.preopens.map {
                 PreopenSpec(guestPath: $0.guestPath, hostPath: $0.hostPath, readOnly: $0.readonly)

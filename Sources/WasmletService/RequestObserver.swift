@@ -1,7 +1,8 @@
 import WasmletRuntime
 import WasmletTTRPC
 
-/// What RuntimeService tells about the requests it serves.
+/// What the daemon's services tell about the requests they serve (metrics): each request's
+/// outcome from `RequestInterceptor`, admissions and kills from `InstanceService`.
 package protocol RequestObserver: Sendable {
     func request(method: String, code: TTRPCStatusCode, duration: Duration)
     func killRequested(_ key: InstanceKey)

@@ -45,7 +45,7 @@ package struct RuntimeEventRecorder: Sendable {
             // reports a record stuck in "running" as daemon_restarted rather than losing it.
             logger.error(
                 "cannot record instance state \(snapshot.state.rawValue)",
-                metadata: RuntimeService.metadata(snapshot.key, error))
+                metadata: InstanceService.metadata(snapshot.key, error))
         }
     }
 

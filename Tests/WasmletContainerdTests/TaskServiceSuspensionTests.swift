@@ -49,8 +49,8 @@ private final class Gate: @unchecked Sendable {
         let runtime = try WasmletRuntime(configuration: configuration)
         var logger = Logger(label: "test")
         logger.logLevel = .warning
-        let service = RuntimeService(runtime: runtime, store: store, directory: InstanceDirectory(), logger: logger)
-        let tasks = ContainerdTaskService(service: service, publisher: TaskEventPublisher(logger: logger), logger: logger)
+        let instances = InstanceService(runtime: runtime, store: store, directory: InstanceDirectory(), logger: logger)
+        let tasks = ContainerdTaskService(instances: instances, publisher: TaskEventPublisher(logger: logger), logger: logger)
         // A pod sandbox: the module is built in, so the bundle needs only its config.json.
         let bundle = directory.path + "/bundle"
         try FileManager.default.createDirectory(atPath: bundle + "/rootfs", withIntermediateDirectories: true)
@@ -68,7 +68,7 @@ private final class Gate: @unchecked Sendable {
 
         // Creates: all of them reach the runtime while the writer is held.
         let firstHold = Gate()
-        hold(service, digest: sandbox, id: "hold-1", gate: firstHold)
+        hold(instances, digest: sandbox, id: "hold-1", gate: firstHold)
         let creates = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in 0..<count {
@@ -92,7 +92,7 @@ private final class Gate: @unchecked Sendable {
 
         // Deletes: likewise, all of them take the instance out of the runtime while the writer is held.
         let secondHold = Gate()
-        hold(service, digest: sandbox, id: "hold-2", gate: secondHold)
+        hold(instances, digest: sandbox, id: "hold-2", gate: secondHold)
         let deletes = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in 0..<count {
@@ -115,14 +115,10 @@ private final class Gate: @unchecked Sendable {
 
     /// Holds the store's writer thread: a Create whose completion (run on the writer thread once
     /// its record is durable) waits for `gate`. Returns once the writer is inside it.
-    private func hold(_ service: RuntimeService, digest: String, id: String, gate: Gate) {
+    private func hold(_ instances: InstanceService, digest: String, id: String, gate: Gate) {
         let inside = DispatchSemaphore(value: 0)
-        var request = Wasmlet_V1_CreateRequest()
-        request.namespace = "hold"
-        request.id = id
-        request.digest = digest
-        request.args = ["pause"]
-        service.create(request) { _ in
+        let spec = InstanceSpec(key: InstanceKey(namespace: "hold", id: id), moduleDigest: "", args: ["pause"])
+        instances.create(spec, module: .digest(digest)) { _ in
             inside.signal()
             gate.wait()
         }

@@ -8,7 +8,7 @@ import WasmletAPI
     /// The annotation's durations (`DurationSyntax`); a bare "30" is refused now (it meant
     /// seconds here and milliseconds to `wasmletctl run --timeout`).
     @Test func durations() throws {
-        func timeout(_ text: String) -> UInt64? { try? TaskSpecMapping.limits(Self.spec(timeout: text)).timeoutMs }
+        func timeout(_ text: String) -> UInt64? { try? TaskSpecMapping.limits(Self.spec(timeout: text)).timeoutMilliseconds }
         #expect(timeout("30s") == 30_000)
         #expect(timeout("1m30s") == 90_000)
         #expect(timeout("250ms") == 250)
@@ -52,7 +52,7 @@ import WasmletAPI
         ]
         let preopens = try TaskSpecMapping.bindPreopens(mounts)
         #expect(preopens.map(\.guestPath) == ["/data", "/scratch"])
-        #expect(preopens.map(\.readonly) == [true, false])
+        #expect(preopens.map(\.readOnly) == [true, false])
     }
 
     @Test func memoryLimitAndAnnotations() throws {
@@ -64,7 +64,7 @@ import WasmletAPI
         let limits = try TaskSpecMapping.limits(spec)
         #expect(limits.memoryBytes == 16 << 20)
         #expect(limits.fuel == 1000)
-        #expect(limits.timeoutMs == 2000)
+        #expect(limits.timeoutMilliseconds == 2000)
     }
 
     static func spec(timeout: String) throws -> OCIRuntimeSpec {
@@ -75,7 +75,7 @@ import WasmletAPI
     /// The annotation takes `DurationSyntax`, as every other duration does.
     @Test(arguments: [("1m30s", 90_000), ("500ms", 500), ("1.5s", 1_500), ("2h", 7_200_000)] as [(String, UInt64)])
     func timeoutAnnotation(text: String, milliseconds: UInt64) throws {
-        #expect(try TaskSpecMapping.limits(Self.spec(timeout: text)).timeoutMs == milliseconds)
+        #expect(try TaskSpecMapping.limits(Self.spec(timeout: text)).timeoutMilliseconds == milliseconds)
     }
 
     /// A bare number used to mean seconds here and milliseconds to `wasmletctl run --timeout`:
