@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import WasmletTestSupport
 @testable import WasmletRuntime
 
 /// The test side of socket tests: real client sockets on loopback, and WAT guests built from
@@ -89,55 +90,13 @@ enum SocketSupport {
         return socket.bound.port
     }
 
-    /// Socket inodes held by this process's descriptors.
-    static func socketInodesOfThisProcess() -> [UInt64] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        return entries.compactMap { entry -> UInt64? in
-            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(entry)"),
-                target.hasPrefix("socket:[")
-            else { return nil }
-            return UInt64(target.dropFirst(8).dropLast())
-        }
-    }
-
-    /// Inodes of TCP sockets whose local port is `port` (listener and accepted connections; a
-    /// client's own end has the port as its remote one and is not counted).
+    /// Inodes of TCP sockets whose local port is `port` (listener and accepted connections).
     static func inodesWithLocalPort(_ port: UInt16) -> Set<UInt64> {
-        var result = Set<UInt64>()
-        for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-            guard let text = readProcFile(table) else { continue }
-            for line in text.split(separator: "\n").dropFirst() {
-                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                guard fields.count > 9, let colon = fields[1].lastIndex(of: ":"),
-                    let local = UInt16(fields[1][fields[1].index(after: colon)...], radix: 16), local == port,
-                    let inode = UInt64(fields[9]), inode != 0
-                else { continue }
-                result.insert(inode)
-            }
-        }
-        return result
-    }
-
-    /// A procfs file read to its end (Foundation stops after the first page of these).
-    static func readProcFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            bytes += buffer[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        Set(TCPSocketEntry.all().filter { $0.localPort == port && $0.inode != 0 }.map(\.inode))
     }
 
     /// How many of this process's descriptors are TCP sockets with local port `port`.
-    static func descriptorsOnPort(_ port: UInt16) -> Int {
-        let inodes = inodesWithLocalPort(port)
-        return socketInodesOfThisProcess().filter { inodes.contains($0) }.count
-    }
+    static func descriptorsOnPort(_ port: UInt16) -> Int { tcpDescriptors(onLocalPort: port) }
 
     // MARK: WAT guests
 
