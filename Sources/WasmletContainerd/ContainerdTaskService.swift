@@ -14,8 +14,8 @@ import WasmletTTRPC
 /// and says who it is in the request metadata (`ShimIdentity`).
 ///
 /// Each task is a wasmlet instance in containerd's namespace with the container's id, created
-/// through `InstanceService` as wasmlet.v1's instances are, so it gets the same durable records, limits and daemon-restart
-/// rule as any other instance. This type adds the containerd view: the OCI spec mapping, pids,
+/// through `InstanceService` as wasmlet.v1's instances are, so it gets the same durable
+/// records, limits and daemon-restart rule as any other instance. This type adds the containerd view: the OCI spec mapping, pids,
 /// statuses, and the events containerd relies on, in order: /tasks/create, /tasks/start,
 /// /tasks/exit (and /tasks/oom), /tasks/delete.
 ///
@@ -136,12 +136,11 @@ package final class ContainerdTaskService: Sendable {
         }
         var (instanceSpec, module) = try TaskSpecMapping.instanceSpec(
             task: request, spec: spec, identity: identity, sandboxModuleDigest: sandboxDigest)
-        if let listeners {
-            TaskListeners.attach(listeners, to: &instanceSpec)
-            instanceSpec.inheritedListeners = listeners.handOver()
-        }
+        if let listeners { TaskListeners.attach(listeners, to: &instanceSpec) }
         // Before the instance exists, so containerd's end of each FIFO is open once Create answers.
         let outputHold = await OutputFIFOHold.open([request.stdout, request.stderr])
+        // From here the instance service owns the listeners, and closes them if the create fails.
+        instanceSpec.inheritedListeners = listeners?.handOver() ?? []
         do {
             let creating = instanceSpec
             _ = try await awaitCompletion { instances.create(creating, module: module, completion: $0) }
