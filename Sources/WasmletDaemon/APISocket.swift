@@ -67,7 +67,7 @@ enum APISocket {
 
     /// mkdir -p with 0755 for what it creates: others must be able to reach the socket, whose
     /// own mode is what guards it.
-    private static func makeParentDirectory(of path: String) throws {
+    static func makeParentDirectory(of path: String) throws {
         let parent = (path as NSString).deletingLastPathComponent
         var components: [String] = []
         var current = parent

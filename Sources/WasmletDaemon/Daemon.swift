@@ -150,7 +150,10 @@ public struct Daemon {
                 protocolLogger.warning(
                     "closed a connection after a protocol error", metadata: ["peer": "\(peer.map(String.init(describing:)) ?? "?")", "error": "\(error)"])
             })
-        // Before the API socket: a shim that reached the API can always hand off listeners.
+        // Before the API socket: a shim that reached the API can always hand off listeners. It
+        // lives beside the API socket, whose directory may not exist yet (/run/wasmlet on a
+        // fresh machine, started by hand rather than by its systemd units).
+        try APISocket.makeParentDirectory(of: handoffPath)
         let handoffServer = try ListenerHandoffServer(
             path: handoffPath, table: handoffTable, group: socketGroup,
             authorize: { authorizer.allows($0) }, logger: logger)

@@ -34,16 +34,20 @@ struct IdleListenerBenchmark {
         }
         let blockedBefore = runtime.statistics().guestsBlockedInHostCalls
         let before = residentBytes()
+        let mappingsBefore = ResidentMappings.now()
         var keys: [InstanceKey] = []
         for _ in 0..<count { keys.append(try startServer()) }
         // Every guest is idle once it waits in poll() (counted as blocked in a host call).
         while runtime.statistics().guestsBlockedInHostCalls < blockedBefore + count { try await Task.sleep(for: .milliseconds(50)) }
         let after = residentBytes()
+        let mappingsAfter = ResidentMappings.now()
         let first = Self.get(port: try port(keys[0]))?.contains("hello from wasmlet httpd") == true
         let last = Self.get(port: try port(keys[keys.count - 1]))?.contains("hello from wasmlet httpd") == true
         report.add("\(count) idle httpd instances, a listener each: RSS per instance",
             String(format: "%.1f KiB (total %.0f MiB; first and last answer: %@)", Double(after &- before) / Double(count) / 1024,
                 Double(after) / 1_048_576, first && last ? "yes" : "NO"), "≤ 128 KiB")
+        // Where it went: the mappings that grew most.
+        for line in mappingsAfter.growth(since: mappingsBefore, per: count) { print("    " + line) }
         for key in keys + [warm] { try runtime.kill(key) }
         for key in keys + [warm] { _ = try await runtime.wait(key); _ = try? runtime.delete(key) }
     }

@@ -22,18 +22,19 @@ package final class DaemonProcess: @unchecked Sendable {
     package let directory: TemporaryDirectory
 
     /// - Parameters:
+    ///   - socketPath: the API socket (default: api.sock in `directory`).
     ///   - arguments: extra flags; `--socket` and `--state-dir` are added unless `launcher` is set.
     ///   - environment: added to (or, with nil values, removed from) the test's environment.
     ///   - launcher: run wasmletd through this program (e.g. systemd-socket-activate) with
     ///     `launcherArguments` before the daemon path.
     ///   - waitForSocket: return only once the API socket accepts connections.
     package init(
-        directory: TemporaryDirectory, stateDirectory: String? = nil, arguments: [String] = [],
+        directory: TemporaryDirectory, socketPath: String? = nil, stateDirectory: String? = nil, arguments: [String] = [],
         environment: [String: String?] = [:], launcher: String? = nil, launcherArguments: [String] = [],
         waitForSocket: Bool = true, logName: String = "wasmletd.log"
     ) async throws {
         self.directory = directory
-        socketPath = directory.path + "/api.sock"
+        self.socketPath = socketPath ?? directory.path + "/api.sock"
         self.stateDirectory = stateDirectory ?? directory.path + "/state"
         logPath = directory.path + "/" + logName
         var env = ProcessInfo.processInfo.environment
@@ -41,7 +42,7 @@ package final class DaemonProcess: @unchecked Sendable {
             env[name] = nil
         }
         for (name, value) in environment { env[name] = value }
-        let daemonArguments = ["--socket", socketPath, "--state-dir", self.stateDirectory, "--log-level", "debug"] + arguments
+        let daemonArguments = ["--socket", self.socketPath, "--state-dir", self.stateDirectory, "--log-level", "debug"] + arguments
         if let launcher {
             child = try ChildProcess(
                 launcher, launcherArguments + [daemonPath] + daemonArguments, environment: env, stdout: logPath,
