@@ -4,6 +4,10 @@ import Glibc
 /// The kernel's view of TCP sockets (/proc/net/tcp and tcp6), for tests that must see what a
 /// client cannot: which sockets a process holds, how many connections wait in a listener's
 /// accept queue, which connects the kernel has not completed.
+///
+/// The tables are read in several chunks, not as one snapshot: while sockets come and go, one
+/// can be listed twice or not at all. Count distinct inodes, and wait for a state rather than
+/// trust one reading. Parsing ten thousand entries takes a while: poll off the concurrency pool.
 package struct TCPSocketEntry: Sendable, Equatable {
     /// /proc/net/tcp's `st`: 01 established, 02 syn-sent, 0A listen, ...
     package enum State: UInt8, Sendable {
@@ -44,24 +48,23 @@ package struct TCPSocketEntry: Sendable, Equatable {
     }
 }
 
-/// Socket inodes held by the descriptors of process `pid`.
-package func socketInodes(of pid: pid_t = getpid()) -> Set<UInt64> {
+/// The socket inode of each descriptor of process `pid` that is a socket.
+package func socketInodes(of pid: pid_t = getpid()) -> [UInt64] {
     let directory = "/proc/\(pid)/fd"
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-    return Set(
-        entries.compactMap { entry -> UInt64? in
-            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\(entry)"),
-                target.hasPrefix("socket:[")
-            else { return nil }
-            return UInt64(target.dropFirst(8).dropLast())
-        })
+    return entries.compactMap { entry -> UInt64? in
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\(entry)"),
+            target.hasPrefix("socket:[")
+        else { return nil }
+        return UInt64(target.dropFirst(8).dropLast())
+    }
 }
 
 /// How many descriptors of process `pid` are TCP sockets with local port `port`: a listener and
 /// the connections accepted from it (a client's own end has the port as its remote one).
 package func tcpDescriptors(onLocalPort port: UInt16, of pid: pid_t = getpid()) -> Int {
-    let held = socketInodes(of: pid)
-    return TCPSocketEntry.all().filter { $0.localPort == port && $0.inode != 0 && held.contains($0.inode) }.count
+    let onPort = Set(TCPSocketEntry.all().filter { $0.localPort == port && $0.inode != 0 }.map(\.inode))
+    return socketInodes(of: pid).filter { onPort.contains($0) }.count
 }
 
 /// A procfs file read to its end (Foundation stops after the first page of these).
