@@ -11,38 +11,6 @@ import Glibc
 /// daemon keeps its descriptors, and other clients and guests keep being served.
 @Suite(.serialized, .enabled(if: daemonInRepository))
 struct CLIHostileClientTests {
-    /// `wasmletctl run --listen 127.0.0.1:0 httpd.wasm` with `extra` flags; its port.
-    static func startServer(_ daemon: RealDaemon, id: String, extra: [String] = []) async throws -> (Child, UInt16) {
-        let child = try Child(
-            wasmletctlPath,
-            ["--socket", daemon.socketPath, "run", "--id", id, "--no-stdin", "--listen", "127.0.0.1:0"] + extra
-                + ["examples/build/httpd.wasm"],
-            currentDirectory: repositoryRoot)
-        let prefix = "wasmletctl: listening on 127.0.0.1:"
-        #expect(await eventually { child.stderr.contains(" (guest fd 3)\n") }, "stderr: \(child.stderr)")
-        let line = try #require(child.stderr.split(separator: "\n").first { $0.hasPrefix(prefix) })
-        let port = try #require(UInt16(line.dropFirst(prefix.count).prefix { $0.isNumber }))
-        return (child, port)
-    }
-
-    static func connectNonblocking(port: UInt16) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw CLIError("socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 || errno == EINPROGRESS else {
-            let error = errno
-            close(fd)
-            throw CLIError("connect to 127.0.0.1:\(port): \(String(cString: strerror(error)))")
-        }
-        return fd
-    }
-
     /// 10,000 connections that never send: the guest holds its limit of them (100 here), the
     /// kernel's backlog holds the next ones, the rest are never completed. Meanwhile another
     /// guest and the daemon's API answer; once the clients leave, the guest serves again and
@@ -51,8 +19,8 @@ struct CLIHostileClientTests {
         let daemon = try await RealDaemon()
         defer { daemon.stop() }
         let pid = daemon.child.pid
-        let (besieged, port) = try await Self.startServer(daemon, id: "besieged", extra: ["--max-connections", "100"])
-        let (neighbour, neighbourPort) = try await Self.startServer(daemon, id: "neighbour")
+        let (besieged, port) = try await CLIListenTests.startServer(daemon, id: "besieged", extra: ["--max-connections", "100"])
+        let (neighbour, neighbourPort) = try await CLIListenTests.startServer(daemon, id: "neighbour")
         #expect(try CLIListenTests.get(port: port) == CLIListenTests.page)
         let baseline = openDescriptorCount(pid: pid)
 
@@ -65,7 +33,7 @@ struct CLIHostileClientTests {
         }
         // Socket calls and /proc readings of this size run off the concurrency pool, which other
         // suites' servers share.
-        let clients = try await offThePool { try (0..<10_000).map { _ in try Self.connectNonblocking(port: port) } }
+        let clients = try await offThePool { try (0..<10_000).map { _ in try connectLoopbackNonblocking(port: port) } }
         var closed = false
         defer { if !closed { clients.forEach { close($0) } } }
         let held = { try await offThePool { tcpDescriptors(onLocalPort: port, of: pid) } }
@@ -110,7 +78,7 @@ struct CLIHostileClientTests {
     @Test(.timeLimit(.minutes(2))) func aClientSendingAByteASecondHoldsUpNobody() async throws {
         let daemon = try await RealDaemon()
         defer { daemon.stop() }
-        let (server, port) = try await Self.startServer(daemon, id: "patient")
+        let (server, port) = try await CLIListenTests.startServer(daemon, id: "patient")
         let request = Array("GET /\r\n\r\n".utf8)
         let (answer, servedMeanwhile) = try await offThePool { () throws -> (String, Int) in
             let slow = try CLIListenTests.connect(port: port)

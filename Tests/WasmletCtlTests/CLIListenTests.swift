@@ -66,12 +66,13 @@ struct CLIListenTests {
 
     static let page = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 25\r\nConnection: close\r\n\r\nhello from wasmlet httpd\n"
 
-    /// Starts `wasmletctl run --listen 127.0.0.1:0 httpd.wasm` and returns it with its port,
+    /// Starts `wasmletctl run --listen 127.0.0.1:0 [extra] httpd.wasm` and returns it with its port,
     /// read from the "listening on" line it prints.
-    static func startServer(_ daemon: RealDaemon, id: String) async throws -> (Child, UInt16) {
+    static func startServer(_ daemon: RealDaemon, id: String, extra: [String] = []) async throws -> (Child, UInt16) {
         let child = try Child(
             wasmletctlPath,
-            ["--socket", daemon.socketPath, "run", "--id", id, "--no-stdin", "--listen", "127.0.0.1:0", "examples/build/httpd.wasm"],
+            ["--socket", daemon.socketPath, "run", "--id", id, "--no-stdin", "--listen", "127.0.0.1:0"] + extra
+                + ["examples/build/httpd.wasm"],
             currentDirectory: repositoryRoot)
         let prefix = "wasmletctl: listening on 127.0.0.1:"
         #expect(await eventually { child.stderr.contains(" (guest fd 3)\n") }, "stderr: \(child.stderr)")

@@ -85,7 +85,7 @@ import WasmletTestSupport
 
         // Past the backlog (1,024, and the kernel queues one more) by 100.
         let count = Int(ListeningSocket.backlog) + 101
-        let clients = try await SocketSupport.blocking { try (0..<count).map { _ in try Self.connectNonblocking(port: port) } }
+        let clients = try await SocketSupport.blocking { try (0..<count).map { _ in try connectLoopbackNonblocking(port: port) } }
         defer { for client in clients { close(client) } }
         // Readings of a thousand sockets' table run off the concurrency pool, as the I/O does.
         let queued = {
@@ -129,25 +129,6 @@ import WasmletTestSupport
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
         close(fd)
-    }
-
-    /// Starts a connect to 127.0.0.1:port without waiting for it.
-    static func connectNonblocking(port: UInt16) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SocketSupport.Failure(description: "socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 || errno == EINPROGRESS else {
-            let error = errno
-            close(fd)
-            throw SocketSupport.Failure(description: "connect to 127.0.0.1:\(port): \(String(cString: strerror(error)))")
-        }
-        return fd
     }
 
     /// Whether the connection has ended in an error (ECONNRESET, ECONNREFUSED, ...).

@@ -36,6 +36,25 @@ package func loopbackAccepts(_ port: UInt16) -> Bool {
     } == 0
 }
 
+/// Starts a TCP connect to 127.0.0.1:port without waiting for it (non-blocking socket).
+package func connectLoopbackNonblocking(port: UInt16) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket: \(String(cString: strerror(errno)))") }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 || errno == EINPROGRESS else {
+        let error = errno
+        close(fd)
+        throw TestFailure("connect to 127.0.0.1:\(port): \(String(cString: strerror(error)))")
+    }
+    return fd
+}
+
 /// Identifies an open descriptor's file, so "closed" survives the number being reused.
 package func inode(_ fd: Int32) -> UInt64? {
     var info = stat()
