@@ -5,7 +5,10 @@ import PackageDescription
 //   WasmletConventions  what every program shares: the syntax of sizes, durations, env and
 //                       preopen mappings; socket path defaults; shim->daemon metadata keys.
 //                       Standard library and libc only, so the shim can use it.
-//   WasmletRuntime      engine, instances, limits, scheduler, the guests' WASI sockets — no protobuf
+//   WasmletRuntime      engine, instances, limits, scheduler, the guests' WASI sockets, services'
+//                       per-request runs — no protobuf
+//   WasmletHTTPTrigger  the HTTP trigger: HTTP/1.1 on a service's listeners (SwiftNIO), a fresh
+//                       run per request, WAGI's CGI contract — no protobuf, no ttrpc
 //   WasmletTTRPC        ttrpc framing, client and server on SwiftNIO — knows nothing of wasmlet
 //   WasmletAPI          generated protobuf messages for the wasmlet.v1 and containerd APIs
 //
@@ -20,6 +23,7 @@ import PackageDescription
 //
 //   wasmletd -> WasmletDaemon -> WasmletContainerd -> WasmletService -> WasmletStore -> WasmletRuntime
 //               WasmletDaemon -> WasmletMetrics, WasmletSystemd, WasmletTTRPC, WasmletConventions
+//               WasmletDaemon -> WasmletHTTPTrigger -> WasmletRuntime
 //               WasmletService, WasmletContainerd -> WasmletTTRPC, WasmletAPI, WasmletConventions
 //               WasmletStore -> WasmletJSON
 //   wasmletctl -> WasmletClient, WasmletImage -> WasmletTTRPC, WasmletAPI, WasmletConventions
@@ -69,7 +73,7 @@ let package = Package(
             dependencies: [
                 "WasmletStore", "WasmletService", "WasmletContainerd",
                 "WasmletRuntime", "WasmletTTRPC", "WasmletSystemd", "WasmletMetrics",
-                "WasmletConventions", "WasmletFDHandoff",
+                "WasmletConventions", "WasmletFDHandoff", "WasmletHTTPTrigger",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -110,6 +114,29 @@ let package = Package(
                 "WasmletFDHandoff",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // The HTTP trigger: wasmletd serves HTTP/1.1 on a service's listeners and runs a fresh
+        // instance of its module per request, under WAGI's CGI contract. The runtime calls it
+        // through its ServingHost protocol; it knows no protobuf, ttrpc or store.
+        .target(
+            name: "WasmletHTTPTrigger",
+            dependencies: [
+                "WasmletRuntime",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "WasmletHTTPTriggerTests",
+            dependencies: [
+                "WasmletHTTPTrigger", "WasmletRuntime", "WasmletTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "WAT", package: "WasmKit"),
             ]
         ),
         // Prometheus metrics and the /metrics, /healthz, /readyz HTTP endpoint. Knows nothing of

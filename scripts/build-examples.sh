@@ -63,6 +63,8 @@ done
 
 # hello also natively: the benchmark compares an in-process start with spawning a process.
 build "$OUT/native/hello" "$NATIVE_CC" -O2 -- "$EX/guests/hello.c"
+# The WAGI hello too: the HTTP benchmark runs it as a CGI under lighttpd.
+build "$OUT/native/wagi_hello" "$NATIVE_CC" -O2 -- "$EX/guests/wagi_hello.c"
 # The servers too: BENCHMARKS.md compares them under wasmlet with their native builds.
 for name in httpd echoserver; do
     build "$OUT/native/$name" "$NATIVE_CC" -O2 -- "$EX/guests/$name.c" "$EX/guests/listen_fd.h"

@@ -1,8 +1,11 @@
 import Foundation
 import Glibc
 import Logging
+import NIOCore
+import NIOPosix
 import WasmletContainerd
 import WasmletFDHandoff
+import WasmletHTTPTrigger
 import WasmletMetrics
 import WasmletRuntime
 import WasmletService
@@ -113,9 +116,15 @@ public struct Daemon {
             ])
 
         let recorder = RuntimeEventRecorder(store: store, directory: directory, logger: logger)
+        // Services' HTTP, on event loops of its own: a slow guest answer never delays the API.
+        let httpGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
+        let httpTrigger = HTTPTriggerHost(
+            group: httpGroup, serverSoftware: "wasmlet/\(DaemonVersion.version)", logger: logger, observer: daemonMetrics)
         let runtime = try WasmletRuntime(
             configuration: Self.runtimeConfiguration(configuration.runtimeConfiguration),
-            eventHandler: { recorder.handle($0); daemonMetrics.handle($0) }, hooks: daemonMetrics.runtimeHooks)
+            eventHandler: { recorder.handle($0); daemonMetrics.handle($0) }, hooks: daemonMetrics.runtimeHooks,
+            servingHost: httpTrigger)
+        httpTrigger.attach(runtime)
         daemonMetrics.attach(runtime)
         // One instance service under both APIs: wasmlet.v1 and containerd's task service.
         let instances = InstanceService(
@@ -210,6 +219,7 @@ public struct Daemon {
         watchdog?.stop()
         healthTicker?.stop()
         await metricsServer.shutdown()
+        try? await httpGroup.shutdownGracefully()
         logger.notice("wasmletd stopped")
         return 0
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import WasmletHTTPTrigger
 import WasmletMetrics
 import WasmletRuntime
 import WasmletService
@@ -127,4 +128,14 @@ private final class RuntimeBox: Sendable {
         }
         return numbers
     }
+}
+
+extension DaemonMetrics: HTTPTriggerObserver {
+    func requestAnswered(service: String, status: Int, seconds: Double, failure: String?) {
+        metrics.recordHTTPRequest(service: service, status: status, seconds: seconds, failure: failure)
+    }
+
+    func inFlightChanged(service: String, by delta: Int) { metrics.changeHTTPInFlight(service: service, by: delta) }
+
+    func queueDepthChanged(service: String, by delta: Int) { metrics.changeHTTPQueueDepth(service: service, by: delta) }
 }

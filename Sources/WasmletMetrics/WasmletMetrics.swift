@@ -98,6 +98,12 @@ public final class WasmletMetrics: Sendable {
     private let warmIdle: Gauge
     private let apiRequests = Mutex<[String: Counter]>([:])
     private let apiLatency = Mutex<[String: ValueHistogram]>([:])
+    /// The HTTP trigger's series, made on first use per service (and status).
+    private let httpRequests = Mutex<[String: Counter]>([:])
+    private let httpErrors = Mutex<[String: Counter]>([:])
+    private let httpLatency = Mutex<[String: ValueHistogram]>([:])
+    private let httpInFlight = Mutex<[String: Gauge]>([:])
+    private let httpQueued = Mutex<[String: Gauge]>([:])
     private let process: ProcessMetrics
 
     static let durationBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
@@ -240,6 +246,66 @@ public final class WasmletMetrics: Sendable {
             return histogram
         }
         histogram.record(max(0, seconds))
+    }
+
+    // MARK: HTTP trigger
+
+    /// One request a service answered: by status, with its latency, and by failure reason
+    /// when the answer was the trigger's own (a 5xx or 4xx naming the reason).
+    public func recordHTTPRequest(service: String, status: Int, seconds: Double, failure: String?) {
+        let code = String(status)
+        series(httpRequests, key: service + "\u{0}" + code) {
+            registry.makeCounter(
+                descriptor: MetricNameDescriptor(
+                    namespace: "wasmlet", metricName: "http_requests", unitName: "total",
+                    helpText: "Requests the HTTP trigger answered, by service (namespace/id) and status code."),
+                labels: [("service", service), ("code", code)])
+        }.increment()
+        if let failure {
+            series(httpErrors, key: service + "\u{0}" + failure) {
+                registry.makeCounter(
+                    descriptor: MetricNameDescriptor(
+                        namespace: "wasmlet", metricName: "http_request_errors", unitName: "total",
+                        helpText: "Requests the HTTP trigger answered itself, not the guest, by service and reason."),
+                    labels: [("service", service), ("reason", failure)])
+            }.increment()
+        }
+        series(httpLatency, key: service) {
+            registry.makeValueHistogram(
+                descriptor: MetricNameDescriptor(
+                    namespace: "wasmlet", metricName: "http_request_duration", unitName: "seconds",
+                    helpText: "From a request read whole to its answer (queue wait and the guest's run), by service."),
+                labels: [("service", service)], buckets: Self.latencyBuckets)
+        }.record(max(0, seconds))
+    }
+
+    public func changeHTTPInFlight(service: String, by delta: Int) {
+        series(httpInFlight, key: service) {
+            registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    namespace: "wasmlet", metricName: "http_requests_in_flight", unitName: "",
+                    helpText: "Requests whose guest runs now, by service."),
+                labels: [("service", service)])
+        }.increment(by: Double(delta))
+    }
+
+    public func changeHTTPQueueDepth(service: String, by delta: Int) {
+        series(httpQueued, key: service) {
+            registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    namespace: "wasmlet", metricName: "http_queue_depth", unitName: "",
+                    helpText: "Requests waiting for one of their service's concurrency slots, by service."),
+                labels: [("service", service)])
+        }.increment(by: Double(delta))
+    }
+
+    private func series<Metric>(_ table: borrowing Mutex<[String: Metric]>, key: String, make: () -> Metric) -> Metric {
+        table.withLock { table in
+            if let metric = table[key] { return metric }
+            let metric = make()
+            table[key] = metric
+            return metric
+        }
     }
 
     // MARK: Scrape

@@ -50,6 +50,8 @@ struct GuestRun {
     var maxConnections: UInt32 = 1024
     /// Where CloseIO(stdin) lands (see StdinEnd).
     var stdinEnd: StdinEnd?
+    /// A per-request run's in-memory stdio (the HTTP trigger's); spec.stdio is then unused.
+    var requestStdio: RequestStdio?
 
     func execute() -> GuestOutcome {
         let threadStarted = ContinuousClock.now
@@ -97,6 +99,8 @@ struct GuestRun {
             preopenCount: spec.preopens.count)
         // Every connection the guest accepted is closed when its run ends, however it ended.
         defer { host.closeSockets() }
+        host.requestStdio = requestStdio
+        defer { requestStdio?.flushStderr() }
 
         let warm: WarmInstance
         var reused = false

@@ -34,6 +34,11 @@ final class InstanceRecord: @unchecked Sendable {
     var boundListeners: [BoundListener] = []
     /// CloseIO(stdin): shared with the run, which may not have opened its stdin yet.
     let stdinEnd = StdinEnd()
+    /// A service's HTTP trigger while it serves (see ``ServingHost``).
+    var servingSession: (any ServingSession)?
+    /// A service's per-request runs that may still be going (finished ones are pruned as new
+    /// ones come), for the service's kill.
+    var requests: [RequestRunControl] = []
     /// Callers blocked in `wait`, by a token so a cancelled wait can remove itself.
     var waiters: [UInt64: CheckedContinuation<ExitRecord, any Error>] = [:]
 
@@ -63,43 +68,51 @@ final class InstanceRecord: @unchecked Sendable {
 
     /// Turns a run's outcome into the durable record, using why we stopped it when we did.
     func exitRecord(for outcome: GuestOutcome) -> ExitRecord {
-        var record = ExitRecord(
+        ExitRecord(outcome: outcome, fuelBudget: spec.limits.fuel, stopRequest: stopRequest, startedAt: startedAt)
+    }
+
+    func applyStopRequest(to record: inout ExitRecord) { record.apply(stopRequest) }
+}
+
+extension ExitRecord {
+    /// A run's outcome as an exit record; `stopRequest` says why an interrupted run was stopped.
+    init(outcome: GuestOutcome, fuelBudget: UInt64?, stopRequest: InstanceRecord.StopRequest?, startedAt: Date?) {
+        self.init(
             code: 0, reason: .exited, startedAt: outcome.startedAt ?? startedAt, fuelConsumed: outcome.fuelConsumed,
             cpuTimeNanoseconds: outcome.cpuTimeNanoseconds, peakMemoryBytes: outcome.peakMemoryBytes,
             memoryLimitHit: outcome.memoryLimitHit, memoryBudgetHit: outcome.memoryBudgetHit)
         switch outcome.ending {
         case .exited(let code):
-            record.code = code
+            self.code = code
         case .trapped(let message):
-            record.reason = .trapped
-            record.code = ExitRecord.trapExitCode
-            record.message = message
+            reason = .trapped
+            code = ExitRecord.trapExitCode
+            self.message = message
         case .outOfFuel:
-            record.reason = .outOfFuel
-            record.code = ExitRecord.trapExitCode
-            record.message = "fuel budget of \(spec.limits.fuel ?? 0) exhausted"
+            reason = .outOfFuel
+            code = ExitRecord.trapExitCode
+            message = "fuel budget of \(fuelBudget ?? 0) exhausted"
         case .failedToStart(let message):
-            record.reason = .failedToStart
-            record.code = ExitRecord.failedToStartExitCode
-            record.message = message
+            reason = .failedToStart
+            code = ExitRecord.failedToStartExitCode
+            self.message = message
         case .interrupted:
-            applyStopRequest(to: &record)
+            apply(stopRequest)
         }
-        return record
     }
 
-    func applyStopRequest(to record: inout ExitRecord) {
+    mutating func apply(_ stopRequest: InstanceRecord.StopRequest?) {
         switch stopRequest ?? .killed(signal: 9) {
         case .killed(let signal):
-            record.reason = .killed
-            record.signal = signal
-            record.code = ExitRecord.signalExitCode(signal)
-            record.message = "killed by signal \(signal)"
+            reason = .killed
+            self.signal = signal
+            code = ExitRecord.signalExitCode(signal)
+            message = "killed by signal \(signal)"
         case .deadline(let milliseconds):
-            record.reason = .deadlineExceeded
-            record.signal = 9
-            record.code = ExitRecord.signalExitCode(9)
-            record.message = "deadline of \(milliseconds) ms exceeded"
+            reason = .deadlineExceeded
+            signal = 9
+            code = ExitRecord.signalExitCode(9)
+            message = "deadline of \(milliseconds) ms exceeded"
         }
     }
 }

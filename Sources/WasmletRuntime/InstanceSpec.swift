@@ -95,13 +95,18 @@ public struct InstanceSpec: Sendable {
     /// the runtime had bound them, and the runtime closes them at exit, kill, delete or a
     /// failed create. Never persisted: a descriptor does not survive a restart.
     public var inheritedListeners: [InheritedListener]
+    /// Set for a service: the runtime's ``ServingHost`` serves HTTP on `listeners` and runs a
+    /// fresh instance of the module per request, under `limits`; `_start` never runs for the
+    /// instance itself, and no thread is kept for it.
+    public var httpTrigger: HTTPTriggerSpec?
 
     public init(
         key: InstanceKey, labels: [String: String] = [:], moduleDigest: String, args: [String] = [],
         environment: [String: String] = [:], preopens: [PreopenSpec] = [], cwd: String? = nil,
         stdio: StdioSpec = StdioSpec(), limits: InstanceLimits = InstanceLimits(), listeners: [ListenerSpec] = [],
-        inheritedListeners: [InheritedListener] = []
+        inheritedListeners: [InheritedListener] = [], httpTrigger: HTTPTriggerSpec? = nil
     ) {
+        self.httpTrigger = httpTrigger
         self.listeners = listeners
         self.inheritedListeners = inheritedListeners
         self.key = key

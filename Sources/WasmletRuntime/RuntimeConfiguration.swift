@@ -135,6 +135,8 @@ public struct RuntimeStatistics: Sendable {
     public var linearMemoryBytes: UInt64
     /// Running guests waiting inside a blocking WASI call (sleep, stdio on a pipe).
     public var guestsBlockedInHostCalls: Int
+    /// Services' per-request runs going on now (not instance records; see RequestRuns.swift).
+    public var requestRunsInProgress: Int = 0
 }
 
 /// What the runtime tells its embedder (the daemon persists these), in order per instance, on

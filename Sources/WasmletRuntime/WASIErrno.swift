@@ -9,6 +9,7 @@ enum WASIErrno: UInt32 {
     case connrefused = 14
     case connreset = 15
     case fault = 21
+    case fbig = 22
     case intr = 27
     case inval = 28
     case io = 29

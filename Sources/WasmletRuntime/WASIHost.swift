@@ -40,6 +40,8 @@ final class WASIHost {
     /// Connections open now, and the most the guest may hold.
     var openConnections = 0
     let maxConnections: Int
+    /// A per-request run's in-memory stdio (the HTTP trigger's), in place of descriptors.
+    var requestStdio: RequestStdio?
 
     init(
         bridge: WASIBridgeToHost, interrupter: GuestInterrupter, stdio: borrowing GuestStdio, readOnlyPreopenFds: Set<UInt32>,
@@ -274,7 +276,25 @@ final class WASIHost {
         return stdioFds[Int(fd)]
     }
 
+    /// The request's stdio, when the call is on a stdio number the guest has not closed.
+    private func requestStream(for arguments: [Value]) -> (RequestStdio, UInt32)? {
+        guard let requestStdio, case .i32(let fd) = arguments[0], fd < 3, stdioIntact[Int(fd)] else { return nil }
+        return (requestStdio, fd)
+    }
+
     private func fdRead(_ arguments: [Value]) throws -> [Value] {
+        if let (io, fd) = requestStream(for: arguments), fd == 0 {
+            guard case .i32(let iovs) = arguments[1], case .i32(let count) = arguments[2], case .i32(let read) = arguments[3]
+            else { return errno(.inval) }
+            guard count <= 1024 else { return errno(.inval) }
+            do {
+                let access = GuestMemoryAccess(memory: try requireMemory())
+                try access.store(try io.read(access, iovs: iovs, count: count), at: read)
+            } catch is GuestMemoryAccess.Fault {
+                return errno(.fault)
+            }
+            return errno(.success)
+        }
         if case .i32(let fd) = arguments[0], let host = blockingStdio(fd) {
             try waitReady(host, events: Int16(POLLIN))
         }
@@ -284,6 +304,20 @@ final class WASIHost {
     /// Writes to a pipe-like stdout/stderr ourselves, in chunks of at most PIPE_BUF after POLLOUT,
     /// so no single write can block once the reader stops reading.
     private func fdWrite(_ arguments: [Value]) throws -> [Value] {
+        if let (io, fd) = requestStream(for: arguments), fd != 0 {
+            guard case .i32(let iovs) = arguments[1], case .i32(let count) = arguments[2], case .i32(let written) = arguments[3]
+            else { return errno(.inval) }
+            guard count <= 1024 else { return errno(.inval) }
+            do {
+                let access = GuestMemoryAccess(memory: try requireMemory())
+                let (result, total) = try io.write(fd: fd, access, iovs: iovs, count: count)
+                guard result == .success else { return errno(result) }
+                try access.store(total, at: written)
+            } catch is GuestMemoryAccess.Fault {
+                return errno(.fault)
+            }
+            return errno(.success)
+        }
         guard case .i32(let fd) = arguments[0], fd == 1 || fd == 2, let host = blockingStdio(fd) else {
             return try callStock("fd_write", arguments)
         }

@@ -11,15 +11,17 @@ import WasmKit
 /// lifecycle queue, so an embedder sees each instance's events in order.
 public final class WasmletRuntime: Sendable {
     public let configuration: RuntimeConfiguration
-    private let modules: ModuleCache
-    private let pool: InstancePool
-    private let lifecycle = DispatchQueue(label: "wasmlet.lifecycle")
-    private let eventHandler: (@Sendable (RuntimeEvent) -> Void)?
-    private let hooks: RuntimeHooks
-    private let counters = LiveCounters()
-    private let budget: NodeMemoryBudget
+    let modules: ModuleCache
+    let pool: InstancePool
+    let lifecycle = DispatchQueue(label: "wasmlet.lifecycle")
+    let eventHandler: (@Sendable (RuntimeEvent) -> Void)?
+    let hooks: RuntimeHooks
+    let counters = LiveCounters()
+    let budget: NodeMemoryBudget
+    /// Serves the instances that have an HTTP trigger; nil: such instances cannot start.
+    let servingHost: (any ServingHost)?
 
-    private struct State: ~Copyable {
+    struct State: ~Copyable {
         var instances: [InstanceKey: InstanceRecord] = [:]
         var nextSerial: UInt32 = 1
         /// Instances ever created; never wraps, unlike the serial.
@@ -31,8 +33,10 @@ public final class WasmletRuntime: Sendable {
         var exitsByReason: [ExitReason: UInt64] = [:]
         var engines: [UInt64: Engine] = [:]
         var nextWaiterToken: UInt64 = 0
+        /// Per-request runs going on now (see RequestRuns.swift); they count as live instances.
+        var requestsRunning = 0
     }
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     /// - Parameters:
     ///   - eventHandler: called on the lifecycle queue for every create, start, exit and delete,
@@ -40,8 +44,9 @@ public final class WasmletRuntime: Sendable {
     ///   - hooks: measurements reported from guest threads as they happen (metrics).
     public init(
         configuration: RuntimeConfiguration = RuntimeConfiguration(), eventHandler: (@Sendable (RuntimeEvent) -> Void)? = nil,
-        hooks: RuntimeHooks = RuntimeHooks()
+        hooks: RuntimeHooks = RuntimeHooks(), servingHost: (any ServingHost)? = nil
     ) throws {
+        self.servingHost = servingHost
         self.configuration = configuration
         self.eventHandler = eventHandler
         self.hooks = hooks
@@ -124,7 +129,7 @@ public final class WasmletRuntime: Sendable {
             guard state.instances[spec.key] == nil else {
                 throw RuntimeError.alreadyExists("instance \(spec.key) already exists")
             }
-            guard state.liveCount < configuration.maxInstances else {
+            guard state.liveCount + state.requestsRunning < configuration.maxInstances else {
                 throw RuntimeError.resourceExhausted("instance limit reached: \(configuration.maxInstances) live instances")
             }
             guard budget.tryCharge(charge) else {
@@ -149,6 +154,12 @@ public final class WasmletRuntime: Sendable {
 
     /// Starts a created instance on a thread of its own.
     public func start(_ key: InstanceKey) throws {
+        if let trigger = try state.withLock({ state throws in
+            guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
+            return record.spec.httpTrigger
+        }) {
+            return try startServed(key, trigger: trigger)
+        }
         let (record, engine, stack, listeners) = try state.withLock { state throws -> (InstanceRecord, Engine, UInt64, [ListeningSocket]) in
             guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
             guard record.state == .created else {
@@ -232,7 +243,9 @@ public final class WasmletRuntime: Sendable {
         case .created:
             finishUnstarted(key, signal: signal)
         case .running:
-            stop(key, serial: current.1, request: .killed(signal: signal))
+            if !stopServed(key, serial: current.1, signal: signal) {
+                stop(key, serial: current.1, request: .killed(signal: signal))
+            }
         }
     }
 
@@ -446,7 +459,7 @@ public final class WasmletRuntime: Sendable {
                 moduleCacheBytes: cache.bytes, moduleCacheHits: cache.hits, moduleCacheMisses: cache.misses,
                 fuelConsumedTotal: state.fuelConsumedTotal, exitsByReason: state.exitsByReason,
                 warmInstancesIdle: warm, linearMemoryBytes: linearMemory,
-                guestsBlockedInHostCalls: counters.blockedInHostCalls)
+                guestsBlockedInHostCalls: counters.blockedInHostCalls, requestRunsInProgress: state.requestsRunning)
         }
     }
 
@@ -485,6 +498,12 @@ public final class WasmletRuntime: Sendable {
         }
         if spec.listeners.count + spec.inheritedListeners.count > 64 { throw RuntimeError.invalidArgument("at most 64 listeners per instance") }
         if spec.limits.maxConnections == 0 { throw RuntimeError.invalidArgument("the connection limit must be positive") }
+        if let trigger = spec.httpTrigger {
+            if spec.listeners.isEmpty && spec.inheritedListeners.isEmpty {
+                throw RuntimeError.invalidArgument("an HTTP trigger needs a listener (--listen)")
+            }
+            if let problem = trigger.validationError() { throw RuntimeError.invalidArgument(problem) }
+        }
         for preopen in spec.preopens {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: preopen.hostPath, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -502,7 +521,7 @@ public final class WasmletRuntime: Sendable {
 
     /// Fuel metering is a translation-time switch of the engine, and the stack size belongs to
     /// it too, so there is one engine per distinct stack size.
-    private static func engine(stackBytes: UInt64, in state: inout State) -> Engine {
+    static func engine(stackBytes: UInt64, in state: inout State) -> Engine {
         if let engine = state.engines[stackBytes] { return engine }
         let engine = Engine(configuration: EngineConfiguration(stackSize: Int(stackBytes), fuelMetering: true))
         state.engines[stackBytes] = engine
@@ -547,7 +566,7 @@ public final class WasmletRuntime: Sendable {
         if let (snapshot, waiters) = result { deliver(snapshot, waiters) }
     }
 
-    private func markExited(_ record: InstanceRecord, _ exit: ExitRecord, in state: inout State)
+    func markExited(_ record: InstanceRecord, _ exit: ExitRecord, in state: inout State)
         -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, any Error>])
     {
         record.state = .exited
@@ -568,12 +587,12 @@ public final class WasmletRuntime: Sendable {
         return (record.snapshot, waiters)
     }
 
-    private func deliver(_ snapshot: InstanceSnapshot, _ waiters: [CheckedContinuation<ExitRecord, any Error>]) {
+    func deliver(_ snapshot: InstanceSnapshot, _ waiters: [CheckedContinuation<ExitRecord, any Error>]) {
         for waiter in waiters { waiter.resume(returning: snapshot.exit!) }
         emit(.exited(snapshot))
     }
 
-    private func emit(_ event: RuntimeEvent) {
+    func emit(_ event: RuntimeEvent) {
         guard let eventHandler else { return }
         lifecycle.async { eventHandler(event) }
     }

@@ -1,0 +1,99 @@
+/// A guest's stdout read as a CGI response (RFC 3875 section 6, as WAGI reads it): header lines
+/// up to the first blank line (LF or CRLF line ends), then the body.
+///
+/// - `Status: CODE [reason]` sets the code; one that is not three digits from 100 to 599 makes
+///   the output invalid.
+/// - A `Location` without a Status gives 302.
+/// - The output must have at least one of Content-Type, Status or Location, as WAGI requires.
+/// - Where it differs from WAGI: output that is not a CGI response is answered 502 (WAGI 500),
+///   since it is the upstream that failed, as a gateway reports it.
+struct CGIResponse: Equatable, Sendable {
+    var status: Int
+    var reason: String?
+    /// The guest's headers in order, without Status and without the framing headers the server
+    /// sets itself (Content-Length, Transfer-Encoding, Connection).
+    var headers: [(name: String, value: String)]
+    var body: ArraySlice<UInt8>
+
+    enum Invalid: Error, Equatable {
+        case noBlankLine
+        case malformedHeaderLine(String)
+        case badStatus(String)
+        case noRequiredHeader
+
+        var explanation: String {
+            switch self {
+            case .noBlankLine: return "no blank line ends the CGI headers"
+            case .malformedHeaderLine(let line): return "the header line \"\(line)\" has no colon"
+            case .badStatus(let value): return "the Status \"\(value)\" is not a code from 100 to 599"
+            case .noRequiredHeader: return "it has none of Content-Type, Status or Location"
+            }
+        }
+    }
+
+    static let framingHeaders: Set<String> = ["content-length", "transfer-encoding", "connection"]
+
+    static func == (lhs: CGIResponse, rhs: CGIResponse) -> Bool {
+        lhs.status == rhs.status && lhs.reason == rhs.reason && lhs.body == rhs.body
+            && lhs.headers.map { [$0.name, $0.value] } == rhs.headers.map { [$0.name, $0.value] }
+    }
+
+    /// Longest header section read; a guest's output without a blank line in this many bytes
+    /// is not a CGI response.
+    static let maxHeaderBytes = 64 << 10
+
+    static func parse(_ output: [UInt8]) throws(Invalid) -> CGIResponse {
+        var headers: [(name: String, value: String)] = []
+        var status: Int?
+        var reason: String?
+        var sawRequired = false
+        var hasLocation = false
+        var lineStart = 0
+        var index = 0
+        let limit = min(output.count, maxHeaderBytes)
+        while true {
+            guard let newline = output[index..<limit].firstIndex(of: UInt8(ascii: "\n")) else { throw .noBlankLine }
+            var lineEnd = newline
+            if lineEnd > lineStart && output[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
+            index = newline + 1
+            if lineEnd == lineStart { break }
+            let line = String(decoding: output[lineStart..<lineEnd], as: UTF8.self)
+            lineStart = index
+            guard let colon = line.firstIndex(of: ":") else { throw .malformedHeaderLine(line) }
+            let name = line[..<colon].trimmingSpaces
+            let value = line[line.index(after: colon)...].trimmingSpaces
+            guard !name.isEmpty else { throw .malformedHeaderLine(line) }
+            switch name.lowercased() {
+            case "status":
+                let parts = value.split(separator: " ", maxSplits: 1)
+                guard let first = parts.first, first.count == 3, let code = Int(first), (100...599).contains(code) else {
+                    throw .badStatus(value)
+                }
+                status = code
+                reason = parts.count > 1 ? String(parts[1]) : nil
+                sawRequired = true
+                continue
+            case "location":
+                hasLocation = true
+                sawRequired = true
+            case "content-type":
+                sawRequired = true
+            default:
+                break
+            }
+            if framingHeaders.contains(name.lowercased()) { continue }
+            headers.append((name, value))
+        }
+        guard sawRequired else { throw .noRequiredHeader }
+        return CGIResponse(status: status ?? (hasLocation ? 302 : 200), reason: reason, headers: headers, body: output[index...])
+    }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: String {
+        var slice = self[...]
+        while let first = slice.first, first == " " || first == "\t" { slice.removeFirst() }
+        while let last = slice.last, last == " " || last == "\t" { slice.removeLast() }
+        return String(slice)
+    }
+}

@@ -1,0 +1,174 @@
+import NIOCore
+import NIOHTTP1
+
+/// One client connection of a service: reads each request whole (within the body and header
+/// limits), hands it to the service, and writes the answers in order. Behind NIO's
+/// `HTTPServerPipelineHandler`, which holds a pipelined request back until the answer before it
+/// is written.
+///
+/// A connection must deliver each whole request within `requestReadTimeoutMilliseconds` of
+/// its first byte, or of the answer before it: a slow or idle client is closed, and since a
+/// guest runs only once a request is complete, a slow client never holds one.
+final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let service: HTTPService
+    private var head: HTTPRequestHead?
+    private var body = ByteBuffer()
+    /// An error was answered in the middle of a request: what is left of it is read and dropped
+    /// (closing with unread bytes would reset the connection, and the client could lose the
+    /// answer), and the connection closes at its end; the read timer bounds how long that takes.
+    private var refusing = false
+    private var readTimer: Scheduled<Void>?
+    private var inFlight: HTTPService.InFlight?
+    private var answering = false
+
+    init(service: HTTPService) { self.service = service }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { armReadTimer(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        armReadTimer(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        readTimer?.cancel()
+        readTimer = nil
+        inFlight?.cancel()
+        inFlight = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if refusing {
+            if case .end = part { context.close(promise: nil) }
+            return
+        }
+        switch part {
+        case .head(let head):
+            let limits = service.trigger
+            if Self.headBytes(head) > Int(limits.maxHeaderBytes) {
+                refuse(.headersTooLarge(limits.maxHeaderBytes), context: context, version: head.version)
+                return
+            }
+            if let length = head.headers.first(name: "content-length").flatMap(UInt64.init), length > limits.maxBodyBytes {
+                refuse(.bodyTooLarge(limits.maxBodyBytes), context: context, version: head.version)
+                return
+            }
+            if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
+            self.head = head
+            body.clear()
+        case .body(var chunk):
+            guard let head else { return }
+            if UInt64(body.readableBytes + chunk.readableBytes) > service.trigger.maxBodyBytes {
+                refuse(.bodyTooLarge(service.trigger.maxBodyBytes), context: context, version: head.version)
+                return
+            }
+            body.writeBuffer(&chunk)
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            readTimer?.cancel()
+            readTimer = nil
+            dispatch(head, context: context)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parserError = error as? HTTPParserError, !answering, !refusing else {
+            context.close(promise: nil)
+            return
+        }
+        let failure: HTTPFailure =
+            parserError == .headerOverflow ? .headersTooLarge(service.trigger.maxHeaderBytes) : .malformedRequest("\(parserError)")
+        // The decoder cannot go on after an error: close as soon as the answer is out.
+        refuse(failure, context: context, version: .http1_1, closeAfterWrite: true)
+    }
+
+    /// The request line and headers as they were sent, near enough: each header costs its name,
+    /// its value and four bytes of ": " and CRLF.
+    static func headBytes(_ head: HTTPRequestHead) -> Int {
+        head.headers.reduce(head.method.rawValue.utf8.count + head.uri.utf8.count + 12) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+    }
+
+    private func dispatch(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let request = CGIRequest(
+            method: head.method.rawValue, target: head.uri,
+            protocolVersion: "HTTP/\(head.version.major).\(head.version.minor)",
+            headers: head.headers.map { ($0.name, $0.value) }, bodyLength: body.readableBytes,
+            remoteAddress: context.channel.remoteAddress?.ipAddress ?? "",
+            localPort: context.channel.localAddress?.port ?? 0, route: .everything)
+        let bytes = body.readBytes(length: body.readableBytes) ?? []
+        body.clear()
+        let keepAlive = head.isKeepAlive
+        let isHead = head.method == .HEAD
+        let version = head.version
+        let started = NIODeadline.now()
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        answering = true
+        inFlight = service.respond(to: request, body: bytes, eventLoop: eventLoop) { answer in
+            eventLoop.execute {
+                let (handler, context) = loopBound.value
+                handler.inFlight = nil
+                handler.answering = false
+                let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+                handler.service.observer?.requestAnswered(
+                    service: handler.service.label, status: answer.status, seconds: seconds, failure: answer.failure?.reason)
+                handler.write(answer, context: context, version: version, keepAlive: keepAlive, omitBody: isHead)
+            }
+        }
+    }
+
+    private func refuse(_ failure: HTTPFailure, context: ChannelHandlerContext, version: HTTPVersion, closeAfterWrite: Bool = false) {
+        refusing = true
+        head = nil
+        body.clear()
+        readTimer?.cancel()
+        readTimer = nil
+        service.observer?.requestAnswered(service: service.label, status: failure.status, seconds: 0, failure: failure.reason)
+        write(HTTPAnswer(failure), context: context, version: version, keepAlive: false, omitBody: false, closeAfterWrite: closeAfterWrite)
+        armReadTimer(context)
+    }
+
+    private func write(
+        _ answer: HTTPAnswer, context: ChannelHandlerContext, version: HTTPVersion, keepAlive: Bool, omitBody: Bool,
+        closeAfterWrite: Bool = true
+    ) {
+        guard context.channel.isActive else { return }
+        var headers = HTTPHeaders(answer.headers.map { ($0.name, $0.value) })
+        headers.replaceOrAdd(name: "Content-Length", value: String(answer.body.count))
+        let close = !keepAlive || refusing || service.isStopped
+        if close { headers.replaceOrAdd(name: "Connection", value: "close") }
+        let status = HTTPResponseStatus(statusCode: answer.status, reasonPhrase: answer.reason ?? "")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
+        if !omitBody && !answer.body.isEmpty {
+            var buffer = context.channel.allocator.buffer(capacity: answer.body.count)
+            buffer.writeBytes(answer.body)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
+        if close && !closeAfterWrite {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        } else if close {
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in loopBound.value.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            armReadTimer(context)
+        }
+    }
+
+    private func armReadTimer(_ context: ChannelHandlerContext) {
+        readTimer?.cancel()
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let timeout = TimeAmount.milliseconds(Int64(min(service.trigger.requestReadTimeoutMilliseconds, 1 << 40)))
+        readTimer = context.eventLoop.scheduleTask(in: timeout) { loopBound.value.close(promise: nil) }
+    }
+}

@@ -1,0 +1,125 @@
+import Glibc
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import WasmletRuntime
+
+/// The daemon's HTTP trigger: serves HTTP/1.1 on every running service's listeners, on one
+/// event loop group shared by all services (an idle service costs its sockets and a few
+/// objects, no thread).
+public final class HTTPTriggerHost: ServingHost {
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let observer: (any HTTPTriggerObserver)?
+    private let serverSoftware: String
+    private let runtimeBox = Mutex<WasmletRuntime?>(nil)
+    private let sessions = Mutex<[InstanceKey: HTTPServiceSession]>([:])
+
+    public init(group: any EventLoopGroup, serverSoftware: String, logger: Logger, observer: (any HTTPTriggerObserver)? = nil) {
+        self.group = group
+        self.serverSoftware = serverSoftware
+        self.logger = logger
+        self.observer = observer
+    }
+
+    /// The runtime the requests run on; set once it exists (it is made with this host).
+    public func attach(_ runtime: WasmletRuntime) { runtimeBox.withLock { $0 = runtime } }
+
+    public func startServing(_ instance: ServedInstance) throws -> any ServingSession {
+        guard let runtime = runtimeBox.withLock({ $0 }) else {
+            for fd in instance.listenerDescriptors { _ = close(fd) }
+            throw HTTPTriggerError("the HTTP trigger is not attached to a runtime yet")
+        }
+        let service = HTTPService(instance: instance, runtime: runtime, serverSoftware: serverSoftware, logger: logger, observer: observer)
+        let session = HTTPServiceSession(service: service) { [weak self] key in
+            _ = self?.sessions.withLock { $0.removeValue(forKey: key) }
+        }
+        for (index, fd) in instance.listenerDescriptors.enumerated() {
+            let bound = instance.listeners.indices.contains(index) ? instance.listeners[index] : nil
+            let channel = ServerBootstrap(group: group)
+                .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    guard session.connectionOpened(channel) else { return channel.close() }
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                            withPipeliningAssistance: true, withErrorHandling: false)
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionHandler(service: service))
+                    }
+                }
+                .withBoundSocket(fd)
+            session.add(listener: channel)
+            let logger = logger
+            channel.whenFailure { error in
+                logger.error(
+                    "the HTTP trigger cannot serve a listener", metadata: ["instance": "\(instance.key)", "listener": "\(bound.map { "\($0.boundAddress):\($0.boundPort)" } ?? "?")", "error": "\(error)"])
+            }
+        }
+        sessions.withLock { $0[instance.key] = session }
+        logger.info(
+            "serving HTTP", metadata: ["instance": "\(instance.key)", "listeners": "\(instance.listeners.map { "\($0.boundAddress):\($0.boundPort)" })"])
+        return session
+    }
+
+    /// A running service's numbers, for List and Inspect.
+    public func statistics(of key: InstanceKey) -> HTTPServiceStatistics? {
+        guard let session = sessions.withLock({ $0[key] }) else { return nil }
+        let counts = session.service.counts
+        return HTTPServiceStatistics(requests: session.service.requestCount, running: counts.running, queued: counts.queued)
+    }
+}
+
+public struct HTTPServiceStatistics: Sendable, Equatable {
+    public var requests: UInt64
+    public var running: Int
+    public var queued: Int
+}
+
+struct HTTPTriggerError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// One service's listeners and connections, so that its kill closes them all.
+final class HTTPServiceSession: ServingSession {
+    let service: HTTPService
+    private struct State {
+        var listeners: [EventLoopFuture<any Channel>] = []
+        var connections: [ObjectIdentifier: any Channel] = [:]
+    }
+    private let state = Mutex(State())
+    private let removed: @Sendable (InstanceKey) -> Void
+
+    init(service: HTTPService, removed: @escaping @Sendable (InstanceKey) -> Void) {
+        self.service = service
+        self.removed = removed
+    }
+
+    func add(listener: EventLoopFuture<any Channel>) { state.withLock { $0.listeners.append(listener) } }
+
+    func connectionOpened(_ channel: any Channel) -> Bool {
+        guard service.connectionOpened() else { return false }
+        let id = ObjectIdentifier(channel)
+        state.withLock { $0.connections[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in
+            service.connectionClosed()
+            _ = state.withLock { $0.connections.removeValue(forKey: id) }
+        }
+        return true
+    }
+
+    func stop() {
+        service.stop()
+        let (listeners, connections) = state.withLock { state in
+            defer {
+                state.listeners = []
+                state.connections = [:]
+            }
+            return (state.listeners, Array(state.connections.values))
+        }
+        for listener in listeners { listener.whenSuccess { $0.close(promise: nil) } }
+        for connection in connections { connection.close(promise: nil) }
+        removed(service.key)
+    }
+}

@@ -1,0 +1,127 @@
+import Glibc
+
+/// What makes an instance a service: the host serves HTTP on the instance's listeners and runs
+/// a fresh instance of its module for every request (see WasmletHTTPTrigger). The runtime only
+/// keeps these settings and hands them to its ``ServingHost``; it knows nothing of HTTP.
+///
+/// The instance's own `limits` (fuel, memory, deadline) apply to each request's run.
+public struct HTTPTriggerSpec: Sendable, Equatable, Codable {
+    /// Requests running at once; more wait in the queue.
+    public var maxConcurrency: UInt32
+    /// Requests that may wait for a free slot; past it a request is answered 503.
+    public var queueLength: UInt32
+    /// How long a request may wait in the queue before it is answered 503.
+    public var queueTimeoutMilliseconds: UInt64
+    /// Largest request body (413 past it).
+    public var maxBodyBytes: UInt64
+    /// Largest request head: request line and headers (431 past it).
+    public var maxHeaderBytes: UInt32
+    /// Largest guest output, CGI headers included (502 past it).
+    public var maxResponseBytes: UInt64
+    /// A connection must deliver each whole request within this time of its first byte (or of
+    /// the previous response): a slow client is closed before it can hold a guest.
+    public var requestReadTimeoutMilliseconds: UInt64
+
+    public static let defaultDeadlineMilliseconds: UInt64 = 30_000
+
+    public init(
+        maxConcurrency: UInt32 = 64, queueLength: UInt32 = 1024, queueTimeoutMilliseconds: UInt64 = 5_000,
+        maxBodyBytes: UInt64 = 64 << 20, maxHeaderBytes: UInt32 = 16 << 10, maxResponseBytes: UInt64 = 64 << 20,
+        requestReadTimeoutMilliseconds: UInt64 = 10_000
+    ) {
+        self.maxConcurrency = maxConcurrency
+        self.queueLength = queueLength
+        self.queueTimeoutMilliseconds = queueTimeoutMilliseconds
+        self.maxBodyBytes = maxBodyBytes
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxResponseBytes = maxResponseBytes
+        self.requestReadTimeoutMilliseconds = requestReadTimeoutMilliseconds
+    }
+
+    /// The first setting that cannot work, if any.
+    func validationError() -> String? {
+        if maxConcurrency == 0 { return "the HTTP trigger's concurrency must be positive" }
+        if maxBodyBytes > UInt64(Int32.max) { return "the HTTP trigger's body limit may be at most 2 GiB" }
+        if maxResponseBytes == 0 || maxResponseBytes > UInt64(Int32.max) { return "the HTTP trigger's response limit must be 1 byte to 2 GiB" }
+        if maxHeaderBytes < 256 { return "the HTTP trigger's header limit must be at least 256 bytes" }
+        if requestReadTimeoutMilliseconds == 0 { return "the HTTP trigger's request read timeout must be positive" }
+        return nil
+    }
+}
+
+/// An instance with an HTTP trigger, as its serving host gets it at start.
+public struct ServedInstance: Sendable {
+    public let key: InstanceKey
+    public let spec: InstanceSpec
+    public let trigger: HTTPTriggerSpec
+    /// Duplicates of the instance's listening sockets, non-blocking, in the spec's order. The
+    /// host owns them and closes them when it stops (or when `startServing` throws).
+    public let listenerDescriptors: [Int32]
+    public let listeners: [BoundListener]
+}
+
+/// What serves instances that have an HTTP trigger (the daemon's HTTP trigger).
+public protocol ServingHost: Sendable {
+    /// Starts serving; the instance is running from here until it is killed. Throws when it
+    /// cannot serve, and the instance then exits with reason failed_to_start.
+    func startServing(_ instance: ServedInstance) throws -> any ServingSession
+}
+
+/// One served instance's service while it runs.
+public protocol ServingSession: Sendable {
+    /// Stops at once: no more connections or requests, running requests killed. Must not block.
+    func stop()
+}
+
+/// One request's run, as the HTTP trigger asks for it.
+public struct RequestInput: Sendable {
+    /// argv, argv[0] included.
+    public var args: [String]
+    /// The whole environment of this run (nothing is added from the service's own).
+    public var environment: [String: String]
+    /// stdin: end-of-file after these bytes.
+    public var body: [UInt8]
+    /// Most stdout bytes kept; a write past it fails with EFBIG, and the outcome says so.
+    public var maxOutputBytes: Int
+    /// Each line the guest writes to stderr, without its newline.
+    public var stderrLine: @Sendable ([UInt8]) -> Void
+
+    public init(
+        args: [String], environment: [String: String], body: [UInt8], maxOutputBytes: Int,
+        stderrLine: @escaping @Sendable ([UInt8]) -> Void
+    ) {
+        self.args = args
+        self.environment = environment
+        self.body = body
+        self.maxOutputBytes = maxOutputBytes
+        self.stderrLine = stderrLine
+    }
+}
+
+/// How one request's run ended.
+public struct RequestOutcome: Sendable {
+    public var exit: ExitRecord
+    /// What the guest wrote to stdout (empty if its thread had to be abandoned after a kill).
+    public var stdout: [UInt8]
+    /// Whether the guest tried to write more than `maxOutputBytes`.
+    public var outputOverflowed: Bool
+}
+
+/// Stops one request's run; see ``WasmletRuntime/runRequest(for:_:completion:)``.
+public final class RequestHandle: Sendable {
+    private let stopper: @Sendable () -> Void
+
+    init(stopper: @escaping @Sendable () -> Void) { self.stopper = stopper }
+
+    /// Kills the run (exit 137, reason killed); a no-op once it has ended.
+    public func kill() { stopper() }
+}
+
+extension ListeningSocket {
+    /// A descriptor of the same socket for a serving host, which owns it.
+    func duplicate() throws(RuntimeError) -> Int32 {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { throw RuntimeError.resourceExhausted("cannot duplicate a listener: \(String(cString: strerror(errno)))") }
+        return copy
+    }
+}

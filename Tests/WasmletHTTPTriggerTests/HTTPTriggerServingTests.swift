@@ -1,0 +1,231 @@
+import Foundation
+import Glibc
+import Testing
+import WasmletHTTPTrigger
+import WasmletRuntime
+import WasmletTestSupport
+
+/// The HTTP trigger end to end in this process: real guests (examples/guests/wagi_probe.c), the
+/// real NIO server on a loopback port, curl as the client.
+@Suite(.serialized) struct HTTPTriggerServingTests {
+    @Test func theGuestSeesTheWAGIContractAndAFreshInstanceEveryTime() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (_, port) = try harness.serve(environment: ["GREETING": "hello"])
+        for _ in 0..<5 {
+            let answer = try await curl(port, "/env?a=1&b=2", ["-H", "X-Probe-Header: yes", "-H", "Authorization: Basic eA=="])
+            #expect(answer.status == 200)
+            let lines = Set(answer.body.split(separator: "\n").map(String.init))
+            for expected in [
+                "counter=1", "argv[0]=/env", "argv[1]=a=1", "argv[2]=b=2", "GATEWAY_INTERFACE=CGI/1.1", "REQUEST_METHOD=GET",
+                "QUERY_STRING=a=1&b=2", "PATH_INFO=/env", "SCRIPT_NAME=", "X_MATCHED_ROUTE=/...", "SERVER_NAME=127.0.0.1",
+                "SERVER_PORT=\(port)", "REMOTE_ADDR=127.0.0.1", "SERVER_PROTOCOL=HTTP/1.1", "SERVER_SOFTWARE=wasmlet/test",
+                "X_FULL_URL=http://127.0.0.1:\(port)/env?a=1&b=2", "HTTP_X_PROBE_HEADER=yes", "CONTENT_LENGTH=0", "GREETING=hello",
+            ] {
+                #expect(lines.contains(expected), "missing \(expected) in \(answer.body)")
+            }
+            #expect(!lines.contains { $0.hasPrefix("HTTP_AUTHORIZATION=") })
+            #expect(!lines.contains { $0.hasPrefix("HOME=") || $0.hasPrefix("PATH=") }, "host environment leaked")
+        }
+    }
+
+    @Test func statusLocationAndCRLFAnswers() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (_, port) = try harness.serve()
+        let missing = try await curl(port, "/status")
+        #expect(missing.status == 404)
+        #expect(missing.body == "nothing at this path\n")
+        let moved = try await curl(port, "/location")
+        #expect(moved.status == 302)
+        #expect(moved.headers["location"] == "/elsewhere")
+        let crlf = try await curl(port, "/crlf")
+        #expect(crlf.status == 200)
+        #expect(crlf.headers["x-probe"] == "crlf")
+        #expect(crlf.body == "crlf body\n")
+        let head = try await curl(port, "/crlf", ["-I"])
+        #expect(head.status == 200)
+        #expect(head.headers["content-length"] == "10")
+        #expect(head.body.isEmpty)
+    }
+
+    @Test func aTenMebibytePostReachesStdinWhole() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (_, port) = try harness.serve()
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var bytes = [UInt8](repeating: 0, count: 10 << 20)
+        var sum: UInt64 = 0
+        for index in bytes.indices {
+            bytes[index] = UInt8(truncatingIfNeeded: index &* 7 &+ index >> 9)
+            sum = sum &* 31 &+ UInt64(bytes[index])
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: directory.file("body")))
+        let plain = try await curl(port, "/echo", ["--data-binary", "@" + directory.file("body")])
+        #expect(plain.body == "bytes=\(bytes.count) sum=\(sum)\n")
+        // Chunked, with Expect: 100-continue (curl sends it for a body this size).
+        let chunked = try await curl(
+            port, "/echo", ["--data-binary", "@" + directory.file("body"), "-H", "Transfer-Encoding: chunked", "-H", "Expect: 100-continue"])
+        #expect(chunked.body == "bytes=\(bytes.count) sum=\(sum)\n")
+    }
+
+    @Test func everyErrorClassGetsItsStatusAndAReason() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        var trigger = HTTPTriggerSpec()
+        trigger.maxResponseBytes = 1 << 20
+        trigger.maxBodyBytes = 1024
+        trigger.maxHeaderBytes = 2048
+        let (_, port) = try harness.serve(trigger: trigger, limits: InstanceLimits(memoryBytes: 4 << 20))
+        let cases: [(String, [String], Int, String)] = [
+            ("/trap", [], 500, "the guest trapped"),
+            ("/membomb", [], 500, "the guest ran out of memory"),
+            ("/exit3", [], 500, "the guest exited with code 3"),
+            ("/garbage", [], 502, "the guest's output is not a CGI response"),
+            ("/big", [], 502, "the guest's output is over the limit of 1048576 bytes"),
+            ("/echo", ["--data-binary", String(repeating: "b", count: 2000)], 413, "the request body is over the limit of 1024 bytes"),
+            ("/env", ["-H", "X-Big: " + String(repeating: "h", count: 3000)], 431, "the request headers are over the limit of 2048 bytes"),
+        ]
+        for (path, extra, status, reason) in cases {
+            let answer = try await curl(port, path, extra)
+            #expect(answer.status == status, "\(path): \(answer.status) \(answer.body)")
+            #expect(answer.body.hasPrefix(reason), "\(path): \(answer.body)")
+            #expect(answer.headers["content-type"]?.hasPrefix("text/plain") == true)
+        }
+        // The service still answers after all of them.
+        #expect(try await curl(port, "/env").status == 200)
+        let (_, quick) = try harness.serve(limits: InstanceLimits(timeoutMilliseconds: 300))
+        let late = try await curl(quick, "/loop")
+        #expect(late.status == 504)
+        #expect(late.body == "the request's deadline of 300 ms passed\n")
+        #expect(try await curl(quick, "/env").status == 200)
+    }
+
+    @Test func malformedHTTPIs400() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (_, port) = try harness.serve()
+        let answer = try await offThePool { try rawExchange(port: port, "GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n") }
+        #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
+        #expect(answer.contains("malformed HTTP request"))
+    }
+
+    @Test func overTheConcurrencyAndQueueIs503WithRetryAfter() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        var trigger = HTTPTriggerSpec()
+        trigger.maxConcurrency = 1
+        trigger.queueLength = 0
+        let (_, port) = try harness.serve(trigger: trigger)
+        // Both at once: one sleeps 300 ms in the only slot, so the other finds no room.
+        async let first = curl(port, "/sleep")
+        async let second = curl(port, "/sleep")
+        let answers = try await [first, second]
+        #expect(answers.map(\.status).sorted() == [200, 503], "\(answers.map(\.body))")
+        let refused = answers.first { $0.status == 503 }
+        #expect(refused?.headers["retry-after"] == "1")
+        #expect(refused?.body.hasPrefix("the service is at its concurrency and queue limits") == true)
+    }
+
+    @Test func keepAliveAndPipelinedRequestsAreAnsweredInOrder() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (_, port) = try harness.serve()
+        let paths = ["/status", "/crlf", "/env?n=3", "/location", "/env?n=5"]
+        let request = paths.map { "GET \($0) HTTP/1.1\r\nHost: h\r\n\r\n" }.joined() + "GET /crlf HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        let answer = try await offThePool { try rawExchange(port: port, request) }
+        let statuses = answer.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
+        #expect(statuses == ["404", "200", "200", "302", "200", "200"], "\(answer)")
+        let third = answer.range(of: "argv[1]=n=3")
+        let fifth = answer.range(of: "argv[1]=n=5")
+        #expect(third != nil && fifth != nil && third!.lowerBound < fifth!.lowerBound)
+    }
+
+    @Test func guestStderrGoesToTheServiceLog() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (_, port) = try harness.serve()
+        #expect(try await curl(port, "/stderr").body == "logged\n")
+        #expect(harness.log.messages.contains("probe wrote this to stderr"))
+    }
+
+    /// A kill ends the service as a killed server ends: its connections close at once (the
+    /// client of a running request gets no answer), its guests are killed, its port refuses.
+    @Test func killStopsTheServiceAndItsRunningRequests() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (key, port) = try harness.serve(limits: InstanceLimits(timeoutMilliseconds: 600_000))
+        let looping = Task { try await ChildProcess.run("/usr/bin/curl", ["-sS", "--max-time", "60", "http://127.0.0.1:\(port)/loop"]) }
+        #expect(await eventually { harness.runtime.statistics().requestRunsInProgress == 1 })
+        try harness.runtime.kill(key)
+        let exit = try await harness.runtime.wait(key)
+        #expect(exit.code == 137)
+        #expect(exit.reason == .killed)
+        let (termination, output) = try await looping.value
+        #expect(termination == .exited(52), "curl: \(output)")  // "Empty reply from server"
+        #expect(await eventually { harness.runtime.statistics().requestRunsInProgress == 0 })
+        #expect(!loopbackAccepts(port))
+        #expect(harness.host.statistics(of: key) == nil)
+    }
+
+    @Test func aSlowClientIsClosedWithoutEverHoldingAGuest() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        var trigger = HTTPTriggerSpec()
+        trigger.requestReadTimeoutMilliseconds = 300
+        let (key, port) = try harness.serve(trigger: trigger)
+        let closedAfter = try await offThePool { () -> Int in
+            let fd = try connectLoopbackBlocking(port: port)
+            defer { close(fd) }
+            // One header byte at a time, each sent after the server has had the last one.
+            let request = Array("GET /env HTTP/1.1\r\nHost: h\r\nX-Slow: \(String(repeating: "s", count: 100))\r\n\r\n".utf8)
+            for (index, byte) in request.enumerated() {
+                var one = byte
+                if send(fd, &one, 1, Int32(MSG_NOSIGNAL)) != 1 { return index }
+                var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                // Readable means closed here (nothing is answered before the request is whole).
+                if poll(&entry, 1, 50) > 0 { return index }
+            }
+            return request.count
+        }
+        #expect(closedAfter < 80, "the slow client was never closed")
+        #expect(harness.host.statistics(of: key)?.requests == 0)
+    }
+}
+
+/// Sends `request` on one connection and reads until the server closes it.
+func rawExchange(port: UInt16, _ request: String) throws -> String {
+    let fd = try connectLoopbackBlocking(port: port)
+    defer { close(fd) }
+    let bytes = Array(request.utf8)
+    guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { throw TestFailure("send failed") }
+    var answer: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = recv(fd, &buffer, buffer.count, 0)
+        if count == 0 { break }
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { throw TestFailure("recv: \(String(cString: strerror(errno)))") }
+        answer += buffer[0..<count]
+    }
+    return String(decoding: answer, as: UTF8.self)
+}
+
+func connectLoopbackBlocking(port: UInt16) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    var timeout = timeval(tv_sec: 30, tv_usec: 0)
+    _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else {
+        close(fd)
+        throw TestFailure("connect 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
+    }
+    return fd
+}
