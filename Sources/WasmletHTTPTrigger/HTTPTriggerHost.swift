@@ -62,18 +62,8 @@ public final class HTTPTriggerHost: ServingHost {
         return session
     }
 
-    /// A running service's numbers, for List and Inspect.
-    public func statistics(of key: InstanceKey) -> HTTPServiceStatistics? {
-        guard let session = sessions.withLock({ $0[key] }) else { return nil }
-        let counts = session.service.counts
-        return HTTPServiceStatistics(requests: session.service.requestCount, running: counts.running, queued: counts.queued)
-    }
-}
-
-public struct HTTPServiceStatistics: Sendable, Equatable {
-    public var requests: UInt64
-    public var running: Int
-    public var queued: Int
+    /// A running service's numbers (the runtime's snapshots carry them too).
+    public func statistics(of key: InstanceKey) -> ServingStatistics? { sessions.withLock { $0[key] }?.statistics }
 }
 
 struct HTTPTriggerError: Error, CustomStringConvertible {
@@ -94,6 +84,11 @@ final class HTTPServiceSession: ServingSession {
     init(service: HTTPService, removed: @escaping @Sendable (InstanceKey) -> Void) {
         self.service = service
         self.removed = removed
+    }
+
+    var statistics: ServingStatistics {
+        let counts = service.counts
+        return ServingStatistics(requests: service.requestCount, running: counts.running, queued: counts.queued)
     }
 
     func add(listener: EventLoopFuture<any Channel>) { state.withLock { $0.listeners.append(listener) } }

@@ -63,7 +63,7 @@ final class InstanceRecord: @unchecked Sendable {
         InstanceSnapshot(
             key: spec.key, labels: spec.labels, moduleDigest: module.digest, state: state, createdAt: createdAt,
             startedAt: startedAt, limits: spec.limits, memoryCapBytes: memoryCap, serial: serial, exit: exit, spec: spec,
-            listeners: boundListeners)
+            listeners: boundListeners, serving: servingSession?.statistics)
     }
 
     /// Turns a run's outcome into the durable record, using why we stopped it when we did.

@@ -77,6 +77,8 @@ public struct InstanceSnapshot: Sendable {
     public var spec: InstanceSpec
     /// The instance's listeners as bound at create, in the spec's order.
     public var listeners: [BoundListener] = []
+    /// A running service's numbers (nil for other instances, and once a service has exited).
+    public var serving: ServingStatistics?
 }
 
 /// One instance of ``WasmletRuntime/list(namespace:labels:known:)``.

@@ -71,6 +71,23 @@ public protocol ServingHost: Sendable {
 public protocol ServingSession: Sendable {
     /// Stops at once: no more connections or requests, running requests killed. Must not block.
     func stop()
+    /// Read under the runtime's lock for every snapshot: quick, and no call into the runtime.
+    var statistics: ServingStatistics { get }
+}
+
+/// A running service's numbers, for Inspect and List.
+public struct ServingStatistics: Sendable, Equatable {
+    /// Requests received since the service started.
+    public var requests: UInt64
+    /// Requests whose guest runs now, and requests waiting for a slot.
+    public var running: Int
+    public var queued: Int
+
+    public init(requests: UInt64, running: Int, queued: Int) {
+        self.requests = requests
+        self.running = running
+        self.queued = queued
+    }
 }
 
 /// One request's run, as the HTTP trigger asks for it.

@@ -19,6 +19,9 @@ final class ListResponseEncoder: Sendable {
         var state: InstanceSnapshot.State
         /// The instance as field 1 of ListResponse: tag, length, message.
         var frame: [UInt8]
+        /// A running service's frame holds its request counts, which change without its state:
+        /// never reused.
+        var changing = false
     }
 
     private let cache = Mutex<[InstanceKey: Encoded]>([:])
@@ -33,7 +36,7 @@ final class ListResponseEncoder: Sendable {
         let known = cache.withLock { $0 }
         var reused: [[UInt8]?] = []
         let listed = runtime.list(namespace: namespace, labels: selector) { key, serial, state in
-            if let entry = known[key], entry.serial == serial, entry.state == state {
+            if let entry = known[key], !entry.changing, entry.serial == serial, entry.state == state {
                 reused.append(entry.frame)
                 return true
             }
@@ -53,7 +56,7 @@ final class ListResponseEncoder: Sendable {
                     defaultStackBytes: defaultStackBytes)
                 let frame = try Self.frame(message)
                 live.append((item.key, frame))
-                fresh.append((item.key, Encoded(serial: item.serial, state: item.state, frame: frame)))
+                fresh.append((item.key, Encoded(serial: item.serial, state: item.state, frame: frame, changing: snapshot.serving != nil)))
             }
         }
         let everything = namespace == nil && selector.isEmpty
@@ -85,12 +88,14 @@ final class ListResponseEncoder: Sendable {
         _ key: InstanceKey, runtime: WasmletRuntime, directory: InstanceDirectory, defaultStackBytes: UInt64
     ) throws -> [UInt8] {
         let cached = cache.withLock { $0[key] }
-        let item = try runtime.inspect(key) { serial, state in cached?.serial == serial && cached?.state == state }
+        let item = try runtime.inspect(key) { serial, state in
+            cached?.changing == false && cached?.serial == serial && cached?.state == state
+        }
         guard let snapshot = item.snapshot else { return cached!.frame }
         let message = MessageMapping.instance(
             snapshot, modulePath: directory.modulePath(for: key, serial: snapshot.serial), defaultStackBytes: defaultStackBytes)
         let frame = try Self.frame(message)
-        cache.withLock { $0[key] = Encoded(serial: item.serial, state: item.state, frame: frame) }
+        cache.withLock { $0[key] = Encoded(serial: item.serial, state: item.state, frame: frame, changing: snapshot.serving != nil) }
         return frame
     }
 

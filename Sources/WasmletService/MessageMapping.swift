@@ -68,7 +68,34 @@ enum MessageMapping {
                 stdin: request.stdin.isEmpty ? nil : request.stdin,
                 stdout: request.stdout.isEmpty ? nil : request.stdout,
                 stderr: request.stderr.isEmpty ? nil : request.stderr),
-            limits: limits(request.limits), listeners: try listeners(request.listeners))
+            limits: limits(request.limits), listeners: try listeners(request.listeners),
+            httpTrigger: request.hasHTTPTrigger ? httpTrigger(request.httpTrigger) : nil)
+    }
+
+    /// A Create's HTTP trigger: every 0 (and an unset queue length) is the default.
+    static func httpTrigger(_ message: Wasmlet_V1_HTTPTrigger) -> HTTPTriggerSpec {
+        let defaults = HTTPTriggerSpec()
+        func or<T: BinaryInteger>(_ value: T, _ fallback: T) -> T { value == 0 ? fallback : value }
+        return HTTPTriggerSpec(
+            maxConcurrency: or(message.maxConcurrency, defaults.maxConcurrency),
+            queueLength: message.hasQueueLength ? message.queueLength : defaults.queueLength,
+            queueTimeoutMilliseconds: or(message.queueTimeoutMs, defaults.queueTimeoutMilliseconds),
+            maxBodyBytes: or(message.maxBodyBytes, defaults.maxBodyBytes),
+            maxHeaderBytes: or(message.maxHeaderBytes, defaults.maxHeaderBytes),
+            maxResponseBytes: or(message.maxResponseBytes, defaults.maxResponseBytes),
+            requestReadTimeoutMilliseconds: or(message.requestReadTimeoutMs, defaults.requestReadTimeoutMilliseconds))
+    }
+
+    static func httpTrigger(_ spec: HTTPTriggerSpec) -> Wasmlet_V1_HTTPTrigger {
+        var message = Wasmlet_V1_HTTPTrigger()
+        message.maxConcurrency = spec.maxConcurrency
+        message.queueLength = spec.queueLength
+        message.queueTimeoutMs = spec.queueTimeoutMilliseconds
+        message.maxBodyBytes = spec.maxBodyBytes
+        message.maxHeaderBytes = spec.maxHeaderBytes
+        message.maxResponseBytes = spec.maxResponseBytes
+        message.requestReadTimeoutMs = spec.requestReadTimeoutMilliseconds
+        return message
     }
 
     static func timestamp(_ date: Date) -> Google_Protobuf_Timestamp { Google_Protobuf_Timestamp(date: date) }
@@ -115,7 +142,7 @@ enum MessageMapping {
             namespace: record.namespace, id: record.id, labels: record.labels, moduleDigest: record.moduleDigest,
             modulePath: record.modulePath, state: record.state, createdAt: record.createdAt, startedAt: record.startedAt,
             limits: record.limits, memoryCapBytes: record.memoryCapBytes, exit: record.exit, serial: record.serial,
-            defaultStackBytes: defaultStackBytes, listeners: record.listeners ?? [])
+            defaultStackBytes: defaultStackBytes, listeners: record.listeners ?? [], httpTrigger: record.httpTrigger, serving: nil)
     }
 
     /// The same for a live instance, without building its `PersistedInstance` first (List).
@@ -124,14 +151,15 @@ enum MessageMapping {
             namespace: snapshot.key.namespace, id: snapshot.key.id, labels: snapshot.labels,
             moduleDigest: snapshot.moduleDigest, modulePath: modulePath, state: snapshot.state, createdAt: snapshot.createdAt,
             startedAt: snapshot.startedAt, limits: snapshot.limits, memoryCapBytes: snapshot.memoryCapBytes,
-            exit: snapshot.exit, serial: snapshot.serial, defaultStackBytes: defaultStackBytes, listeners: snapshot.listeners)
+            exit: snapshot.exit, serial: snapshot.serial, defaultStackBytes: defaultStackBytes, listeners: snapshot.listeners,
+            httpTrigger: snapshot.spec.httpTrigger, serving: snapshot.serving)
     }
 
     private static func instance(
         namespace: String, id: String, labels: [String: String], moduleDigest: String, modulePath: String?,
         state: InstanceSnapshot.State, createdAt: Date, startedAt: Date?, limits recordLimits: InstanceLimits,
         memoryCapBytes: UInt64, exit recordExit: ExitRecord?, serial: UInt32, defaultStackBytes: UInt64,
-        listeners: [BoundListener]
+        listeners: [BoundListener], httpTrigger: HTTPTriggerSpec?, serving: ServingStatistics?
     ) -> Wasmlet_V1_Instance {
         var message = Wasmlet_V1_Instance()
         message.namespace = namespace
@@ -150,6 +178,14 @@ enum MessageMapping {
         limits.maxConnections = recordLimits.maxConnections ?? 0
         message.limits = limits
         message.listeners = listeners.map(boundListener)
+        if let httpTrigger { message.httpTrigger = Self.httpTrigger(httpTrigger) }
+        if let serving {
+            var stats = Wasmlet_V1_HTTPServiceStats()
+            stats.requests = serving.requests
+            stats.running = UInt32(clamping: serving.running)
+            stats.queued = UInt32(clamping: serving.queued)
+            message.httpStats = stats
+        }
         if let recordExit { message.exit = Self.exit(recordExit) }
         // The serial of a recovered instance is gone with the process that issued it; report a
         // stable non-zero stand-in so pid-like consumers never see 0.

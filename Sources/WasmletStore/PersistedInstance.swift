@@ -28,6 +28,8 @@ package struct PersistedInstance: Codable, Sendable, Equatable {
     /// The listeners as bound at create; nil when it had none (and in records of daemons
     /// before listeners existed).
     package var listeners: [BoundListener]?
+    /// A service's HTTP trigger settings; nil for other instances.
+    package var httpTrigger: HTTPTriggerSpec?
 
     package var key: InstanceKey { InstanceKey(namespace: namespace, id: id) }
 
@@ -50,6 +52,7 @@ package struct PersistedInstance: Codable, Sendable, Equatable {
         cwd = snapshot.spec.cwd
         stdio = snapshot.spec.stdio
         listeners = snapshot.listeners.isEmpty ? nil : snapshot.listeners
+        httpTrigger = snapshot.spec.httpTrigger
     }
 
     /// What a record found on disk at start-up becomes: an instance that was created or running

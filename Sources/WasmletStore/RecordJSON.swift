@@ -30,6 +30,20 @@ enum RecordJSON {
             out.key("exit")
             encode(exit, to: &out)
         }
+        if let trigger = record.httpTrigger {
+            out.key("httpTrigger")
+            out.beginObject()
+            for (name, value) in [
+                ("maxBodyBytes", trigger.maxBodyBytes), ("maxConcurrency", UInt64(trigger.maxConcurrency)),
+                ("maxHeaderBytes", UInt64(trigger.maxHeaderBytes)), ("maxResponseBytes", trigger.maxResponseBytes),
+                ("queueLength", UInt64(trigger.queueLength)), ("queueTimeoutMilliseconds", trigger.queueTimeoutMilliseconds),
+                ("requestReadTimeoutMilliseconds", trigger.requestReadTimeoutMilliseconds),
+            ] {
+                out.key(name)
+                out.uint(value)
+            }
+            out.endObject()
+        }
         out.key("id")
         out.string(record.id)
         out.key("labels")

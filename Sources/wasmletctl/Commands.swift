@@ -82,7 +82,9 @@ struct KillCommand: AsyncParsableCommand {
 
 struct DeleteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "delete", abstract: "Delete a created or exited instance.", aliases: ["rm"])
+        commandName: "delete", abstract: "Delete a created or exited instance, or a service (stopped first).",
+        discussion: "A running service (wasmletctl serve) is killed with TERM first; any other running instance must be killed first.",
+        aliases: ["rm"])
 
     @OptionGroup var global: GlobalOptions
 
@@ -94,6 +96,11 @@ struct DeleteCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await withDaemon(global) { client in
+            let instance = try await client.inspect(namespace: namespace, id: id)
+            if instance.hasHTTPTrigger && instance.state == .running {
+                try await client.kill(namespace: namespace, id: id, signal: UInt32(SIGTERM))
+                _ = try await client.wait(namespace: namespace, id: id)
+            }
             try await client.delete(namespace: namespace, id: id)
         }
     }

@@ -24,7 +24,7 @@ struct Wasmletctl: AsyncParsableCommand {
             """,
         version: WasmletClient.version,
         subcommands: [
-            ListCommand.self, InspectCommand.self, RunCommand.self, KillCommand.self,
+            ListCommand.self, InspectCommand.self, RunCommand.self, ServeCommand.self, KillCommand.self,
             DeleteCommand.self, StatsCommand.self, VersionCommand.self, ImageCommand.self,
         ])
 }

@@ -71,6 +71,7 @@ import WasmletTestSupport
         record.limits = InstanceLimits(memoryBytes: 1 << 20, fuel: 5, timeoutMilliseconds: 7, stackBytes: nil)
         record.exit?.message = "trap: \"unreachable\""
         record.exit?.memoryLimitHit = true
+        record.httpTrigger = HTTPTriggerSpec(maxConcurrency: 3, queueLength: 0, queueTimeoutMilliseconds: 9, maxBodyBytes: 10, maxHeaderBytes: 300)
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601WithFractionalSeconds
         let decoded = try decoder.decode(PersistedInstance.self, from: Data(RecordJSON.encode(record)))
@@ -82,6 +83,7 @@ import WasmletTestSupport
         #expect(decoded.id == record.id)
         #expect(decoded.labels == record.labels)
         #expect(decoded.exit?.message == record.exit?.message)
+        #expect(decoded.httpTrigger == record.httpTrigger)
         #expect(abs(decoded.startedAt!.timeIntervalSince(record.startedAt!)) < 0.001)
         // Dates keep milliseconds, as before.
         var precise = record

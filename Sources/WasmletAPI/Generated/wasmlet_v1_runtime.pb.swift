@@ -243,6 +243,70 @@ public nonisolated struct Wasmlet_V1_BoundListener: Sendable {
   fileprivate var _requested: Wasmlet_V1_Listener? = nil
 }
 
+/// Makes an instance a service (WAGI, CGI): wasmletd serves HTTP/1.1 on its listeners and runs
+/// a fresh instance of its module for every request, under the instance's Limits (fuel, memory,
+/// timeout_ms per request; timeout_ms 0 = 30 s). The service runs until killed. Every field's 0
+/// means its default.
+public nonisolated struct Wasmlet_V1_HTTPTrigger: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Requests running at once (default 64); more wait in the queue.
+  public var maxConcurrency: UInt32 = 0
+
+  /// Requests that may wait for a slot (default 1024); past it 503. Unset = the default; 0 = no queue.
+  public var queueLength: UInt32 {
+    get {_queueLength ?? 0}
+    set {_queueLength = newValue}
+  }
+  /// Returns true if `queueLength` has been explicitly set.
+  public var hasQueueLength: Bool {self._queueLength != nil}
+  /// Clears the value of `queueLength`. Subsequent reads from it will return its default value.
+  public mutating func clearQueueLength() {self._queueLength = nil}
+
+  /// Longest wait in the queue before 503 (default 5000).
+  public var queueTimeoutMs: UInt64 = 0
+
+  /// Largest request body (default 64 MiB; 413 past it).
+  public var maxBodyBytes: UInt64 = 0
+
+  /// Largest request line plus headers (default 16 KiB; 431 past it).
+  public var maxHeaderBytes: UInt32 = 0
+
+  /// Largest guest output, CGI headers included (default 64 MiB; 502 past it).
+  public var maxResponseBytes: UInt64 = 0
+
+  /// A connection must deliver each whole request within this time of its first byte or of
+  /// the previous answer, else it is closed (default 10000).
+  public var requestReadTimeoutMs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _queueLength: UInt32? = nil
+}
+
+/// A running service's numbers.
+public nonisolated struct Wasmlet_V1_HTTPServiceStats: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Requests received since the service started.
+  public var requests: UInt64 = 0
+
+  /// Requests whose guest runs now, and requests waiting in the queue.
+  public var running: UInt32 = 0
+
+  public var queued: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Wasmlet_V1_ExitRecord: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -387,6 +451,26 @@ public nonisolated struct Wasmlet_V1_Instance: @unchecked Sendable {
     set {_uniqueStorage()._listeners = newValue}
   }
 
+  /// Set for a service, with its settings (defaults filled in).
+  public var httpTrigger: Wasmlet_V1_HTTPTrigger {
+    get {_storage._httpTrigger ?? Wasmlet_V1_HTTPTrigger()}
+    set {_uniqueStorage()._httpTrigger = newValue}
+  }
+  /// Returns true if `httpTrigger` has been explicitly set.
+  public var hasHTTPTrigger: Bool {_storage._httpTrigger != nil}
+  /// Clears the value of `httpTrigger`. Subsequent reads from it will return its default value.
+  public mutating func clearHTTPTrigger() {_uniqueStorage()._httpTrigger = nil}
+
+  /// A running service's numbers.
+  public var httpStats: Wasmlet_V1_HTTPServiceStats {
+    get {_storage._httpStats ?? Wasmlet_V1_HTTPServiceStats()}
+    set {_uniqueStorage()._httpStats = newValue}
+  }
+  /// Returns true if `httpStats` has been explicitly set.
+  public var hasHTTPStats: Bool {_storage._httpStats != nil}
+  /// Clears the value of `httpStats`. Subsequent reads from it will return its default value.
+  public mutating func clearHTTPStats() {_uniqueStorage()._httpStats = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -491,6 +575,16 @@ public nonisolated struct Wasmlet_V1_CreateRequest: @unchecked Sendable {
     get {_storage._listeners}
     set {_uniqueStorage()._listeners = newValue}
   }
+
+  /// Set to make the instance a service: it needs at least one listener.
+  public var httpTrigger: Wasmlet_V1_HTTPTrigger {
+    get {_storage._httpTrigger ?? Wasmlet_V1_HTTPTrigger()}
+    set {_uniqueStorage()._httpTrigger = newValue}
+  }
+  /// Returns true if `httpTrigger` has been explicitly set.
+  public var hasHTTPTrigger: Bool {_storage._httpTrigger != nil}
+  /// Clears the value of `httpTrigger`. Subsequent reads from it will return its default value.
+  public mutating func clearHTTPTrigger() {_uniqueStorage()._httpTrigger = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1003,6 +1097,110 @@ nonisolated extension Wasmlet_V1_BoundListener: SwiftProtobuf.Message, SwiftProt
   }
 }
 
+nonisolated extension Wasmlet_V1_HTTPTrigger: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HTTPTrigger"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}max_concurrency\0\u{3}queue_length\0\u{3}queue_timeout_ms\0\u{3}max_body_bytes\0\u{3}max_header_bytes\0\u{3}max_response_bytes\0\u{3}request_read_timeout_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.maxConcurrency) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._queueLength) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.queueTimeoutMs) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.maxBodyBytes) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.maxHeaderBytes) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.maxResponseBytes) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.requestReadTimeoutMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.maxConcurrency != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxConcurrency, fieldNumber: 1)
+    }
+    try { if let v = self._queueLength {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    if self.queueTimeoutMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.queueTimeoutMs, fieldNumber: 3)
+    }
+    if self.maxBodyBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.maxBodyBytes, fieldNumber: 4)
+    }
+    if self.maxHeaderBytes != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxHeaderBytes, fieldNumber: 5)
+    }
+    if self.maxResponseBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.maxResponseBytes, fieldNumber: 6)
+    }
+    if self.requestReadTimeoutMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.requestReadTimeoutMs, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Wasmlet_V1_HTTPTrigger, rhs: Wasmlet_V1_HTTPTrigger) -> Bool {
+    if lhs.maxConcurrency != rhs.maxConcurrency {return false}
+    if lhs._queueLength != rhs._queueLength {return false}
+    if lhs.queueTimeoutMs != rhs.queueTimeoutMs {return false}
+    if lhs.maxBodyBytes != rhs.maxBodyBytes {return false}
+    if lhs.maxHeaderBytes != rhs.maxHeaderBytes {return false}
+    if lhs.maxResponseBytes != rhs.maxResponseBytes {return false}
+    if lhs.requestReadTimeoutMs != rhs.requestReadTimeoutMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Wasmlet_V1_HTTPServiceStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HTTPServiceStats"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}requests\0\u{1}running\0\u{1}queued\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.requests) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.running) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.queued) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.requests != 0 {
+      try visitor.visitSingularUInt64Field(value: self.requests, fieldNumber: 1)
+    }
+    if self.running != 0 {
+      try visitor.visitSingularUInt32Field(value: self.running, fieldNumber: 2)
+    }
+    if self.queued != 0 {
+      try visitor.visitSingularUInt32Field(value: self.queued, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Wasmlet_V1_HTTPServiceStats, rhs: Wasmlet_V1_HTTPServiceStats) -> Bool {
+    if lhs.requests != rhs.requests {return false}
+    if lhs.running != rhs.running {return false}
+    if lhs.queued != rhs.queued {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Wasmlet_V1_ExitRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExitRecord"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}reason\0\u{1}message\0\u{3}started_at\0\u{3}exited_at\0\u{3}fuel_consumed\0\u{3}cpu_time_ns\0\u{3}peak_memory_bytes\0\u{3}memory_limit_hit\0\u{1}signal\0\u{3}memory_budget_hit\0")
@@ -1089,7 +1287,7 @@ nonisolated extension Wasmlet_V1_ExitRecord: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Instance"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespace\0\u{1}id\0\u{1}labels\0\u{3}module_digest\0\u{1}state\0\u{3}created_at\0\u{1}limits\0\u{1}exit\0\u{1}serial\0\u{3}started_at\0\u{3}module_path\0\u{1}listeners\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespace\0\u{1}id\0\u{1}labels\0\u{3}module_digest\0\u{1}state\0\u{3}created_at\0\u{1}limits\0\u{1}exit\0\u{1}serial\0\u{3}started_at\0\u{3}module_path\0\u{1}listeners\0\u{3}http_trigger\0\u{3}http_stats\0")
 
   fileprivate class _StorageClass {
     var _namespace: String = String()
@@ -1104,6 +1302,8 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
     var _startedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _modulePath: String = String()
     var _listeners: [Wasmlet_V1_BoundListener] = []
+    var _httpTrigger: Wasmlet_V1_HTTPTrigger? = nil
+    var _httpStats: Wasmlet_V1_HTTPServiceStats? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1126,6 +1326,8 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
       _startedAt = source._startedAt
       _modulePath = source._modulePath
       _listeners = source._listeners
+      _httpTrigger = source._httpTrigger
+      _httpStats = source._httpStats
     }
   }
 
@@ -1156,6 +1358,8 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._startedAt) }()
         case 11: try { try decoder.decodeSingularStringField(value: &_storage._modulePath) }()
         case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._listeners) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._httpTrigger) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._httpStats) }()
         default: break
         }
       }
@@ -1204,6 +1408,12 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
       if !_storage._listeners.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._listeners, fieldNumber: 12)
       }
+      try { if let v = _storage._httpTrigger {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._httpStats {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1225,6 +1435,8 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._startedAt != rhs_storage._startedAt {return false}
         if _storage._modulePath != rhs_storage._modulePath {return false}
         if _storage._listeners != rhs_storage._listeners {return false}
+        if _storage._httpTrigger != rhs_storage._httpTrigger {return false}
+        if _storage._httpStats != rhs_storage._httpStats {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1236,7 +1448,7 @@ nonisolated extension Wasmlet_V1_Instance: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Wasmlet_V1_CreateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespace\0\u{1}id\0\u{1}labels\0\u{1}path\0\u{1}digest\0\u{1}args\0\u{1}env\0\u{1}preopens\0\u{1}cwd\0\u{1}stdin\0\u{1}stdout\0\u{1}stderr\0\u{1}limits\0\u{1}listeners\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespace\0\u{1}id\0\u{1}labels\0\u{1}path\0\u{1}digest\0\u{1}args\0\u{1}env\0\u{1}preopens\0\u{1}cwd\0\u{1}stdin\0\u{1}stdout\0\u{1}stderr\0\u{1}limits\0\u{1}listeners\0\u{3}http_trigger\0")
 
   fileprivate class _StorageClass {
     var _namespace: String = String()
@@ -1252,6 +1464,7 @@ nonisolated extension Wasmlet_V1_CreateRequest: SwiftProtobuf.Message, SwiftProt
     var _stderr: String = String()
     var _limits: Wasmlet_V1_Limits? = nil
     var _listeners: [Wasmlet_V1_Listener] = []
+    var _httpTrigger: Wasmlet_V1_HTTPTrigger? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1275,6 +1488,7 @@ nonisolated extension Wasmlet_V1_CreateRequest: SwiftProtobuf.Message, SwiftProt
       _stderr = source._stderr
       _limits = source._limits
       _listeners = source._listeners
+      _httpTrigger = source._httpTrigger
     }
   }
 
@@ -1321,6 +1535,7 @@ nonisolated extension Wasmlet_V1_CreateRequest: SwiftProtobuf.Message, SwiftProt
         case 12: try { try decoder.decodeSingularStringField(value: &_storage._stderr) }()
         case 13: try { try decoder.decodeSingularMessageField(value: &_storage._limits) }()
         case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._listeners) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._httpTrigger) }()
         default: break
         }
       }
@@ -1380,6 +1595,9 @@ nonisolated extension Wasmlet_V1_CreateRequest: SwiftProtobuf.Message, SwiftProt
       if !_storage._listeners.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._listeners, fieldNumber: 14)
       }
+      try { if let v = _storage._httpTrigger {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1402,6 +1620,7 @@ nonisolated extension Wasmlet_V1_CreateRequest: SwiftProtobuf.Message, SwiftProt
         if _storage._stderr != rhs_storage._stderr {return false}
         if _storage._limits != rhs_storage._limits {return false}
         if _storage._listeners != rhs_storage._listeners {return false}
+        if _storage._httpTrigger != rhs_storage._httpTrigger {return false}
         return true
       }
       if !storagesAreEqual {return false}
