@@ -280,21 +280,18 @@ public final class WasmletMetrics: Sendable {
     }
 
     public func changeHTTPInFlight(service: String, by delta: Int) {
-        series(httpInFlight, key: service) {
-            registry.makeGauge(
-                descriptor: MetricNameDescriptor(
-                    namespace: "wasmlet", metricName: "http_requests_in_flight", unitName: "",
-                    helpText: "Requests whose guest runs now, by service."),
-                labels: [("service", service)])
-        }.increment(by: Double(delta))
+        changeServiceGauge(httpInFlight, "http_requests_in_flight", "Requests whose guest runs now, by service.", service, delta)
     }
 
     public func changeHTTPQueueDepth(service: String, by delta: Int) {
-        series(httpQueued, key: service) {
+        changeServiceGauge(
+            httpQueued, "http_queue_depth", "Requests waiting for one of their service's concurrency slots, by service.", service, delta)
+    }
+
+    private func changeServiceGauge(_ table: borrowing Mutex<[String: Gauge]>, _ name: String, _ help: String, _ service: String, _ delta: Int) {
+        series(table, key: service) {
             registry.makeGauge(
-                descriptor: MetricNameDescriptor(
-                    namespace: "wasmlet", metricName: "http_queue_depth", unitName: "",
-                    helpText: "Requests waiting for one of their service's concurrency slots, by service."),
+                descriptor: MetricNameDescriptor(namespace: "wasmlet", metricName: name, unitName: "", helpText: help),
                 labels: [("service", service)])
         }.increment(by: Double(delta))
     }

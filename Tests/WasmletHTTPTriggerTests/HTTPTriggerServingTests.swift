@@ -106,7 +106,7 @@ import WasmletTestSupport
         let harness = try ServingHarness()
         defer { harness.shutdown() }
         let (_, port) = try harness.serve()
-        let answer = try await offThePool { try rawExchange(port: port, "GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n") }
+        let answer = try await offThePool { try loopbackExchange(port: port, "GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n") }
         #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
         #expect(answer.contains("malformed HTTP request"))
     }
@@ -134,7 +134,7 @@ import WasmletTestSupport
         let (_, port) = try harness.serve()
         let paths = ["/status", "/crlf", "/env?n=3", "/location", "/env?n=5"]
         let request = paths.map { "GET \($0) HTTP/1.1\r\nHost: h\r\n\r\n" }.joined() + "GET /crlf HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
-        let answer = try await offThePool { try rawExchange(port: port, request) }
+        let answer = try await offThePool { try loopbackExchange(port: port, request) }
         let statuses = answer.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
         #expect(statuses == ["404", "200", "200", "302", "200", "200"], "\(answer)")
         let third = answer.range(of: "argv[1]=n=3")
@@ -176,7 +176,7 @@ import WasmletTestSupport
         trigger.requestReadTimeoutMilliseconds = 300
         let (key, port) = try harness.serve(trigger: trigger)
         let closedAfter = try await offThePool { () -> Int in
-            let fd = try connectLoopbackBlocking(port: port)
+            let fd = try connectLoopback(port: port)
             defer { close(fd) }
             // One header byte at a time, each sent after the server has had the last one.
             let request = Array("GET /env HTTP/1.1\r\nHost: h\r\nX-Slow: \(String(repeating: "s", count: 100))\r\n\r\n".utf8)
@@ -192,40 +192,4 @@ import WasmletTestSupport
         #expect(closedAfter < 80, "the slow client was never closed")
         #expect(harness.host.statistics(of: key)?.requests == 0)
     }
-}
-
-/// Sends `request` on one connection and reads until the server closes it.
-func rawExchange(port: UInt16, _ request: String) throws -> String {
-    let fd = try connectLoopbackBlocking(port: port)
-    defer { close(fd) }
-    let bytes = Array(request.utf8)
-    guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { throw TestFailure("send failed") }
-    var answer: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = recv(fd, &buffer, buffer.count, 0)
-        if count == 0 { break }
-        if count < 0 && errno == EINTR { continue }
-        guard count > 0 else { throw TestFailure("recv: \(String(cString: strerror(errno)))") }
-        answer += buffer[0..<count]
-    }
-    return String(decoding: answer, as: UTF8.self)
-}
-
-func connectLoopbackBlocking(port: UInt16) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    var timeout = timeval(tv_sec: 30, tv_usec: 0)
-    _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = port.bigEndian
-    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else {
-        close(fd)
-        throw TestFailure("connect 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
-    }
-    return fd
 }

@@ -79,10 +79,9 @@ package func handOffLoopbackListeners(
     return (reply, fds.compactMap(loopbackPort))
 }
 
-/// One HTTP/1.0 GET to 127.0.0.1:port; the whole answer (the server closes the connection).
-package func loopbackHTTPGet(port: UInt16, path: String = "/") throws -> String {
+/// A blocking connection to 127.0.0.1:port, with 20 s send and receive timeouts (hang guards).
+package func connectLoopback(port: UInt16) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    defer { close(fd) }
     var timeout = timeval(tv_sec: 20, tv_usec: 0)
     _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -93,18 +92,35 @@ package func loopbackHTTPGet(port: UInt16, path: String = "/") throws -> String 
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else { throw TestFailure("connect 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
-    let request = Array("GET \(path) HTTP/1.0\r\nHost: localhost\r\n\r\n".utf8)
-    guard send(fd, request, request.count, Int32(MSG_NOSIGNAL)) == request.count else { throw TestFailure("send failed") }
+    guard connected == 0 else {
+        let error = errno
+        close(fd)
+        throw TestFailure("connect 127.0.0.1:\(port): \(String(cString: strerror(error)))")
+    }
+    return fd
+}
+
+/// Sends `request` on one connection to 127.0.0.1:port and reads until the server closes it.
+package func loopbackExchange(port: UInt16, _ request: String) throws -> String {
+    let fd = try connectLoopback(port: port)
+    defer { close(fd) }
+    let bytes = Array(request.utf8)
+    guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { throw TestFailure("send failed") }
     var answer: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
+    var buffer = [UInt8](repeating: 0, count: 65536)
     while true {
         let count = recv(fd, &buffer, buffer.count, 0)
         if count == 0 { break }
+        if count < 0 && errno == EINTR { continue }
         guard count > 0 else { throw TestFailure("recv: \(String(cString: strerror(errno))) after \(answer.count) bytes") }
         answer += buffer[0..<count]
     }
     return String(decoding: answer, as: UTF8.self)
+}
+
+/// One HTTP/1.0 GET to 127.0.0.1:port; the whole answer (the server closes the connection).
+package func loopbackHTTPGet(port: UInt16, path: String = "/") throws -> String {
+    try loopbackExchange(port: port, "GET \(path) HTTP/1.0\r\nHost: localhost\r\n\r\n")
 }
 
 /// Whether any descriptor of process `pid` is the socket with this inode.
