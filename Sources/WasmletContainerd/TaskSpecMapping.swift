@@ -22,6 +22,7 @@ import WasmletTTRPC
 ///   a unit, `DurationSyntax`: "30s", "1m30s", "500ms"; a bare number is refused) set the other
 ///   limits. A CPU quota is a rate,
 ///   not a budget, so it sets neither;
+/// - `wasmlet.dev/trigger: http` makes the container an HTTP service (`TaskHTTPTrigger`);
 /// - stdio goes to the FIFOs containerd handed over.
 enum TaskSpecMapping {
     static let fuelAnnotation = "wasmlet.dev/fuel"
@@ -95,6 +96,7 @@ enum TaskSpecMapping {
         instance.preopens = [PreopenSpec(guestPath: "/", hostPath: rootfs, readOnly: spec.root?.readonly ?? false)]
             + (try bindPreopens(spec.mounts ?? []))
         instance.limits = try limits(spec)
+        instance.httpTrigger = try TaskHTTPTrigger.spec(spec.annotations ?? [:])
         return (instance, .path(modulePath))
     }
 

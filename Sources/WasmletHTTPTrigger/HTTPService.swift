@@ -21,6 +21,9 @@ final class HTTPService: Sendable {
     private let requests = Atomic<UInt64>(0)
     private let connections = Atomic<Int>(0)
     let maxConnections: Int
+    /// Where the requests' stderr lines go: the service's own log (`kubectl logs` under
+    /// containerd), or the daemon's (the journal) when it has none.
+    private let stderrLine: @Sendable ([UInt8]) -> Void
 
     init(instance: ServedInstance, runtime: WasmletRuntime, serverSoftware: String, logger: Logger, observer: (any HTTPTriggerObserver)?) {
         key = instance.key
@@ -36,6 +39,11 @@ final class HTTPService: Sendable {
         self.observer = observer
         label = instance.key.description
         maxConnections = Int(instance.spec.limits.maxConnections ?? 1024)
+        if let log = instance.log {
+            stderrLine = { line in log.write(line: line) }
+        } else {
+            stderrLine = { [logger] line in logger.info("\(String(decoding: line, as: UTF8.self))", metadata: ["stream": "stderr"]) }
+        }
     }
 
     /// A request in progress, as its connection can stop it (the client left).
@@ -116,7 +124,7 @@ final class HTTPService: Sendable {
         let input = RequestInput(
             args: request.arguments, environment: request.environment(service: environment, serverSoftware: serverSoftware),
             body: body, maxOutputBytes: Int(trigger.maxResponseBytes),
-            stderrLine: { [logger] line in logger.info("\(String(decoding: line, as: UTF8.self))", metadata: ["stream": "stderr"]) })
+            stderrLine: stderrLine)
         let run: @Sendable () -> Void = { [self] in
             do {
                 let handle = try runtime.runRequest(for: key, input) { [self] outcome in

@@ -113,10 +113,18 @@ extension WasmletRuntime {
             return (record, descriptors)
         }
         emit(.started(state.withLock { _ in record.snapshot }))
-        let instance = ServedInstance(
-            key: key, spec: record.spec, trigger: trigger, listenerDescriptors: descriptors, listeners: record.boundListeners)
         let session: any ServingSession
         do {
+            let log: ServiceLog?
+            do {
+                log = try record.spec.stdio.stderr.map { try ServiceLog(path: $0, label: key.description) }
+            } catch {
+                for fd in descriptors { close(fd) }
+                throw error
+            }
+            let instance = ServedInstance(
+                key: key, spec: record.spec, trigger: trigger, listenerDescriptors: descriptors, listeners: record.boundListeners,
+                log: log)
             session = try servingHost.startServing(instance)
         } catch {
             let result = state.withLock { state -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, any Error>])? in

@@ -58,6 +58,9 @@ public struct ServedInstance: Sendable {
     /// host owns them and closes them when it stops (or when `startServing` throws).
     public let listenerDescriptors: [Int32]
     public let listeners: [BoundListener]
+    /// The service's stderr (its spec's `stdio.stderr`, opened), where the requests' stderr
+    /// lines go; nil when the spec names none, and the host logs them itself.
+    public let log: ServiceLog?
 }
 
 /// What serves instances that have an HTTP trigger (the daemon's HTTP trigger).

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WasmletAPI
+import WasmletRuntime
 @testable import WasmletContainerd
 
 /// The OCI spec → instance mapping without a daemon: durations, paths, bind mounts.
@@ -90,6 +91,39 @@ import WasmletAPI
             _ = try TaskSpecMapping.limits(spec)
         } throws: { error in
             "\(error)".contains("wasmlet.dev/timeout") && "\(error)".contains(expected)
+        }
+    }
+    /// `wasmlet.dev/trigger: http` and its limits, in the units `wasmletctl serve` takes.
+    @Test func httpTriggerAnnotations() throws {
+        #expect(try TaskHTTPTrigger.spec(["wasmlet.dev/listen": "8080"]) == nil)
+        let plain = try TaskHTTPTrigger.spec(["wasmlet.dev/trigger": "http", "wasmlet.dev/listen": "8080"])
+        #expect(plain == HTTPTriggerSpec())
+        let tuned = try TaskHTTPTrigger.spec([
+            "wasmlet.dev/trigger": "http", "wasmlet.dev/listen": "8080", "wasmlet.dev/http-max-concurrency": "8",
+            "wasmlet.dev/http-queue-length": "0", "wasmlet.dev/http-queue-timeout": "250ms", "wasmlet.dev/http-read-timeout": "3s",
+            "wasmlet.dev/http-max-body": "10M", "wasmlet.dev/http-max-headers": "8K", "wasmlet.dev/http-max-response": "1M",
+        ])
+        #expect(tuned == HTTPTriggerSpec(
+            maxConcurrency: 8, queueLength: 0, queueTimeoutMilliseconds: 250, maxBodyBytes: 10 << 20, maxHeaderBytes: 8 << 10,
+            maxResponseBytes: 1 << 20, requestReadTimeoutMilliseconds: 3_000))
+    }
+
+    /// Each bad trigger annotation fails the Create, naming the annotation and the problem.
+    @Test(arguments: [
+        (["wasmlet.dev/trigger": "grpc", "wasmlet.dev/listen": "8080"], "the only trigger is \"http\""),
+        (["wasmlet.dev/trigger": "http"], "needs listeners"),
+        (["wasmlet.dev/http-max-body": "1M", "wasmlet.dev/listen": "8080"], "needs wasmlet.dev/trigger=http"),
+        (["wasmlet.dev/trigger": "http", "wasmlet.dev/listen": "80", "wasmlet.dev/http-max-concurrency": "0"], "at least 1"),
+        (["wasmlet.dev/trigger": "http", "wasmlet.dev/listen": "80", "wasmlet.dev/http-queue-length": "-1"], "whole number"),
+        (["wasmlet.dev/trigger": "http", "wasmlet.dev/listen": "80", "wasmlet.dev/http-queue-timeout": "5"], "add a unit"),
+        (["wasmlet.dev/trigger": "http", "wasmlet.dev/listen": "80", "wasmlet.dev/http-max-body": "lots"], "wasmlet.dev/http-max-body"),
+        (["wasmlet.dev/trigger": "http", "wasmlet.dev/listen": "80", "wasmlet.dev/http-max-bodies": "1M"], "unknown HTTP trigger setting"),
+    ] as [([String: String], String)])
+    func badHTTPTriggerAnnotations(annotations: [String: String], expected: String) {
+        #expect {
+            _ = try TaskHTTPTrigger.spec(annotations)
+        } throws: { error in
+            "\(error)".contains("bad container spec") && "\(error)".contains(expected)
         }
     }
 }

@@ -150,6 +150,31 @@ import WasmletTestSupport
         #expect(harness.log.messages.contains("probe wrote this to stderr"))
     }
 
+    /// A service with a stderr path of its own (containerd's FIFO, which `kubectl logs` reads)
+    /// gets its requests' stderr lines there, in order, and not in the daemon's log.
+    @Test func guestStderrGoesToTheServicesOwnFIFO() async throws {
+        let directory = try TemporaryDirectory()
+        let fifo = directory.path + "/stderr"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let reader = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        #expect(reader >= 0)
+        defer { close(reader) }
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (_, port) = try harness.serve(stdio: StdioSpec(stderr: fifo))
+        for _ in 0..<3 { #expect(try await curl(port, "/stderr").body == "logged\n") }
+        let expected = String(repeating: "probe wrote this to stderr\n", count: 3)
+        var read: [UInt8] = []
+        #expect(await eventually {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(reader, $0.baseAddress, $0.count) }
+            if count > 0 { read += buffer[0..<count] }
+            return read.count >= expected.utf8.count
+        })
+        #expect(String(decoding: read, as: UTF8.self) == expected)
+        #expect(!harness.log.messages.contains("probe wrote this to stderr"))
+    }
+
     /// A kill ends the service as a killed server ends: its connections close at once (the
     /// client of a running request gets no answer), its guests are killed, its port refuses.
     @Test func killStopsTheServiceAndItsRunningRequests() async throws {

@@ -29,13 +29,13 @@ final class ServingHarness: Sendable {
     /// Creates and starts a service of `module` (an example guest's name); returns its port.
     func serve(
         _ module: String = "wagi_probe", id: String = "svc-\(UUID().uuidString.prefix(8))", trigger: HTTPTriggerSpec = HTTPTriggerSpec(),
-        limits: InstanceLimits = InstanceLimits(), environment: [String: String] = [:]
+        limits: InstanceLimits = InstanceLimits(), environment: [String: String] = [:], stdio: StdioSpec = StdioSpec()
     ) throws -> (key: InstanceKey, port: UInt16) {
         let loaded = try runtime.loadModule(path: example(module))
         let key = InstanceKey(namespace: "test", id: id)
         let snapshot = try runtime.create(
             InstanceSpec(
-                key: key, moduleDigest: loaded.digest, environment: environment, limits: limits,
+                key: key, moduleDigest: loaded.digest, environment: environment, stdio: stdio, limits: limits,
                 listeners: [ListenerSpec(address: "127.0.0.1", port: 0)], httpTrigger: trigger))
         try runtime.start(key)
         return (key, snapshot.listeners[0].boundPort)
