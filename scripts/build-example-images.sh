@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds OCI image archives of the example guests, for `ctr image import` (see
 # examples/images/README.md): hello, hello-wasi, sleeper, cpuhog, membomb, echo, httpd,
-# echoserver and pause.
+# echoserver, wagi-probe, wagi-hello and pause.
 #
 # Usage: scripts/build-example-images.sh [OUTDIR]     (default examples/images/build/)
 #   WASMLETCTL=path   the wasmletctl to use; default: `swift build --product wasmletctl`, then
@@ -24,7 +24,7 @@ else
 fi
 [ -x "$ctl" ] || die "$ctl is not an executable wasmletctl"
 
-for module in hello sleeper cpuhog membomb echo httpd echoserver; do
+for module in hello sleeper cpuhog membomb echo httpd echoserver wagi_probe wagi_hello; do
     if [ ! -f "$WASM/$module.wasm" ]; then
         echo "build-example-images: $WASM/$module.wasm is missing; running scripts/build-examples.sh"
         "$ROOT/scripts/build-examples.sh"
@@ -54,6 +54,10 @@ image echo echo docker.io/wasmlet/echo:latest --arg hello --arg "from an image" 
 # the Kubernetes example, deploy/kubernetes/examples/).
 image httpd httpd docker.io/wasmlet/httpd:latest
 image echoserver echoserver docker.io/wasmlet/echoserver:latest
+# An HTTP trigger guest (WAGI): under annotations wasmlet.dev/trigger=http and
+# wasmlet.dev/listen=8080, wasmletd serves HTTP and runs it once per request.
+image wagi-probe wagi_probe docker.io/wasmlet/wagi-probe:latest
+image wagi-hello wagi_hello docker.io/wasmlet/wagi-hello:latest
 # The pod sandbox image for a wasmlet-only node without a registry: wasmlet never runs the
 # sandbox container's module, so any module will do.
 image pause hello docker.io/wasmlet/pause:latest

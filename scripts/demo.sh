@@ -2,7 +2,8 @@
 # The README's first command. On a fresh Debian machine with Swift (as root) it installs what is
 # missing, builds wasmlet and the example guests, starts wasmletd on its built-in defaults (no
 # configuration file), runs a demo workload through wasmletctl, shows `wasmletctl list`, serves
-# httpd.wasm on a pre-opened listener and asks it with curl, and
+# httpd.wasm on a pre-opened listener and asks it with curl, serves wagi_hello.wasm through the
+# HTTP trigger and asks that too, and
 # stops the daemon it started (by its PID). With --keep the daemon keeps running.
 # If a wasmletd already answers on the default socket (say, the systemd service), it uses that.
 set -euo pipefail
@@ -83,4 +84,13 @@ curl -sS --max-time 10 "http://127.0.0.1:$port/"
 curl -sS --max-time 10 "http://127.0.0.1:$port/files/note.txt"
 ctl kill web
 wait "$server" || echo "-> exit code $?"
+
+echo; echo "== an HTTP service: wagi_hello.wasm under the HTTP trigger (a fresh instance per request, WAGI)"
+echo "\$ wasmletctl serve --id wagi --listen 127.0.0.1:0 examples/build/wagi_hello.wasm"
+url="$("$bin/wasmletctl" serve --id wagi --listen 127.0.0.1:0 "$ex/wagi_hello.wasm")"
+echo "$url"
+echo "\$ curl $url   (three times)"
+for _ in 1 2 3; do curl -sS --max-time 10 "$url"; done
+ctl list
+ctl delete wagi
 rm -rf "$data"

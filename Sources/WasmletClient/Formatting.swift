@@ -58,21 +58,34 @@ public enum InstanceFormatting {
 
     /// The `wasmletctl list` table, sorted by namespace then id, columns aligned with three
     /// spaces between them, one line per instance, ending in a newline. `now` is in Unix seconds.
+    /// When any instance is an HTTP service, a last column SERVING shows each service's
+    /// addresses and request count.
     public static func table(_ instances: [Wasmlet_V1_Instance], now: Int64) -> String {
         let sorted = sortedByKey(instances)
-        var rows: [[String]] = [tableHeader]
+        let anyService = sorted.contains { $0.hasHTTPTrigger }
+        var rows: [[String]] = [anyService ? tableHeader + ["SERVING"] : tableHeader]
         rows.reserveCapacity(sorted.count + 1)
         for instance in sorted {
-            rows.append([
+            var row = [
                 instance.namespace,
                 instance.id,
                 stateName(instance.state),
                 instance.hasExit ? String(instance.exit.code) : "-",
                 shortDigest(instance.moduleDigest),
                 instance.hasCreatedAt ? age(seconds: now - instance.createdAt.seconds) : "-",
-            ])
+            ]
+            if anyService { row.append(serving(instance)) }
+            rows.append(row)
         }
         return alignedTable(rows)
+    }
+
+    /// "127.0.0.1:8080 (12 requests)" for a service, "-" for any other instance.
+    static func serving(_ instance: Wasmlet_V1_Instance) -> String {
+        guard instance.hasHTTPTrigger else { return "-" }
+        let addresses = instance.listeners.map(\.boundAddress).joined(separator: ",")
+        let requests = instance.httpStats.requests
+        return "\(addresses.isEmpty ? "-" : addresses) (\(requests) request\(requests == 1 ? "" : "s"))"
     }
 
     /// By namespace then id. The daemon answers List in this order already, so this usually

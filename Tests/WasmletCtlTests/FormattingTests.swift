@@ -47,6 +47,22 @@ func makeInstance(
         #expect(table == expected)
     }
 
+    /// A service adds the SERVING column: its bound addresses and request count.
+    @Test func servicesShowWhereTheyServe() {
+        var service = makeInstance(id: "svc", state: .running)
+        service.httpTrigger = Wasmlet_V1_HTTPTrigger()
+        service.listeners = [.with { $0.boundAddress = "127.0.0.1:8080"; $0.boundPort = 8080 }]
+        service.httpStats = .with { $0.requests = 12 }
+        let table = InstanceFormatting.table([service, makeInstance(id: "cmd", state: .running)], now: 1_700_000_000)
+        let expected = """
+            NAMESPACE   ID    STATE     EXIT   MODULE         AGE   SERVING
+            default     cmd   running   -      0123456789ab   0s    -
+            default     svc   running   -      0123456789ab   0s    127.0.0.1:8080 (12 requests)
+
+            """
+        #expect(table == expected)
+    }
+
     @Test func emptyTableHasHeaderOnly() {
         #expect(InstanceFormatting.table([], now: 0) == "NAMESPACE   ID   STATE   EXIT   MODULE   AGE\n")
     }

@@ -35,6 +35,7 @@ CAT = "docker.io/wasmlet/cat:latest"
 HTTPD = "docker.io/wasmlet/httpd:latest"
 HTTPD_TEXT = "hello from wasmlet httpd"
 PAUSE = "docker.io/wasmlet/pause:latest"
+WAGI_PROBE = "docker.io/wasmlet/wagi-probe:latest"
 HELLO_TEXT = "hello from wasmlet"
 
 
@@ -306,6 +307,8 @@ def images():
             pack(name, guest, host)
     if not any(n == PAUSE for n in names):
         pack(PAUSE, "sleeper", host)
+    if not any(n == WAGI_PROBE for n in names):
+        pack(WAGI_PROBE, "wagi_probe", host)
     if not any(p.startswith("wasi") and "hello" in n for n, p in found):
         pack("docker.io/wasmlet/hello-wasi:latest", "hello", "wasip1/wasm")
     _images = found

@@ -12,7 +12,7 @@ import unittest
 import uuid
 
 from lib import (ADDRESS, HELLO, HELLO_TEXT, HERE, HTTPD, HTTPD_TEXT, K8S_NS, PAUSE, SLEEPER,
-                 WORK, Wasmletd, image, import_image, mounts_under, run, shim_pids, wait_for)
+                 WAGI_PROBE, WORK, Wasmletd, image, import_image, mounts_under, run, shim_pids, wait_for)
 
 TIMEOUT = 30  # seconds for any one CRI call (kubelet's default runtime request timeout is 2 min)
 
@@ -186,57 +186,54 @@ class T7CRI(CRITestCase):
         self.assertEqual(left, [], "mounts left behind")
 
 
-class T9PodNetwork(CRITestCase):
-    """A pod on the pod network (the run's CNI bridge, scripts/e2e-containerd.sh) with
-    wasmlet.dev/listen=8080: the shim binds in the pod's network namespace, which CNI made, and
-    a curl from the host to the pod IP is answered by the httpd guest."""
+class PodNetworkCase(CRITestCase):
+    """A pod on the pod network (the run's CNI bridge, scripts/e2e-containerd.sh): the shim
+    binds the pod's wasmlet.dev/listen ports in the pod's network namespace, which CNI made."""
 
-    def curl(self, ip):
-        return run(["curl", "-sS", "--max-time", "10", f"http://{ip}:8080/"], timeout=15)
+    def curl(self, ip, path="/", *flags):
+        return run(["curl", "-sS", "--max-time", "10", *flags, f"http://{ip}:8080{path}"], timeout=15)
 
-    def test_pod_ip_serves(self):
+    def start_pod(self, name, container_image, annotations):
+        """RunPodSandbox with `annotations`, then one container of `container_image`, started;
+        returns (pod IP, container id, the container's log file)."""
         pb = self.pb
-        for name in (HTTPD, PAUSE):
-            import_image(image(name), ns=K8S_NS)
-        netns_before = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
+        for img_name in (container_image, PAUSE):
+            import_image(image(img_name), ns=K8S_NS)
+        self.netns_before = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
         uid = str(uuid.uuid4())
-        log_dir = os.path.join(WORK, "pod-logs", f"e2e_web-pod_{uid}")
+        log_dir = os.path.join(WORK, "pod-logs", f"e2e_{name}_{uid}")
         os.makedirs(log_dir, exist_ok=True)
-        sandbox_config = pb.PodSandboxConfig(
-            metadata=pb.PodSandboxMetadata(name="web-pod", uid=uid, namespace="e2e", attempt=0),
-            hostname="web-pod", log_directory=log_dir, labels={"app": "web"},
-            annotations={"wasmlet.dev/listen": "8080"},
+        self.sandbox_config = pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="e2e", attempt=0),
+            hostname=name, log_directory=log_dir, labels={"app": "web"}, annotations=annotations,
             linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
                 namespace_options=pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER, ipc=pb.POD))),
         )
         self.sandbox_id = self.call("RunPodSandbox", pb.RunPodSandboxRequest(
-            config=sandbox_config, runtime_handler="wasmlet")).pod_sandbox_id
+            config=self.sandbox_config, runtime_handler="wasmlet")).pod_sandbox_id
         status = self.call("PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id=self.sandbox_id)).status
         self.assertEqual(status.state, pb.SANDBOX_READY)
         ip = status.network.ip
         self.assertTrue(ip.startswith(os.environ.get("E2E_POD_SUBNET", "10.231.0.0/24").rsplit(".", 1)[0] + "."),
                         f"pod IP {ip!r} is not on the run's CNI bridge")
         cfg = pb.ContainerConfig(
-            metadata=pb.ContainerMetadata(name="httpd", attempt=0), image=pb.ImageSpec(image=HTTPD),
-            log_path="httpd/0.log", labels={"app": "web"},
+            metadata=pb.ContainerMetadata(name="web", attempt=0), image=pb.ImageSpec(image=container_image),
+            log_path="web/0.log", labels={"app": "web"},
             linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
                 namespace_options=pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER, ipc=pb.POD))),
         )
         cid = self.call("CreateContainer", pb.CreateContainerRequest(
-            pod_sandbox_id=self.sandbox_id, config=cfg, sandbox_config=sandbox_config)).container_id
+            pod_sandbox_id=self.sandbox_id, config=cfg, sandbox_config=self.sandbox_config)).container_id
         self.container_ids.append(cid)
         self.call("StartContainer", pb.StartContainerRequest(container_id=cid))
         self.wait_container(cid, pb.CONTAINER_RUNNING, 10)
-        for _ in range(3):
-            got = self.curl(ip)
-            self.assertEqual(got.rc, 0, f"curl to the pod IP failed\n{got}")
-            self.assertIn(HTTPD_TEXT, got.out, f"unexpected answer\n{got}")
-        print(f"\n    curl http://{ip}:8080/ from the host: {got.out.strip()!r}", end="", flush=True)
-        # The host's own loopback has no such listener: it is in the pod's namespace.
-        self.assertNotIn(HTTPD_TEXT, run(["curl", "-sS", "--max-time", "3", "http://127.0.0.1:8080/"]).out)
+        return ip, cid, os.path.join(log_dir, "web", "0.log")
 
+    def stop_pod(self, ip, cid):
+        """StopContainer, then the pod's teardown as kubelet does it; nothing may be left."""
+        pb = self.pb
         self.call("StopContainer", pb.StopContainerRequest(container_id=cid, timeout=5))
-        self.wait_container(cid, pb.CONTAINER_EXITED, 10)
+        status = self.wait_container(cid, pb.CONTAINER_EXITED, 10)
         refused = self.curl(ip)
         self.assertEqual(refused.rc, 7, f"the pod IP still answers (or did not refuse) after the stop\n{refused}")
         self.call("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=self.sandbox_id))
@@ -247,7 +244,51 @@ class T9PodNetwork(CRITestCase):
         gone = wait_for(lambda: set(shim_pids()) <= set(self.shims_before), 5)
         self.assertTrue(gone, f"wasmlet shims left: {sorted(set(shim_pids()) - set(self.shims_before))}")
         netns_after = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
-        self.assertEqual(netns_after - netns_before, set(), "the pod's network namespace was left behind")
+        self.assertEqual(netns_after - self.netns_before, set(), "the pod's network namespace was left behind")
+        return status
 
 
-ORDER = [T7CRI, T9PodNetwork]
+class T9PodNetwork(PodNetworkCase):
+    """wasmlet.dev/listen=8080 on the pod: a curl from the host to the pod IP is answered by the
+    httpd guest, which serves the pre-opened listener itself."""
+
+    def test_pod_ip_serves(self):
+        ip, cid, _ = self.start_pod("web-pod", HTTPD, {"wasmlet.dev/listen": "8080"})
+        for _ in range(3):
+            got = self.curl(ip)
+            self.assertEqual(got.rc, 0, f"curl to the pod IP failed\n{got}")
+            self.assertIn(HTTPD_TEXT, got.out, f"unexpected answer\n{got}")
+        print(f"\n    curl http://{ip}:8080/ from the host: {got.out.strip()!r}", end="", flush=True)
+        # The host's own loopback has no such listener: it is in the pod's namespace.
+        self.assertNotIn(HTTPD_TEXT, run(["curl", "-sS", "--max-time", "3", "http://127.0.0.1:8080/"]).out)
+        self.stop_pod(ip, cid)
+
+
+class T10PodHTTPTrigger(PodNetworkCase):
+    """wasmlet.dev/trigger=http with wasmlet.dev/listen=8080 on the pod: wasmletd serves HTTP on
+    the pod IP and runs a fresh instance of the wagi-probe module per request; the guest's stderr
+    reaches the container's log (what `kubectl logs` reads); a trapping request is a 500 and the
+    service goes on; StopContainer ends it with SIGTERM's code."""
+
+    def test_pod_ip_serves_through_the_trigger(self):
+        ip, cid, log_path = self.start_pod("wagi-pod", WAGI_PROBE, {
+            "wasmlet.dev/listen": "8080", "wasmlet.dev/trigger": "http", "wasmlet.dev/http-max-concurrency": "4"})
+        for _ in range(3):
+            got = self.curl(ip, "/env?x=1")
+            self.assertEqual(got.rc, 0, f"curl to the pod IP failed\n{got}")
+            # A fresh instance per request: its static counter reads 1 every time.
+            for line in ("counter=1", "REQUEST_METHOD=GET", "QUERY_STRING=x=1", "SERVER_PORT=8080", "PATH_INFO=/env"):
+                self.assertIn(line, got.out.splitlines(), f"unexpected answer\n{got}")
+        print(f"\n    curl http://{ip}:8080/env from the host: {got.out.splitlines()[0]!r} ...", end="", flush=True)
+        trap = self.curl(ip, "/trap", "-o", "/dev/null", "-w", "%{http_code}")
+        self.assertEqual(trap.out, "500", f"a trapping request\n{trap}")
+        logged = self.curl(ip, "/stderr")
+        self.assertEqual(logged.out, "logged\n", f"{logged}")
+        in_log = wait_for(lambda: os.path.exists(log_path) and "probe wrote this to stderr" in open(log_path).read(), 10)
+        self.assertTrue(in_log, f"the guest's stderr line is not in the container log {log_path}")
+        status = self.stop_pod(ip, cid)
+        self.assertEqual(status.exit_code, 143, f"the service's exit after StopContainer: {status}")
+
+
+ORDER = [T7CRI, T9PodNetwork, T10PodHTTPTrigger]
+
