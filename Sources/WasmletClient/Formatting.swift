@@ -200,6 +200,28 @@ public enum InstanceFormatting {
             }
             writer.endArray()
         }
+        // Only for services: their trigger's settings (the daemon's, defaults filled in) and
+        // their request counts.
+        if instance.hasHTTPTrigger {
+            let trigger = instance.httpTrigger
+            writer.key("httpTrigger")
+            writer.beginObject()
+            writer.key("maxConcurrency"); writer.uint(UInt64(trigger.maxConcurrency))
+            writer.key("queueLength"); writer.uint(UInt64(trigger.queueLength))
+            writer.key("queueTimeoutMs"); writer.uint(trigger.queueTimeoutMs)
+            writer.key("maxBodyBytes"); writer.uint(trigger.maxBodyBytes)
+            writer.key("maxHeaderBytes"); writer.uint(UInt64(trigger.maxHeaderBytes))
+            writer.key("maxResponseBytes"); writer.uint(trigger.maxResponseBytes)
+            writer.key("requestReadTimeoutMs"); writer.uint(trigger.requestReadTimeoutMs)
+            writer.endObject()
+            let stats = instance.httpStats
+            writer.key("httpStats")
+            writer.beginObject()
+            writer.key("requests"); writer.uint(stats.requests)
+            writer.key("running"); writer.uint(UInt64(stats.running))
+            writer.key("queued"); writer.uint(UInt64(stats.queued))
+            writer.endObject()
+        }
         writer.key("exit")
         if instance.hasExit { write(instance.exit, to: &writer) } else { writer.null() }
         writer.endObject()

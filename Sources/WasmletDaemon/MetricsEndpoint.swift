@@ -1,5 +1,6 @@
 import Dispatch
 import Logging
+import NIOCore
 import Synchronization
 import WasmletMetrics
 import WasmletService
@@ -21,7 +22,12 @@ enum MetricsEndpoint {
         let chosen = address ?? defaultAddress
         do {
             let server = try await MetricsServer.bind(address: chosen, endpoints: endpoints)
-            logger.info("serving metrics on http://\(chosen)/metrics")
+            // The bound port, so that port 0 (a free one) can be found in the log.
+            let bound = server.localAddress.flatMap { address -> String? in
+                guard let host = address.ipAddress, let port = address.port else { return nil }
+                return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            } ?? chosen
+            logger.info("serving metrics on http://\(bound)/metrics")
             return MetricsHandle(server)
         } catch {
             if address != nil { throw DaemonError.startup("metrics address \(chosen): \(error)") }

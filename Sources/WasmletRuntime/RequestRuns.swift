@@ -219,7 +219,10 @@ final class RequestRunControl: Sendable {
             state.deadline = deadline
             return true
         }
-        if armed { deadline.timer.resume() }
+        // A Dispatch source released before it is resumed crashes the process, so a run that
+        // ended before its deadline was armed (a fast guest) still resumes its timer, cancelled.
+        if !armed { deadline.timer.cancel() }
+        deadline.timer.resume()
     }
 
     /// A Dispatch timer is thread-safe but not marked Sendable.

@@ -15,7 +15,7 @@ final class RealDaemon: @unchecked Sendable {
     let child: ChildProcess
     let logPath: String
 
-    init() async throws {
+    init(arguments: [String] = []) async throws {
         var template = Array("/tmp/wctld-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw CLIError("mkdtemp failed") }
         directory = String(cString: made)
@@ -26,7 +26,7 @@ final class RealDaemon: @unchecked Sendable {
             env[name] = nil
         }
         child = try ChildProcess(
-            daemonPath, ["--socket", socketPath, "--state-dir", directory + "/state", "--shutdown-grace", "1s"],
+            daemonPath, ["--socket", socketPath, "--state-dir", directory + "/state", "--shutdown-grace", "1s"] + arguments,
             environment: env, stdout: logPath, stderr: nil)
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {

@@ -142,6 +142,44 @@ import WasmletTestSupport
         #expect(third != nil && fifth != nil && third!.lowerBound < fifth!.lowerBound)
     }
 
+    /// 1,000 keep-alive connections open at once, each with a request sent before any answer
+    /// is read, then a second request on every one of them: all 2,000 are answered, and no
+    /// connection is closed in between. The queue limits are raised so
+    /// that a slow machine makes the test slower, not a 503.
+    @Test func aThousandConcurrentKeepAliveConnections() async throws {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        try #require(limit.rlim_max >= 4_096, "this test holds 2,000 sockets; RLIMIT_NOFILE's hard limit is \(limit.rlim_max)")
+        if limit.rlim_cur < 4_096 {
+            limit.rlim_cur = min(limit.rlim_max, 8_192)
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let trigger = HTTPTriggerSpec(queueLength: 1_000, queueTimeoutMilliseconds: 600_000, requestReadTimeoutMilliseconds: 600_000)
+        let (key, port) = try harness.serve("wagi_hello", trigger: trigger, limits: InstanceLimits(maxConnections: 2_000))
+        let wrong = try await offThePool { () throws -> [String] in
+            let connections = try (0..<1_000).map { _ in try connectLoopback(port: port) }
+            defer { connections.forEach { close($0) } }
+            var wrong: [String] = []
+            for round in 0..<2 {
+                let request = Array("GET /?round=\(round) HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
+                for fd in connections where send(fd, request, request.count, Int32(MSG_NOSIGNAL)) != request.count {
+                    throw TestFailure("send on connection \(fd) in round \(round): \(String(cString: strerror(errno)))")
+                }
+                for (index, fd) in connections.enumerated() {
+                    let answer = try readOneResponse(fd)
+                    if !(answer.hasPrefix("HTTP/1.1 200 ") && answer.hasSuffix("\r\n\r\nhello from wasmlet\n")) {
+                        wrong.append("round \(round), connection \(index): \(answer)")
+                    }
+                }
+            }
+            return wrong
+        }
+        #expect(wrong.isEmpty, "\(wrong.count) wrong answers, the first: \(wrong.first ?? "")")
+        #expect(harness.host.statistics(of: key)?.requests == 2_000)
+    }
+
     @Test func guestStderrGoesToTheServiceLog() async throws {
         let harness = try ServingHarness()
         defer { harness.shutdown() }
@@ -217,4 +255,31 @@ import WasmletTestSupport
         #expect(closedAfter < 80, "the slow client was never closed")
         #expect(harness.host.statistics(of: key)?.requests == 0)
     }
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length from a blocking socket, no further.
+func readOneResponse(_ fd: Int32) throws -> String {
+    var bytes: [UInt8] = []
+    var byte: UInt8 = 0
+    let end = Array("\r\n\r\n".utf8)
+    while bytes.count < 4 || Array(bytes.suffix(4)) != end {
+        let count = recv(fd, &byte, 1, 0)
+        if count < 0 && errno == EINTR { continue }
+        guard count == 1 else { throw TestFailure("connection \(fd) ended in a response head after \(bytes.count) bytes") }
+        bytes.append(byte)
+    }
+    let head = String(decoding: bytes, as: UTF8.self)
+    let lengthLine = head.lowercased().components(separatedBy: "\r\n").first { $0.hasPrefix("content-length:") }
+    guard let length = lengthLine.flatMap({ Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) }) else {
+        throw TestFailure("no Content-Length in \(head)")
+    }
+    var body = [UInt8](repeating: 0, count: length)
+    var read = 0
+    while read < length {
+        let count = body.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + read, length - read, 0) }
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { throw TestFailure("connection \(fd) ended in a body") }
+        read += count
+    }
+    return head + String(decoding: body, as: UTF8.self)
 }
