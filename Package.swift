@@ -276,6 +276,8 @@ let package = Package(
                 "WasmletTTRPC", "WasmletAPI", "WasmletJSON", "WasmletConventions",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                // WAGI's modules.toml, for `wasmletctl serve --routes`.
+                .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
         // What the programs share (see the header): standard library and libc only.

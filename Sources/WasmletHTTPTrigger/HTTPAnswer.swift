@@ -18,6 +18,7 @@ enum HTTPFailure: Sendable, Equatable {
     case malformedRequest(String)
     case notCGI(String)
     case responseTooLarge(UInt64)
+    case noRoute(String)
 
     var status: Int {
         switch self {
@@ -28,6 +29,7 @@ enum HTTPFailure: Sendable, Equatable {
         case .headersTooLarge: return 431
         case .malformedRequest: return 400
         case .notCGI, .responseTooLarge: return 502
+        case .noRoute: return 404
         }
     }
 
@@ -49,6 +51,7 @@ enum HTTPFailure: Sendable, Equatable {
         case .malformedRequest: return "malformed"
         case .notCGI: return "not_cgi"
         case .responseTooLarge: return "response_too_large"
+        case .noRoute: return "no_route"
         }
     }
 
@@ -69,6 +72,7 @@ enum HTTPFailure: Sendable, Equatable {
         case .malformedRequest(let why): return "malformed HTTP request: \(why)"
         case .notCGI(let why): return "the guest's output is not a CGI response: \(why)"
         case .responseTooLarge(let limit): return "the guest's output is over the limit of \(limit) bytes"
+        case .noRoute(let path): return "no route of this service matches \(path)"
         }
     }
 

@@ -99,7 +99,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     private func dispatch(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let request = CGIRequest(
+        var request = CGIRequest(
             method: head.method.rawValue, target: head.uri,
             protocolVersion: "HTTP/\(head.version.major).\(head.version.minor)",
             headers: head.headers.map { ($0.name, $0.value) }, bodyLength: body.readableBytes,
@@ -110,6 +110,13 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         let keepAlive = head.isKeepAlive
         let isHead = head.method == .HEAD
         let version = head.version
+        guard let route = HTTPRoute.first(in: service.routes, matching: request.path) else {
+            let failure = HTTPFailure.noRoute(String(request.path))
+            service.observer?.requestAnswered(service: service.label, status: failure.status, seconds: 0, failure: failure.reason)
+            write(HTTPAnswer(failure), context: context, version: version, keepAlive: keepAlive, omitBody: isHead)
+            return
+        }
+        request.route = route
         let started = NIODeadline.now()
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop

@@ -21,6 +21,8 @@ final class HTTPService: Sendable {
     private let requests = Atomic<UInt64>(0)
     private let connections = Atomic<Int>(0)
     let maxConnections: Int
+    /// The route table, tried in order (`HTTPRoute.table`).
+    let routes: [HTTPRoute]
     /// Where the requests' stderr lines go: the service's own log (`kubectl logs` under
     /// containerd), or the daemon's (the journal) when it has none.
     private let stderrLine: @Sendable ([UInt8]) -> Void
@@ -39,6 +41,7 @@ final class HTTPService: Sendable {
         self.observer = observer
         label = instance.key.description
         maxConnections = Int(instance.spec.limits.maxConnections ?? 1024)
+        routes = HTTPRoute.table(instance.trigger)
         if let log = instance.log {
             stderrLine = { line in log.write(line: line) }
         } else {
@@ -124,7 +127,7 @@ final class HTTPService: Sendable {
         let input = RequestInput(
             args: request.arguments, environment: request.environment(service: environment, serverSoftware: serverSoftware),
             body: body, maxOutputBytes: Int(trigger.maxResponseBytes),
-            stderrLine: stderrLine)
+            stderrLine: stderrLine, moduleDigest: request.route.moduleDigest)
         let run: @Sendable () -> Void = { [self] in
             do {
                 let handle = try runtime.runRequest(for: key, input) { [self] outcome in

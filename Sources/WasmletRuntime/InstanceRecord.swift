@@ -11,6 +11,8 @@ final class InstanceRecord: @unchecked Sendable {
 
     let spec: InstanceSpec
     let module: LoadedModule
+    /// A service's route modules by digest, held so the cache cannot evict them while it lives.
+    let routeModules: [String: LoadedModule]
     let memoryCap: UInt64
     /// What create charged to the node budget (the overhead under committed admission, the cap
     /// under reserve-caps), released at exit or at the delete of a never-started instance.
@@ -42,8 +44,12 @@ final class InstanceRecord: @unchecked Sendable {
     /// Callers blocked in `wait`, by a token so a cancelled wait can remove itself.
     var waiters: [UInt64: CheckedContinuation<ExitRecord, any Error>] = [:]
 
-    init(spec: InstanceSpec, module: LoadedModule, memoryCap: UInt64, budgetCharge: UInt64, serial: UInt32) {
+    init(
+        spec: InstanceSpec, module: LoadedModule, routeModules: [String: LoadedModule] = [:], memoryCap: UInt64, budgetCharge: UInt64,
+        serial: UInt32
+    ) {
         self.spec = spec
+        self.routeModules = routeModules
         self.module = module
         self.memoryCap = memoryCap
         self.budgetCharge = budgetCharge

@@ -29,6 +29,9 @@ extension WasmletRuntime {
             guard record.spec.httpTrigger != nil, record.state == .running else {
                 throw RuntimeError.failedPrecondition("instance \(key) is not a running service")
             }
+            if let digest = input.moduleDigest, digest != record.module.digest, record.routeModules[digest] == nil {
+                throw RuntimeError.invalidArgument("module \(digest) is not one of service \(key)'s")
+            }
             guard state.liveCount + state.requestsRunning < configuration.maxInstances else {
                 throw RuntimeError.resourceExhausted("instance limit reached: \(configuration.maxInstances) live instances")
             }
@@ -54,7 +57,7 @@ extension WasmletRuntime {
         let limiter = MemoryLimiter(capBytes: cap, budget: configuration.memoryAdmission == .committed ? budget : nil)
         let stdio = RequestStdio(input: input.body, maxOutputBytes: input.maxOutputBytes, stderrLine: input.stderrLine)
         let guest = GuestRun(
-            module: record.module, spec: spec, engine: engine, memoryCap: cap, interrupter: run.interrupter,
+            module: input.moduleDigest.flatMap { record.routeModules[$0] } ?? record.module, spec: spec, engine: engine, memoryCap: cap, interrupter: run.interrupter,
             fifoWait: configuration.fifoOpenTimeout, pool: configuration.warmInstancesPerModule > 0 ? pool : nil,
             stackBytes: stack, limiter: limiter, counters: counters, hooks: hooks, requestStdio: stdio)
         let fuelBudget = spec.limits.fuel

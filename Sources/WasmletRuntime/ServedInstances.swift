@@ -21,14 +21,20 @@ public struct HTTPTriggerSpec: Sendable, Equatable, Codable {
     /// A connection must deliver each whole request within this time of its first byte (or of
     /// the previous response): a slow client is closed before it can hold a guest.
     public var requestReadTimeoutMilliseconds: UInt64
+    /// The route table (WAGI's `modules.toml`), tried in order, the first match winning; a
+    /// request that matches none is answered 404. Empty: the instance's own module serves
+    /// `/...`, every path.
+    public var routes: [HTTPRouteSpec]
 
     public static let defaultDeadlineMilliseconds: UInt64 = 30_000
+    public static let maxRoutes = 256
 
     public init(
         maxConcurrency: UInt32 = 64, queueLength: UInt32 = 1024, queueTimeoutMilliseconds: UInt64 = 5_000,
         maxBodyBytes: UInt64 = 64 << 20, maxHeaderBytes: UInt32 = 16 << 10, maxResponseBytes: UInt64 = 64 << 20,
-        requestReadTimeoutMilliseconds: UInt64 = 10_000
+        requestReadTimeoutMilliseconds: UInt64 = 10_000, routes: [HTTPRouteSpec] = []
     ) {
+        self.routes = routes
         self.maxConcurrency = maxConcurrency
         self.queueLength = queueLength
         self.queueTimeoutMilliseconds = queueTimeoutMilliseconds
@@ -45,6 +51,54 @@ public struct HTTPTriggerSpec: Sendable, Equatable, Codable {
         if maxResponseBytes == 0 || maxResponseBytes > UInt64(Int32.max) { return "the HTTP trigger's response limit must be 1 byte to 2 GiB" }
         if maxHeaderBytes < 256 { return "the HTTP trigger's header limit must be at least 256 bytes" }
         if requestReadTimeoutMilliseconds == 0 { return "the HTTP trigger's request read timeout must be positive" }
+        if routes.count > Self.maxRoutes { return "at most \(Self.maxRoutes) routes per service" }
+        for route in routes {
+            if let problem = HTTPRouteSpec.problem(route.route) { return "route \"\(route.route)\": \(problem)" }
+        }
+        return nil
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case maxConcurrency, queueLength, queueTimeoutMilliseconds, maxBodyBytes, maxHeaderBytes, maxResponseBytes
+        case requestReadTimeoutMilliseconds, routes
+    }
+
+    /// Records written before route tables existed have no `routes`.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        maxConcurrency = try container.decode(UInt32.self, forKey: .maxConcurrency)
+        queueLength = try container.decode(UInt32.self, forKey: .queueLength)
+        queueTimeoutMilliseconds = try container.decode(UInt64.self, forKey: .queueTimeoutMilliseconds)
+        maxBodyBytes = try container.decode(UInt64.self, forKey: .maxBodyBytes)
+        maxHeaderBytes = try container.decode(UInt32.self, forKey: .maxHeaderBytes)
+        maxResponseBytes = try container.decode(UInt64.self, forKey: .maxResponseBytes)
+        requestReadTimeoutMilliseconds = try container.decode(UInt64.self, forKey: .requestReadTimeoutMilliseconds)
+        routes = try container.decodeIfPresent([HTTPRouteSpec].self, forKey: .routes) ?? []
+    }
+}
+
+/// One row of a service's route table, as WAGI's `modules.toml` writes it: `/api/...` matches
+/// `/api` and every path under it, `/...` every path, and a route without the `/...` tail only
+/// itself. A matching request runs the module `moduleDigest` (loaded before the Create).
+public struct HTTPRouteSpec: Sendable, Equatable, Codable {
+    public var route: String
+    public var moduleDigest: String
+
+    public init(route: String, moduleDigest: String) {
+        self.route = route
+        self.moduleDigest = moduleDigest
+    }
+
+    /// What is wrong with a route as written, if anything.
+    public static func problem(_ route: String) -> String? {
+        guard route.hasPrefix("/") else { return "a route starts with /" }
+        if route.utf8.count > 1024 { return "longer than 1,024 bytes" }
+        if route.contains("?") || route.contains("#") { return "a route is a path, without ? or #" }
+        if route.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F }) {
+            return "spaces and control characters are not allowed"
+        }
+        let base = route.hasSuffix("/...") ? String(route.dropLast(4)) : route
+        if base.contains("...") { return "... may only end a route, as /..." }
         return nil
     }
 }
@@ -105,11 +159,14 @@ public struct RequestInput: Sendable {
     public var maxOutputBytes: Int
     /// Each line the guest writes to stderr, without its newline.
     public var stderrLine: @Sendable ([UInt8]) -> Void
+    /// The module to run, one of the service's routes' (nil: the instance's own).
+    public var moduleDigest: String?
 
     public init(
         args: [String], environment: [String: String], body: [UInt8], maxOutputBytes: Int,
-        stderrLine: @escaping @Sendable ([UInt8]) -> Void
+        stderrLine: @escaping @Sendable ([UInt8]) -> Void, moduleDigest: String? = nil
     ) {
+        self.moduleDigest = moduleDigest
         self.args = args
         self.environment = environment
         self.body = body

@@ -99,6 +99,13 @@ public final class WasmletRuntime: Sendable {
         guard let module = modules.lookup(digest: spec.moduleDigest) else {
             throw RuntimeError.notFound("module \(spec.moduleDigest) is not loaded (never loaded, or evicted from the cache)")
         }
+        var routeModules: [String: LoadedModule] = [:]
+        for route in spec.httpTrigger?.routes ?? [] where routeModules[route.moduleDigest] == nil {
+            guard let loaded = modules.lookup(digest: route.moduleDigest) else {
+                throw RuntimeError.notFound("module \(route.moduleDigest) of route \(route.route) is not loaded")
+            }
+            routeModules[route.moduleDigest] = loaded
+        }
         let cap = spec.limits.memoryBytes ?? configuration.defaultMemoryCapBytes
         let charge: UInt64
         switch configuration.memoryAdmission {
@@ -137,7 +144,8 @@ public final class WasmletRuntime: Sendable {
                 throw RuntimeError.resourceExhausted(
                     "node memory budget exhausted: \(budget.chargedBytes) of \(configuration.memoryBudgetBytes) bytes \(what), \(charge) more asked")
             }
-            let record = InstanceRecord(spec: spec, module: module, memoryCap: cap, budgetCharge: charge, serial: state.nextSerial)
+            let record = InstanceRecord(
+                spec: spec, module: module, routeModules: routeModules, memoryCap: cap, budgetCharge: charge, serial: state.nextSerial)
             record.listenerSockets = sockets
             record.boundListeners = bound
             record.creationOrder = state.createdCount

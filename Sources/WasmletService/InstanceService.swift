@@ -89,11 +89,16 @@ package final class InstanceService: Sendable {
     /// network namespace) are this call's to close: the runtime owns them once it is asked to
     /// create; a failure before that closes them here (`close()` does nothing to one the
     /// runtime adopted), and a creation undone below closes them through the runtime's delete.
-    package func create(_ spec: InstanceSpec, module: ModuleReference, completion: @escaping Completion<PersistedInstance>) {
+    ///
+    /// `routes` is a service's route table, each route's module loaded here as `module` is.
+    package func create(
+        _ spec: InstanceSpec, module: ModuleReference, routes: [(route: String, module: ModuleReference)] = [],
+        completion: @escaping Completion<PersistedInstance>
+    ) {
         observer?.admissionBegan("Create")
         let record: PersistedInstance
         do {
-            record = try createInRuntime(spec, module: module)
+            record = try createInRuntime(spec, module: module, routes: routes)
         } catch {
             for listener in spec.inheritedListeners { listener.close() }
             observer?.admissionEnded("Create")
@@ -119,29 +124,49 @@ package final class InstanceService: Sendable {
     }
 
     /// Create up to the record: the module, the runtime instance.
-    private func createInRuntime(_ requested: InstanceSpec, module: ModuleReference) throws -> PersistedInstance {
+    private func createInRuntime(
+        _ requested: InstanceSpec, module: ModuleReference, routes: [(route: String, module: ModuleReference)]
+    ) throws -> PersistedInstance {
         try refuseWhileDraining()
         let key = requested.key
         if directory.recovered(key) != nil {
             throw RuntimeError(.alreadyExists, "instance \(key) already exists (exited before the daemon restarted; delete it first)")
         }
-        let loaded: LoadedModule
+        let loaded = try load(module)
+        var spec = requested
+        spec.moduleDigest = loaded.digest
+        // Held until the runtime has them, so the cache cannot evict a route's module meanwhile.
+        var routeModules: [LoadedModule] = []
+        defer { withExtendedLifetime(routeModules) {} }
+        if !routes.isEmpty {
+            guard spec.httpTrigger != nil else { throw RuntimeError(.invalidArgument, "routes need an HTTP trigger") }
+            routeModules = try routes.map { route in
+                do {
+                    return try load(route.module)
+                } catch let error as RuntimeError {
+                    throw RuntimeError(error.kind, "route \(route.route): \(error.message)")
+                }
+            }
+            spec.httpTrigger?.routes = zip(routes, routeModules).map { HTTPRouteSpec(route: $0.route, moduleDigest: $1.digest) }
+        }
         var modulePath: String?
+        if case .path(let path) = module { modulePath = path }
+        let snapshot = try runtime.create(spec)
+        directory.setModulePath(modulePath, for: key, serial: snapshot.serial)
+        return PersistedInstance(snapshot: snapshot, modulePath: modulePath)
+    }
+
+    /// A module by path (read once, then cached by path) or by digest (already in the cache).
+    private func load(_ module: ModuleReference) throws -> LoadedModule {
         switch module {
         case .path(let path):
-            loaded = try modules.load(path: path, runtime: runtime)
-            modulePath = path
+            return try modules.load(path: path, runtime: runtime)
         case .digest(let digest):
             guard let cached = runtime.module(digest: digest) else {
                 throw RuntimeError(.notFound, "module \(digest) is not in the module cache; create by path first")
             }
-            loaded = cached
+            return cached
         }
-        var spec = requested
-        spec.moduleDigest = loaded.digest
-        let snapshot = try runtime.create(spec)
-        directory.setModulePath(modulePath, for: key, serial: snapshot.serial)
-        return PersistedInstance(snapshot: snapshot, modulePath: modulePath)
     }
 
     // MARK: Start, wait, kill

@@ -95,7 +95,24 @@ enum MessageMapping {
         message.maxHeaderBytes = spec.maxHeaderBytes
         message.maxResponseBytes = spec.maxResponseBytes
         message.requestReadTimeoutMs = spec.requestReadTimeoutMilliseconds
+        message.routes = spec.routes.map { route in
+            var row = Wasmlet_V1_HTTPRoute()
+            row.route = route.route
+            row.digest = route.moduleDigest
+            return row
+        }
         return message
+    }
+
+    /// A Create's route table: each route and its module, to load before the Create.
+    static func routes(_ message: Wasmlet_V1_HTTPTrigger) throws -> [(route: String, module: ModuleReference)] {
+        try message.routes.map { row in
+            switch row.module {
+            case .path(let path)?: return (row.route, .path(path))
+            case .digest(let digest)?: return (row.route, .digest(digest))
+            case nil: throw RuntimeError(.invalidArgument, "route \(row.route): a module path or digest is required")
+            }
+        }
     }
 
     static func timestamp(_ date: Date) -> Google_Protobuf_Timestamp { Google_Protobuf_Timestamp(date: date) }

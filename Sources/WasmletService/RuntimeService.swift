@@ -40,8 +40,10 @@ package final class RuntimeService: Sendable {
         add(WasmletRuntimeAPI.create) { request, respond in
             let spec: InstanceSpec
             let module: ModuleReference
+            let routes: [(route: String, module: ModuleReference)]
             do {
                 (spec, module) = try Self.creation(request)
+                routes = request.hasHTTPTrigger ? try MessageMapping.routes(request.httpTrigger) : []
             } catch {
                 respond(.failure(error))
                 return nil
@@ -53,12 +55,12 @@ package final class RuntimeService: Sendable {
                     return response
                 })
             }
-            guard instances.createNeedsModuleLoad(module) else {
-                instances.create(spec, module: module, completion: answer)
+            guard instances.createNeedsModuleLoad(module) || routes.contains(where: { instances.createNeedsModuleLoad($0.module) }) else {
+                instances.create(spec, module: module, routes: routes, completion: answer)
                 return nil
             }
             // Reading and validating a module file does not belong on an event loop.
-            let task = Task { instances.create(spec, module: module, completion: answer) }
+            let task = Task { instances.create(spec, module: module, routes: routes, completion: answer) }
             return { task.cancel() }
         }
         add(WasmletRuntimeAPI.start) { request, respond in

@@ -42,6 +42,18 @@ enum RecordJSON {
                 out.key(name)
                 out.uint(value)
             }
+            out.key("routes")
+            out.beginArray()
+            for route in trigger.routes {
+                out.element()
+                out.beginObject()
+                out.key("moduleDigest")
+                out.string(route.moduleDigest)
+                out.key("route")
+                out.string(route.route)
+                out.endObject()
+            }
+            out.endArray()
             out.endObject()
         }
         out.key("id")

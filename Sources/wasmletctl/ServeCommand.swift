@@ -16,7 +16,8 @@ struct ServeCommand: AsyncParsableCommand {
             apply to each request (--timeout defaults to 30s there). This command returns once \
             the service listens and prints each bound address on stdout; the service runs until \
             `wasmletctl kill ID` or `wasmletctl delete ID`. `wasmletctl inspect ID` shows its \
-            request counts.
+            request counts. With --routes, a WAGI modules.toml route table picks the module for \
+            each request (first match wins; SCRIPT_NAME and X_MATCHED_ROUTE name the route).
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -45,6 +46,13 @@ struct ServeCommand: AsyncParsableCommand {
         name: .customLong("read-timeout"),
         help: ArgumentHelp("Time a connection has to send each whole request (default 10s); then it is closed.", valueName: "duration"))
     var readTimeout: String?
+
+    @Option(
+        name: .customLong("routes"),
+        help: ArgumentHelp(
+            "A route table in WAGI's modules.toml form ([[module]] route = \"/api/...\", module = \"api.wasm\"): its routes are tried in order, and MODULE answers every path none of them matches.",
+            valueName: "file"))
+    var routes: String?
 
     func run() async throws {
         var request = Wasmlet_V1_CreateRequest()
@@ -76,6 +84,20 @@ struct ServeCommand: AsyncParsableCommand {
             let headers = try bytes("--max-headers", maxHeaders)
             guard headers <= UInt64(UInt32.max) else { throw ParseError("--max-headers: at most 4G") }
             trigger.maxHeaderBytes = UInt32(headers)
+            if let routes {
+                let table = try flag("--routes") { () throws(ParseError) in
+                    try WAGIModulesFile.read(path: routes, currentDirectory: FileManager.default.currentDirectoryPath)
+                }
+                trigger.routes = table.routes.map { row in .with { $0.route = row.route; $0.path = row.module } }
+                // MODULE last, for every path the table does not match.
+                trigger.routes.append(.with {
+                    $0.route = "/..."
+                    switch request.module {
+                    case .digest(let digest)?: $0.digest = digest
+                    default: $0.path = request.path
+                    }
+                })
+            }
             request.httpTrigger = trigger
         }
         try await withDaemon(global) { client in

@@ -107,4 +107,29 @@ struct CLIServeTests {
         #expect(try await Self.curl(web + "env").exit == 7, "the deleted service's port refuses")
         #expect(try await Self.curl(hello).answer.status == 200, "the other service goes on")
     }
+    /// `--routes modules.toml MODULE`: the table's routes first, MODULE for the rest; a bad
+    /// table fails before anything is created.
+    @Test func routesFromAModulesFile() async throws {
+        let daemon = try await RealDaemon()
+        defer { daemon.stop() }
+        let table = daemon.directory + "/modules.toml"
+        try """
+            [[module]]
+            route = "/probe/..."
+            module = "\(repositoryRoot)/examples/build/wagi_probe.wasm"
+            """.write(toFile: table, atomically: true, encoding: .utf8)
+        let url = try await Self.serve(daemon, id: "routed", module: "wagi_hello", extra: ["--routes", table])
+        let env = try await Self.curl(url + "probe/env")
+        #expect(env.answer.status == 200)
+        #expect(env.answer.body.contains("X_MATCHED_ROUTE=/probe/...\n"), "\(env.answer.body)")
+        #expect(try await Self.curl(url + "elsewhere").answer == Answer(status: 200, body: "hello from wasmlet\n"))
+
+        try "[[module]]\nroute = \"/\"\nmodule = \"x.wasm\"\nvolumes = {}\n".write(toFile: table, atomically: true, encoding: .utf8)
+        let refused = try await wasmletctl(
+            ["--socket", daemon.socketPath, "serve", "--id", "bad", "--listen", "127.0.0.1:0", "--routes", table, "examples/build/wagi_hello.wasm"])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("--routes"), "\(refused.stderr)")
+        let list = try await wasmletctl(["--socket", daemon.socketPath, "list"])
+        #expect(!list.stdout.contains("bad"), "\(list.stdout)")
+    }
 }

@@ -180,6 +180,57 @@ import WasmletTestSupport
         #expect(harness.host.statistics(of: key)?.requests == 2_000)
     }
 
+    /// A route table (WAGI's modules.toml): routes tried in order, each with its module;
+    /// SCRIPT_NAME, PATH_INFO and X_MATCHED_ROUTE follow the matched route; a path no route
+    /// matches is a 404 that names it, and the connection stays usable.
+    @Test func routesPickTheModuleAndUnmatchedPathsAre404() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let hello = try harness.runtime.loadModule(path: example("wagi_hello")).digest
+        let probe = try harness.runtime.loadModule(path: example("wagi_probe")).digest
+        let trigger = HTTPTriggerSpec(routes: [
+            HTTPRouteSpec(route: "/exact", moduleDigest: hello), HTTPRouteSpec(route: "/probe/...", moduleDigest: probe),
+            HTTPRouteSpec(route: "/p/...", moduleDigest: hello), HTTPRouteSpec(route: "/p/shadowed/...", moduleDigest: probe),
+        ])
+        let (_, port) = try harness.serve("wagi_hello", trigger: trigger)
+        #expect(try await curl(port, "/exact").body == "hello from wasmlet\n")
+        let env = try await curl(port, "/probe/env?q=1")
+        #expect(env.status == 200)
+        for line in ["SCRIPT_NAME=/probe", "PATH_INFO=/env", "X_MATCHED_ROUTE=/probe/...", "X_RAW_PATH_INFO=/env", "counter=1"] {
+            #expect(env.body.components(separatedBy: "\n").contains(line), "\(line) in \(env.body)")
+        }
+        // The first match wins.
+        #expect(try await curl(port, "/p/shadowed/env").body == "hello from wasmlet\n")
+        for path in ["/", "/exact/more", "/probex", "/other"] {
+            let missing = try await curl(port, path)
+            #expect(missing.status == 404, "\(path)")
+            #expect(missing.body == "no route of this service matches \(path)\n", "\(path)")
+        }
+        // Keep-alive survives a 404: both answers on one connection.
+        let both = try await offThePool {
+            try loopbackExchange(port: port, "GET /none HTTP/1.1\r\nHost: h\r\n\r\nGET /exact HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        }
+        #expect(both.hasPrefix("HTTP/1.1 404 ") && both.hasSuffix("hello from wasmlet\n"), "\(both)")
+    }
+
+    /// Routes that cannot mean anything, and modules that are not loaded, fail the Create.
+    @Test func badRoutesFailTheCreate() throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let hello = try harness.runtime.loadModule(path: example("wagi_hello")).digest
+        for (route, digest, expected) in [
+            ("api/...", hello, "a route starts with /"), ("/a/.../b", hello, "may only end a route"), ("/a b", hello, "spaces"),
+            ("/q?x", hello, "without ? or #"), ("/fine", "sha256:" + String(repeating: "0", count: 64), "is not loaded"),
+        ] {
+            #expect {
+                _ = try harness.serve("wagi_hello", trigger: HTTPTriggerSpec(routes: [HTTPRouteSpec(route: route, moduleDigest: digest)]))
+            } throws: { error in
+                "\(error)".contains(expected)
+            }
+        }
+        #expect(harness.runtime.list().isEmpty)
+    }
+
     @Test func guestStderrGoesToTheServiceLog() async throws {
         let harness = try ServingHarness()
         defer { harness.shutdown() }

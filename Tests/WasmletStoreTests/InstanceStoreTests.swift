@@ -71,7 +71,9 @@ import WasmletTestSupport
         record.limits = InstanceLimits(memoryBytes: 1 << 20, fuel: 5, timeoutMilliseconds: 7, stackBytes: nil)
         record.exit?.message = "trap: \"unreachable\""
         record.exit?.memoryLimitHit = true
-        record.httpTrigger = HTTPTriggerSpec(maxConcurrency: 3, queueLength: 0, queueTimeoutMilliseconds: 9, maxBodyBytes: 10, maxHeaderBytes: 300)
+        record.httpTrigger = HTTPTriggerSpec(
+            maxConcurrency: 3, queueLength: 0, queueTimeoutMilliseconds: 9, maxBodyBytes: 10, maxHeaderBytes: 300,
+            routes: [HTTPRouteSpec(route: "/api/...", moduleDigest: "sha256:ab"), HTTPRouteSpec(route: "/\"q\"", moduleDigest: "sha256:cd")])
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601WithFractionalSeconds
         let decoded = try decoder.decode(PersistedInstance.self, from: Data(RecordJSON.encode(record)))
@@ -84,6 +86,14 @@ import WasmletTestSupport
         #expect(decoded.labels == record.labels)
         #expect(decoded.exit?.message == record.exit?.message)
         #expect(decoded.httpTrigger == record.httpTrigger)
+        // A service recorded before route tables existed has no "routes": it reads back with none.
+        var document = try #require(try JSONSerialization.jsonObject(with: Data(RecordJSON.encode(record))) as? [String: Any])
+        var trigger = try #require(document["httpTrigger"] as? [String: Any])
+        trigger["routes"] = nil
+        document["httpTrigger"] = trigger
+        let older = try decoder.decode(PersistedInstance.self, from: JSONSerialization.data(withJSONObject: document))
+        #expect(older.httpTrigger?.routes == [])
+        #expect(older.httpTrigger?.maxConcurrency == 3)
         #expect(abs(decoded.startedAt!.timeIntervalSince(record.startedAt!)) < 0.001)
         // Dates keep milliseconds, as before.
         var precise = record

@@ -281,11 +281,57 @@ public nonisolated struct Wasmlet_V1_HTTPTrigger: Sendable {
   /// the previous answer, else it is closed (default 10000).
   public var requestReadTimeoutMs: UInt64 = 0
 
+  /// The route table (WAGI's modules.toml), tried in order, the first match winning; a path
+  /// no route matches is answered 404. Empty: the Create's module serves every path ("/...").
+  public var routes: [Wasmlet_V1_HTTPRoute] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _queueLength: UInt32? = nil
+}
+
+/// One row of a service's route table.
+public nonisolated struct Wasmlet_V1_HTTPRoute: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "/..." (every path), "/api/..." (/api and every path under it), or one exact path.
+  public var route: String = String()
+
+  public var module: Wasmlet_V1_HTTPRoute.OneOf_Module? = nil
+
+  /// Host path of a .wasm file, read by the daemon (Create only).
+  public var path: String {
+    get {
+      if case .path(let v)? = module {return v}
+      return String()
+    }
+    set {module = .path(newValue)}
+  }
+
+  /// "sha256:<hex>" of a module in the daemon's module cache; Inspect reports this one.
+  public var digest: String {
+    get {
+      if case .digest(let v)? = module {return v}
+      return String()
+    }
+    set {module = .digest(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Module: Equatable, Sendable {
+    /// Host path of a .wasm file, read by the daemon (Create only).
+    case path(String)
+    /// "sha256:<hex>" of a module in the daemon's module cache; Inspect reports this one.
+    case digest(String)
+
+  }
+
+  public init() {}
 }
 
 /// A running service's numbers.
@@ -1099,7 +1145,7 @@ nonisolated extension Wasmlet_V1_BoundListener: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Wasmlet_V1_HTTPTrigger: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HTTPTrigger"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}max_concurrency\0\u{3}queue_length\0\u{3}queue_timeout_ms\0\u{3}max_body_bytes\0\u{3}max_header_bytes\0\u{3}max_response_bytes\0\u{3}request_read_timeout_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}max_concurrency\0\u{3}queue_length\0\u{3}queue_timeout_ms\0\u{3}max_body_bytes\0\u{3}max_header_bytes\0\u{3}max_response_bytes\0\u{3}request_read_timeout_ms\0\u{1}routes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1114,6 +1160,7 @@ nonisolated extension Wasmlet_V1_HTTPTrigger: SwiftProtobuf.Message, SwiftProtob
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.maxHeaderBytes) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.maxResponseBytes) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.requestReadTimeoutMs) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.routes) }()
       default: break
       }
     }
@@ -1145,6 +1192,9 @@ nonisolated extension Wasmlet_V1_HTTPTrigger: SwiftProtobuf.Message, SwiftProtob
     if self.requestReadTimeoutMs != 0 {
       try visitor.visitSingularUInt64Field(value: self.requestReadTimeoutMs, fieldNumber: 7)
     }
+    if !self.routes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.routes, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1156,6 +1206,69 @@ nonisolated extension Wasmlet_V1_HTTPTrigger: SwiftProtobuf.Message, SwiftProtob
     if lhs.maxHeaderBytes != rhs.maxHeaderBytes {return false}
     if lhs.maxResponseBytes != rhs.maxResponseBytes {return false}
     if lhs.requestReadTimeoutMs != rhs.requestReadTimeoutMs {return false}
+    if lhs.routes != rhs.routes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Wasmlet_V1_HTTPRoute: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HTTPRoute"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}route\0\u{1}path\0\u{1}digest\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.route) }()
+      case 2: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.module != nil {try decoder.handleConflictingOneOf()}
+          self.module = .path(v)
+        }
+      }()
+      case 3: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.module != nil {try decoder.handleConflictingOneOf()}
+          self.module = .digest(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.route.isEmpty {
+      try visitor.visitSingularStringField(value: self.route, fieldNumber: 1)
+    }
+    switch self.module {
+    case .path?: try {
+      guard case .path(let v)? = self.module else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    }()
+    case .digest?: try {
+      guard case .digest(let v)? = self.module else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Wasmlet_V1_HTTPRoute, rhs: Wasmlet_V1_HTTPRoute) -> Bool {
+    if lhs.route != rhs.route {return false}
+    if lhs.module != rhs.module {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
