@@ -102,6 +102,33 @@ import WasmletTestSupport
         #expect(try await curl(quick, "/env").status == 200)
     }
 
+    /// Hostile requests to one service (spinning until their deadline, bombing memory,
+    /// trapping, writing garbage), many at once, while another service is asked: every hostile
+    /// request gets its error, every neighbour request its answer, and nothing is left running.
+    @Test func hostileRequestsLeaveOtherServicesAlone() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (_, hostile) = try harness.serve(limits: InstanceLimits(memoryBytes: 8 << 20, timeoutMilliseconds: 1_000))
+        let (_, neighbour) = try harness.serve("wagi_hello")
+        let expected = ["/loop": 504, "/membomb": 500, "/trap": 500, "/garbage": 502]
+        let storm = Task {
+            try await withThrowingTaskGroup(of: (String, Int).self) { group in
+                for _ in 0..<3 {
+                    for path in expected.keys { group.addTask { (path, try await curl(hostile, path).status) } }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+        }
+        var neighbourAnswers: [CurlAnswer] = []
+        for _ in 0..<20 { neighbourAnswers.append(try await curl(neighbour, "/")) }
+        let hostileAnswers = try await storm.value
+        #expect(neighbourAnswers.allSatisfy { $0.status == 200 && $0.body == "hello from wasmlet\n" })
+        #expect(hostileAnswers.count == 12)
+        for (path, status) in hostileAnswers { #expect(status == expected[path], "\(path): \(status)") }
+        #expect(await eventually { harness.runtime.statistics().requestRunsInProgress == 0 })
+        #expect(try await curl(hostile, "/env").status == 200)
+    }
+
     @Test func malformedHTTPIs400() async throws {
         let harness = try ServingHarness()
         defer { harness.shutdown() }
