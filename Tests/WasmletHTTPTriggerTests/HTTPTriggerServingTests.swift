@@ -95,10 +95,11 @@ import WasmletTestSupport
         }
         // The service still answers after all of them.
         #expect(try await curl(port, "/env").status == 200)
-        let (_, quick) = try harness.serve(limits: InstanceLimits(timeoutMilliseconds: 300))
+        // Long enough for /env on a busy machine, so only the loop can miss it.
+        let (_, quick) = try harness.serve(limits: InstanceLimits(timeoutMilliseconds: 2_000))
         let late = try await curl(quick, "/loop")
         #expect(late.status == 504)
-        #expect(late.body == "the request's deadline of 300 ms passed\n")
+        #expect(late.body == "the request's deadline of 2000 ms passed\n")
         #expect(try await curl(quick, "/env").status == 200)
     }
 
@@ -108,13 +109,18 @@ import WasmletTestSupport
     @Test func hostileRequestsLeaveOtherServicesAlone() async throws {
         let harness = try ServingHarness()
         defer { harness.shutdown() }
-        let (_, hostile) = try harness.serve(limits: InstanceLimits(memoryBytes: 8 << 20, timeoutMilliseconds: 1_000))
+        // The spinning requests have a service of their own with a short deadline, so that the
+        // others' answers do not depend on how fast a busy machine runs them.
+        let (_, spinning) = try harness.serve(limits: InstanceLimits(timeoutMilliseconds: 1_000))
+        let (_, hostile) = try harness.serve(limits: InstanceLimits(memoryBytes: 8 << 20))
         let (_, neighbour) = try harness.serve("wagi_hello")
         let expected = ["/loop": 504, "/membomb": 500, "/trap": 500, "/garbage": 502]
         let storm = Task {
             try await withThrowingTaskGroup(of: (String, Int).self) { group in
                 for _ in 0..<3 {
-                    for path in expected.keys { group.addTask { (path, try await curl(hostile, path).status) } }
+                    for path in expected.keys {
+                        group.addTask { (path, try await curl(path == "/loop" ? spinning : hostile, path).status) }
+                    }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
@@ -144,15 +150,17 @@ import WasmletTestSupport
         var trigger = HTTPTriggerSpec()
         trigger.maxConcurrency = 1
         trigger.queueLength = 0
-        let (_, port) = try harness.serve(trigger: trigger)
-        // Both at once: one sleeps 300 ms in the only slot, so the other finds no room.
-        async let first = curl(port, "/sleep")
-        async let second = curl(port, "/sleep")
-        let answers = try await [first, second]
-        #expect(answers.map(\.status).sorted() == [200, 503], "\(answers.map(\.body))")
-        let refused = answers.first { $0.status == 503 }
-        #expect(refused?.headers["retry-after"] == "1")
-        #expect(refused?.body.hasPrefix("the service is at its concurrency and queue limits") == true)
+        let (key, port) = try harness.serve(trigger: trigger, limits: InstanceLimits(timeoutMilliseconds: 600_000))
+        // A spinning request holds the only slot (until the service's kill below), so the
+        // next one finds no room.
+        let occupant = Task { try await ChildProcess.run("/usr/bin/curl", ["-sS", "--max-time", "60", "http://127.0.0.1:\(port)/loop"]) }
+        #expect(await eventually { harness.runtime.statistics().requestRunsInProgress == 1 })
+        let refused = try await curl(port, "/env")
+        #expect(refused.status == 503, "\(refused.body)")
+        #expect(refused.headers["retry-after"] == "1")
+        #expect(refused.body.hasPrefix("the service is at its concurrency and queue limits"))
+        try harness.runtime.kill(key)
+        _ = try await occupant.value
     }
 
     @Test func keepAliveAndPipelinedRequestsAreAnsweredInOrder() async throws {
@@ -187,6 +195,9 @@ import WasmletTestSupport
         let (key, port) = try harness.serve("wagi_hello", trigger: trigger, limits: InstanceLimits(maxConnections: 2_000))
         let wrong = try await offThePool { () throws -> [String] in
             let connections = try (0..<1_000).map { _ in try connectLoopback(port: port) }
+            // A hang guard only: the last of 1,000 queued answers may come late on a busy machine.
+            var guardTime = timeval(tv_sec: 300, tv_usec: 0)
+            for fd in connections { _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &guardTime, socklen_t(MemoryLayout<timeval>.size)) }
             defer { connections.forEach { close($0) } }
             var wrong: [String] = []
             for round in 0..<2 {
