@@ -138,4 +138,6 @@ extension DaemonMetrics: HTTPTriggerObserver {
     func inFlightChanged(service: String, by delta: Int) { metrics.changeHTTPInFlight(service: service, by: delta) }
 
     func queueDepthChanged(service: String, by delta: Int) { metrics.changeHTTPQueueDepth(service: service, by: delta) }
+
+    func serviceStopped(service: String) { metrics.forgetHTTPService(service) }
 }

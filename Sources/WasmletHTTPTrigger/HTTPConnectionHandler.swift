@@ -112,7 +112,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         let version = head.version
         guard let route = HTTPRoute.first(in: service.routes, matching: request.path) else {
             let failure = HTTPFailure.noRoute(String(request.path))
-            service.observer?.requestAnswered(service: service.label, status: failure.status, seconds: 0, failure: failure.reason)
+            service.report { $0.requestAnswered(service: service.label, status: failure.status, seconds: 0, failure: failure.reason) }
             write(HTTPAnswer(failure), context: context, version: version, keepAlive: keepAlive, omitBody: isHead)
             return
         }
@@ -127,8 +127,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 handler.inFlight = nil
                 handler.answering = false
                 let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
-                handler.service.observer?.requestAnswered(
-                    service: handler.service.label, status: answer.status, seconds: seconds, failure: answer.failure?.reason)
+                handler.service.report {
+                    $0.requestAnswered(service: handler.service.label, status: answer.status, seconds: seconds, failure: answer.failure?.reason)
+                }
                 handler.write(answer, context: context, version: version, keepAlive: keepAlive, omitBody: isHead)
             }
         }
@@ -140,7 +141,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         body.clear()
         readTimer?.cancel()
         readTimer = nil
-        service.observer?.requestAnswered(service: service.label, status: failure.status, seconds: 0, failure: failure.reason)
+        service.report { $0.requestAnswered(service: service.label, status: failure.status, seconds: 0, failure: failure.reason) }
         write(HTTPAnswer(failure), context: context, version: version, keepAlive: false, omitBody: false, closeAfterWrite: closeAfterWrite)
         armReadTimer(context)
     }

@@ -15,7 +15,10 @@ final class HTTPService: Sendable {
     private let serverSoftware: String
     private let gate: RequestGate
     private let logger: Logger
-    let observer: (any HTTPTriggerObserver)?
+    private let observer: (any HTTPTriggerObserver)?
+    /// False once stopped: from then on nothing is reported, so a stopped service's series,
+    /// dropped at its stop, are never made again by its last requests.
+    private let reporting = Mutex<Bool>(true)
     let label: String
     private let stopped = Atomic<Bool>(false)
     private let requests = Atomic<UInt64>(0)
@@ -99,7 +102,20 @@ final class HTTPService: Sendable {
     var requestCount: UInt64 { requests.load(ordering: .relaxed) }
     var counts: (running: Int, queued: Int) { gate.counts }
 
-    func stop() { stopped.store(true, ordering: .sequentiallyConsistent) }
+    func stop() {
+        stopped.store(true, ordering: .sequentiallyConsistent)
+        reporting.withLock { live in
+            guard live else { return }
+            live = false
+            observer?.serviceStopped(service: label)
+        }
+    }
+
+    /// Reports to the observer while the service runs.
+    func report(_ body: (any HTTPTriggerObserver) -> Void) {
+        guard let observer else { return }
+        reporting.withLock { live in if live { body(observer) } }
+    }
     var isStopped: Bool { stopped.load(ordering: .sequentiallyConsistent) }
 
     /// Counts a new connection; false when the service is at its connection limit or stopped.
@@ -119,7 +135,7 @@ final class HTTPService: Sendable {
         to request: CGIRequest, body: [UInt8], eventLoop: any EventLoop, answer: @escaping @Sendable (HTTPAnswer) -> Void
     ) -> InFlight {
         requests.wrappingAdd(1, ordering: .relaxed)
-        let inFlight = InFlight(gate: gate) { [observer, label] in observer?.queueDepthChanged(service: label, by: -1) }
+        let inFlight = InFlight(gate: gate) { [self] in report { $0.queueDepthChanged(service: label, by: -1) } }
         guard !isStopped else {
             answer(HTTPAnswer(.serviceStopping))
             return inFlight
@@ -132,39 +148,39 @@ final class HTTPService: Sendable {
             do {
                 let handle = try runtime.runRequest(for: key, input) { [self] outcome in
                     gate.leave()
-                    observer?.inFlightChanged(service: label, by: -1)
+                    report { $0.inFlightChanged(service: label, by: -1) }
                     inFlight.finish()
                     answer(HTTPAnswer(outcome, limits: trigger, deadlineMilliseconds: deadlineMilliseconds))
                 }
                 if !inFlight.set(running: handle) { handle.kill() }
             } catch let error as RuntimeError {
                 gate.leave()
-                observer?.inFlightChanged(service: label, by: -1)
+                report { $0.inFlightChanged(service: label, by: -1) }
                 inFlight.finish()
                 answer(HTTPAnswer(error.kind == .resourceExhausted ? .admissionRefused(error.message) : .serviceStopping))
             } catch {
                 gate.leave()
-                observer?.inFlightChanged(service: label, by: -1)
+                report { $0.inFlightChanged(service: label, by: -1) }
                 inFlight.finish()
                 answer(HTTPAnswer(.serviceStopping))
             }
         }
         let granted: @Sendable () -> Void = { [self] in
-            observer?.queueDepthChanged(service: label, by: -1)
-            observer?.inFlightChanged(service: label, by: 1)
+            report { $0.queueDepthChanged(service: label, by: -1) }
+            report { $0.inFlightChanged(service: label, by: 1) }
             run()
         }
         switch gate.enter(grant: granted) {
         case .granted:
-            observer?.inFlightChanged(service: label, by: 1)
+            report { $0.inFlightChanged(service: label, by: 1) }
             run()
         case .queued(let token):
-            observer?.queueDepthChanged(service: label, by: 1)
+            report { $0.queueDepthChanged(service: label, by: 1) }
             inFlight.set(queued: token)
             let timeout = trigger.queueTimeoutMilliseconds
             eventLoop.scheduleTask(in: .milliseconds(Int64(min(timeout, UInt64(Int64.max / 1_000_000))))) { [self] in
                 guard gate.cancel(token) else { return }
-                observer?.queueDepthChanged(service: label, by: -1)
+                report { $0.queueDepthChanged(service: label, by: -1) }
                 inFlight.finish()
                 answer(HTTPAnswer(.queueTimeout(timeout)))
             }
@@ -183,4 +199,6 @@ public protocol HTTPTriggerObserver: Sendable {
     func requestAnswered(service: String, status: Int, seconds: Double, failure: String?)
     func inFlightChanged(service: String, by delta: Int)
     func queueDepthChanged(service: String, by delta: Int)
+    /// The service stopped (it was killed): its series can go; nothing more is reported for it.
+    func serviceStopped(service: String)
 }

@@ -288,6 +288,23 @@ public final class WasmletMetrics: Sendable {
             httpQueued, "http_queue_depth", "Requests waiting for one of their service's concurrency slots, by service.", service, delta)
     }
 
+    /// Drops every series of a stopped service, so a node that starts and stops services all
+    /// day keeps only the running ones' series.
+    public func forgetHTTPService(_ service: String) {
+        func drop<Metric>(_ table: borrowing Mutex<[String: Metric]>, _ unregister: (Metric) -> Void) {
+            let gone = table.withLock { table -> [Metric] in
+                let keys = table.keys.filter { $0 == service || $0.hasPrefix(service + "\u{0}") }
+                return keys.compactMap { table.removeValue(forKey: $0) }
+            }
+            gone.forEach(unregister)
+        }
+        drop(httpRequests) { registry.unregisterCounter($0) }
+        drop(httpErrors) { registry.unregisterCounter($0) }
+        drop(httpLatency) { registry.unregisterValueHistogram($0) }
+        drop(httpInFlight) { registry.unregisterGauge($0) }
+        drop(httpQueued) { registry.unregisterGauge($0) }
+    }
+
     private func changeServiceGauge(_ table: borrowing Mutex<[String: Gauge]>, _ name: String, _ help: String, _ service: String, _ delta: Int) {
         series(table, key: service) {
             registry.makeGauge(

@@ -106,6 +106,10 @@ struct CLIServeTests {
         #expect(deleted.status == 0, "\(deleted.stderr)")
         #expect(try await Self.curl(web + "env").exit == 7, "the deleted service's port refuses")
         #expect(try await Self.curl(hello).answer.status == 200, "the other service goes on")
+        // A stopped service's series go with it (services come and go all day on a node).
+        let later = try await offThePool { try loopbackExchange(port: UInt16(metricsPort), "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n") }
+        #expect(!later.contains("service=\"default/web\""), "\(later)")
+        #expect(later.contains("wasmlet_http_requests_total{service=\"default/hello\",code=\"200\"} 3"), "\(later)")
     }
     /// `--routes modules.toml MODULE`: the table's routes first, MODULE for the rest; a bad
     /// table fails before anything is created.
