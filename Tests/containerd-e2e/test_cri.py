@@ -229,6 +229,17 @@ class PodNetworkCase(CRITestCase):
         self.wait_container(cid, pb.CONTAINER_RUNNING, 10)
         return ip, cid, os.path.join(log_dir, "web", "0.log")
 
+    def pod_netns(self):
+        """The pod's network namespace path, from the sandbox's runtime spec in containerd's
+        verbose PodSandboxStatus (what kubelet's debugging tools read)."""
+        import json
+        info = self.call("PodSandboxStatus", self.pb.PodSandboxStatusRequest(
+            pod_sandbox_id=self.sandbox_id, verbose=True)).info
+        spec = json.loads(info["info"])["runtimeSpec"]
+        paths = [n.get("path") for n in spec["linux"]["namespaces"] if n["type"] == "network"]
+        self.assertTrue(paths and paths[0], f"no network namespace path in the sandbox spec: {spec['linux']['namespaces']}")
+        return paths[0]
+
     def stop_pod(self, ip, cid):
         """StopContainer, then the pod's teardown as kubelet does it; nothing may be left."""
         pb = self.pb
@@ -259,7 +270,12 @@ class T9PodNetwork(PodNetworkCase):
             self.assertEqual(got.rc, 0, f"curl to the pod IP failed\n{got}")
             self.assertIn(HTTPD_TEXT, got.out, f"unexpected answer\n{got}")
         print(f"\n    curl http://{ip}:8080/ from the host: {got.out.strip()!r}", end="", flush=True)
-        # The host's own loopback has no such listener: it is in the pod's namespace.
+        # Inside the pod's network namespace its own loopback is served too (as a probe from a
+        # sidecar would be); the host's own loopback has no such listener.
+        netns = self.pod_netns()
+        inside = run(["nsenter", f"--net={netns}", "curl", "-sS", "--max-time", "10", "http://127.0.0.1:8080/"], timeout=15)
+        self.assertEqual(inside.rc, 0, f"curl on the pod's loopback failed\n{inside}")
+        self.assertIn(HTTPD_TEXT, inside.out)
         self.assertNotIn(HTTPD_TEXT, run(["curl", "-sS", "--max-time", "3", "http://127.0.0.1:8080/"]).out)
         self.stop_pod(ip, cid)
 
