@@ -15,12 +15,17 @@ final class RealDaemon: @unchecked Sendable {
     let child: ChildProcess
     let logPath: String
 
-    init(arguments: [String] = []) async throws {
-        var template = Array("/tmp/wctld-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw CLIError("mkdtemp failed") }
-        directory = String(cString: made)
+    /// `reusing` a directory a previous daemon had (killed, say) starts on its state.
+    init(arguments: [String] = [], reusing previous: String? = nil) async throws {
+        if let previous {
+            directory = previous
+        } else {
+            var template = Array("/tmp/wctld-XXXXXX".utf8CString)
+            guard let made = mkdtemp(&template) else { throw CLIError("mkdtemp failed") }
+            directory = String(cString: made)
+        }
         socketPath = directory + "/api.sock"
-        logPath = directory + "/wasmletd.log"
+        logPath = directory + (previous == nil ? "/wasmletd.log" : "/wasmletd-again.log")
         var env = ProcessInfo.processInfo.environment
         for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
             env[name] = nil

@@ -136,4 +136,23 @@ struct CLIServeTests {
         let list = try await wasmletctl(["--socket", daemon.socketPath, "list"])
         #expect(!list.stdout.contains("bad"), "\(list.stdout)")
     }
+    /// A service is a durable instance: after the daemon is killed (-9) and started again on
+    /// its state, the service is reported as any guest is, exited 137 daemon_restarted, so a
+    /// kubelet restarts its pod; its port no longer answers.
+    @Test func aServiceOutlivedByItsDaemonIsReportedDaemonRestarted() async throws {
+        let first = try await RealDaemon()
+        let url = try await Self.serve(first, id: "durable", module: "wagi_hello")
+        #expect(try await Self.curl(url).answer.status == 200)
+        _ = first.child.killAndReap()
+        let second = try await RealDaemon(reusing: first.directory)
+        defer { second.stop() }
+        let inspect = try await wasmletctl(["--socket", second.socketPath, "inspect", "durable"])
+        #expect(inspect.status == 0, "\(inspect.stderr)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any])
+        #expect(document["state"] as? String == "exited")
+        let exit = try #require(document["exit"] as? [String: Any], "\(inspect.stdout)")
+        #expect(exit["code"] as? Int == 137)
+        #expect(exit["reason"] as? String == "daemon_restarted")
+        #expect(try await Self.curl(url).exit == 7, "nobody serves the port any more")
+    }
 }
