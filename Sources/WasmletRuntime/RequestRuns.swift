@@ -56,8 +56,9 @@ extension WasmletRuntime {
         spec.inheritedListeners = []
         let limiter = MemoryLimiter(capBytes: cap, budget: configuration.memoryAdmission == .committed ? budget : nil)
         let stdio = RequestStdio(input: input.body, maxOutputBytes: input.maxOutputBytes, stderrLine: input.stderrLine)
+        let module = input.moduleDigest.flatMap { record.routeModules[$0] } ?? record.module
         let guest = GuestRun(
-            module: input.moduleDigest.flatMap { record.routeModules[$0] } ?? record.module, spec: spec, engine: engine, memoryCap: cap, interrupter: run.interrupter,
+            module: module, spec: spec, engine: engine, memoryCap: cap, interrupter: run.interrupter,
             fifoWait: configuration.fifoOpenTimeout, pool: configuration.warmInstancesPerModule > 0 ? pool : nil,
             stackBytes: stack, limiter: limiter, counters: counters, hooks: hooks, requestStdio: stdio)
         let fuelBudget = spec.limits.fuel
