@@ -4,8 +4,8 @@
 # The HTTP trigger's benchmarks (issue 13), printed as markdown:
 #  1. Throughput: wrk on loopback with keep-alive connections (wrk's default) against three
 #     servers started by this script, in one run, round-robin per round:
-#       - wasmlet: wasmletd + `wasmletctl serve --listen 127.0.0.1:0 examples/build/wagi_hello.wasm`,
-#         a fresh Wasm instance of examples/guests/wagi_hello.c per request;
+#       - wasmlet: wasmletd + `wasmletctl serve --listen 127.0.0.1:0 examples/build/wagi_hello.wasm`
+#         (its default concurrency), a fresh Wasm instance of examples/guests/wagi_hello.c per request;
 #       - nginx (Debian) serving a static file with the same body: the ceiling;
 #       - lighttpd (Debian) with mod_cgi running the native build of wagi_hello.c (gcc -O2) as
 #         a CGI: a process per request.
@@ -76,7 +76,7 @@ check_body() { # check_body NAME URL: the server's answer is the hello body
 
 # ---- the three servers
 daemon "$work/d1"
-wasmlet_url="$("$bin/wasmletctl" --socket "$sock" serve --id hello --listen 127.0.0.1:0 --max-concurrency 64 "$wasm" 2>/dev/null)" ||
+wasmlet_url="$("$bin/wasmletctl" --socket "$sock" serve --id hello --listen 127.0.0.1:0 "$wasm" 2>/dev/null)" ||
     die "wasmletctl serve failed"
 
 mkdir -p "$work/www" "$work/cgi" "$work/nginx"

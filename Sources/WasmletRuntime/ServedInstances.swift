@@ -27,10 +27,14 @@ public struct HTTPTriggerSpec: Sendable, Equatable, Codable {
     public var routes: [HTTPRouteSpec]
 
     public static let defaultDeadlineMilliseconds: UInt64 = 30_000
+    /// Twice the node's cores (2 to 64): per-request runs are CPU-bound, and more of them at
+    /// once only share the cores thinner (measured: 64 at once on two cores gave half the
+    /// requests/s and a p99 of 0.6 s, 2 to 8 at once the full rate; BENCHMARKS.md).
+    public static let defaultMaxConcurrency = UInt32(max(2, min(64, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))))
     public static let maxRoutes = 256
 
     public init(
-        maxConcurrency: UInt32 = 64, queueLength: UInt32 = 1024, queueTimeoutMilliseconds: UInt64 = 5_000,
+        maxConcurrency: UInt32 = HTTPTriggerSpec.defaultMaxConcurrency, queueLength: UInt32 = 1024, queueTimeoutMilliseconds: UInt64 = 5_000,
         maxBodyBytes: UInt64 = 64 << 20, maxHeaderBytes: UInt32 = 16 << 10, maxResponseBytes: UInt64 = 64 << 20,
         requestReadTimeoutMilliseconds: UInt64 = 10_000, routes: [HTTPRouteSpec] = []
     ) {

@@ -24,7 +24,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var guest: GuestOptions
 
-    @Option(name: .customLong("max-concurrency"), help: "Requests running at once (default 64); more wait in the queue.")
+    @Option(name: .customLong("max-concurrency"), help: "Requests running at once (default twice the node's cores, 2 to 64); more wait in the queue.")
     var maxConcurrency: UInt32?
 
     @Option(name: .customLong("queue-length"), help: "Requests that may wait for a slot (default 1024; 0: none); past it 503.")

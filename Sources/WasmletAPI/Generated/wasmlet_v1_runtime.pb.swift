@@ -252,7 +252,7 @@ public nonisolated struct Wasmlet_V1_HTTPTrigger: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Requests running at once (default 64); more wait in the queue.
+  /// Requests running at once (default twice the node's cores, 2 to 64); more wait in the queue.
   public var maxConcurrency: UInt32 = 0
 
   /// Requests that may wait for a slot (default 1024); past it 503. Unset = the default; 0 = no queue.
