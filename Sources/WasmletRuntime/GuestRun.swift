@@ -115,7 +115,10 @@ struct GuestRun {
             reused = true
         } else {
             do {
-                warm = try WarmInstance(module: module, engine: engine, limiter: limiter)
+                // A guest with listeners is a server: it runs as long as its pod and seldom exits
+                // cleanly into the pool, so it does not hold a reset snapshot (the non-zero pages
+                // of its initial memory, 12 KiB of RSS for httpd) all that time.
+                warm = try WarmInstance(module: module, engine: engine, limiter: limiter, reusable: listeners.isEmpty)
             } catch {
                 if limiter.limitHit || limiter.budgetHit { return initialMemoryRefused(nil) }
                 return GuestOutcome(ending: .failedToStart("instantiation failed: \(Self.text(error))"))

@@ -21,7 +21,8 @@ final class WarmInstance: @unchecked Sendable {
     }
 
     /// Instantiates `module`; throws what instantiation threw (the caller classifies it).
-    init(module: LoadedModule, engine: Engine, limiter: MemoryLimiter) throws {
+    /// `reusable: false` takes no snapshot, so the instance can never go back to the pool.
+    init(module: LoadedModule, engine: Engine, limiter: MemoryLimiter, reusable: Bool = true) throws {
         let store = Store(engine: engine)
         let slot = HostSlot()
         self.store = store
@@ -37,7 +38,7 @@ final class WarmInstance: @unchecked Sendable {
         }
         self.entry = entry
         self.memory = memory
-        if let names = module.reusableGlobalExports {
+        if reusable, let names = module.reusableGlobalExports {
             let globals = names.compactMap { name in instance.exports[global: name].map { ($0, $0.value) } }
             var bytes = memory.withUnsafeBufferPointer(offset: 0, count: memory.byteCount) { [UInt8]($0) }
             if bytes.count >= ZeroPages.worthwhileBytes { bytes.withUnsafeMutableBytes { ZeroPages.release($0) } }

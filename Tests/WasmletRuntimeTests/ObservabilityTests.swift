@@ -37,6 +37,24 @@ import WasmletTestSupport
         #expect(seen.dropFirst().allSatisfy { $0.reusedWarmInstance }, "later runs of hello reuse its warm instance")
     }
 
+    @Test func aGuestWithAListenerIsNotKeptForReuse() async throws {
+        let entries = Entries()
+        let runtime = try WasmletRuntime(hooks: RuntimeHooks(guestEntered: { entries.add($0) }))
+        let module = try runtime.loadModule(path: Fixtures.guest("hello"))
+        for _ in 0..<2 {
+            let exit = try await runtime.run(InstanceSpec(
+                key: InstanceKey(namespace: "obs", id: Fixtures.uniqueID()), moduleDigest: module.digest, args: ["hello"],
+                listeners: [ListenerSpec(address: "127.0.0.1", port: 0)]))
+            #expect(exit.reason == .exited && exit.code == 0, "\(exit)")
+        }
+        #expect(entries.all.map(\.reusedWarmInstance) == [false, false], "a server's instance holds no snapshot, so it is not pooled")
+        // The same module without a listener is pooled after its first clean exit.
+        for _ in 0..<2 {
+            _ = try await runtime.run(InstanceSpec(key: InstanceKey(namespace: "obs", id: Fixtures.uniqueID()), moduleDigest: module.digest, args: ["hello"]))
+        }
+        #expect(entries.all.map(\.reusedWarmInstance) == [false, false, false, true])
+    }
+
     @Test func aGuestThatNeverReachesItsEntryPointReportsNothing() async throws {
         let entries = Entries()
         let runtime = try WasmletRuntime(hooks: RuntimeHooks(guestEntered: { entries.add($0) }))
