@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import WasmKit
 import WasmKitWASI
+import WAT
 import WasmletRuntime
 
 /// create + run-to-exit of the C hello, module cached: latency, then throughput on all cores.
@@ -80,7 +81,8 @@ struct SpawnBenchmark {
     }
 }
 
-/// Time from kill() to the exit record, for a guest asleep in a host call and one in a pure loop.
+/// Time from kill() to the exit record, for a guest asleep in a host call, one in a pure loop,
+/// and (issue 12) one blocked in sock_accept and one blocked in sock_recv on a listener of its own.
 struct KillBenchmark {
     let guests: Guests
     let runs: Int
@@ -93,17 +95,66 @@ struct KillBenchmark {
                 let key = try guests.start(digest, args: args)
                 try await guests.waitUntilRunning(key)
                 try await Task.sleep(for: .milliseconds(2))
-                let start = now()
-                try guests.runtime.kill(key)
-                let exit = try await guests.runtime.wait(key)
-                samples.add(Double(now() - start))
-                precondition(exit.reason == .killed && !exit.message.contains("abandoned"), "kill did not land: \(exit)")
-                _ = try? guests.runtime.delete(key)
+                samples.add(try await killAndWait(key))
             }
             let target = name == "sleeper" ? "p99 ≤ 10 ms" : "p99 ≤ 100 ms"
             report.add("kill latency, \(name == "sleeper" ? "sleeping" : "compute-loop") guest, p50", milliseconds(samples.median), "-")
             report.add("kill latency, \(name == "sleeper" ? "sleeping" : "compute-loop") guest, p99", milliseconds(samples.percentile(99)), target)
         }
+        for call in ["accept", "recv"] {
+            let digest = try guests.runtime.loadModule(bytes: try wat2wasm(Self.socketGuest(call))).digest
+            var samples = Samples()
+            for _ in 0..<runs {
+                let key = InstanceKey(namespace: "bench", id: "kill-\(call)-\(UUID().uuidString)")
+                try guests.runtime.create(InstanceSpec(
+                    key: key, moduleDigest: digest, args: [call], limits: InstanceLimits(memoryBytes: 1 << 20),
+                    listeners: [ListenerSpec(address: "127.0.0.1", port: 0)]))
+                // The recv guest's connection is queued before it starts, so its accept returns at
+                // once and the only call it can block in is recv.
+                var client: Int32 = -1
+                if call == "recv" {
+                    guard let port = try guests.runtime.inspect(key).listeners.first?.boundPort else { throw BenchError("no bound listener") }
+                    client = try Loopback.connect(port: port)
+                }
+                defer { if client >= 0 { close(client) } }
+                let blockedBefore = guests.runtime.statistics().guestsBlockedInHostCalls
+                try guests.runtime.start(key)
+                while guests.runtime.statistics().guestsBlockedInHostCalls <= blockedBefore { try await Task.sleep(for: .microseconds(200)) }
+                samples.add(try await killAndWait(key))
+            }
+            report.add("kill latency, guest blocked in \(call), p50", milliseconds(samples.median), "-")
+            report.add("kill latency, guest blocked in \(call), p99", milliseconds(samples.percentile(99)), "p99 ≤ 10 ms")
+        }
+    }
+
+    /// Nanoseconds from kill() to the exit that wait() returns; fails unless the kill landed.
+    private func killAndWait(_ key: InstanceKey) async throws -> Double {
+        let start = now()
+        try guests.runtime.kill(key)
+        let exit = try await guests.runtime.wait(key)
+        let elapsed = Double(now() - start)
+        precondition(exit.reason == .killed && !exit.message.contains("abandoned"), "kill did not land: \(exit)")
+        _ = try? guests.runtime.delete(key)
+        return elapsed
+    }
+
+    /// A guest that blocks in sock_accept on fd 3 (its listener), or accepts and then blocks in
+    /// sock_recv on the connection.
+    static func socketGuest(_ call: String) -> String {
+        let recv = call == "recv" ? """
+            (i32.store (i32.const 1024) (i32.const 2048))
+            (i32.store (i32.const 1028) (i32.const 16))
+            (drop (call $recv (i32.load (i32.const 0)) (i32.const 1024) (i32.const 1) (i32.const 0) (i32.const 32) (i32.const 36)))
+            """ : ""
+        return """
+            (module
+              (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "sock_recv" (func $recv (param i32 i32 i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (func (export "_start")
+                (drop (call $accept (i32.const 3) (i32.const 0) (i32.const 0)))
+                \(recv)))
+            """
     }
 }
 
@@ -254,6 +305,7 @@ struct DensityBenchmark {
         try await guests.waitUntilRunning(warm)
         try await Task.sleep(for: .milliseconds(300))
         let before = residentBytes()
+        let mappingsBefore = ResidentMappings.now().mappingCount
         var keys: [InstanceKey] = []
         for _ in 0..<count { keys.append(try guests.start(sleeper, args: ["sleeper"])) }
         while guests.runtime.statistics().running < count + 1 { try await Task.sleep(for: .milliseconds(50)) }
@@ -262,6 +314,9 @@ struct DensityBenchmark {
         let perInstance = Double(after - before) / Double(count)
         report.add("\(count) sleeping instances: RSS per instance", String(format: "%.1f KiB (total %.0f MiB)", perInstance / 1024,
             Double(after) / 1_048_576), "≤ 256 KiB")
+        let mappings = ResidentMappings.now().mappingCount - mappingsBefore
+        report.add("\(count) sleeping instances: memory mappings per instance", String(format: "%.2f (vm.max_map_count bounds the total)",
+            Double(mappings) / Double(count)), "-")
         for key in keys + [warm] { try guests.runtime.kill(key) }
         for key in keys + [warm] { _ = try await guests.runtime.wait(key) }
     }

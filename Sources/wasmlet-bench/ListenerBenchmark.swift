@@ -54,19 +54,10 @@ struct IdleListenerBenchmark {
 
     /// One blocking HTTP GET / on 127.0.0.1:port; the response, or nil. httpd closes after it.
     static func get(port: UInt16) -> String? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
+        guard let fd = try? Loopback.connect(port: port) else { return nil }
         defer { close(fd) }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return nil }
         let request = "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
         guard send(fd, request, request.utf8.count, 0) == request.utf8.count else { return nil }
         var response: [UInt8] = []

@@ -8,6 +8,9 @@ struct ResidentMappings {
     /// memory "anonymous N KiB" (its size: linear memories, stacks and malloc arenas differ).
     private(set) var classes: [String: (residentKiB: Int, mappings: Int)] = [:]
 
+    /// All mappings of the process: what `vm.max_map_count` bounds.
+    var mappingCount: Int { classes.values.reduce(0) { $0 + $1.mappings } }
+
     static func now() -> ResidentMappings {
         var result = ResidentMappings()
         guard let text = readWhole("/proc/self/smaps") else { return result }
