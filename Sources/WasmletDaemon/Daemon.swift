@@ -120,8 +120,10 @@ public struct Daemon {
         let httpGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let httpTrigger = HTTPTriggerHost(
             group: httpGroup, serverSoftware: "wasmlet/\(DaemonVersion.version)", logger: logger, observer: daemonMetrics)
+        let runtimeConfiguration = Self.runtimeConfiguration(configuration.runtimeConfiguration)
+        Self.logInstanceCeiling(runtimeConfiguration, logger: logger)
         let runtime = try WasmletRuntime(
-            configuration: Self.runtimeConfiguration(configuration.runtimeConfiguration),
+            configuration: runtimeConfiguration,
             eventHandler: { recorder.handle($0); daemonMetrics.handle($0) }, hooks: daemonMetrics.runtimeHooks,
             servingHost: httpTrigger)
         httpTrigger.attach(runtime)
@@ -251,6 +253,25 @@ public struct Daemon {
             "configuration reloaded",
             metadata: ["log_level": "\(next.logLevel)", "shutdown_grace": "\(next.shutdownGrace)"])
         return applied
+    }
+
+    /// The kernel's ceiling on live guests, at start-up: the operator sees it before any create
+    /// is refused by it, and is warned when limits.max_instances asks for more.
+    static func logInstanceCeiling(_ configuration: RuntimeConfiguration, logger: Logger) {
+        guard let ceiling = configuration.instanceCeiling else {
+            logger.info("instance ceiling unknown (no kernel limits readable)", metadata: ["max_instances": "\(configuration.maxInstances)"])
+            return
+        }
+        let metadata: Logger.Metadata = [
+            "ceiling": "\(ceiling.instances)", "limit": "\(ceiling.limit)", "max_instances": "\(configuration.maxInstances)",
+        ]
+        if ceiling.instances < configuration.maxInstances {
+            logger.warning(
+                "limits.max_instances is above what this node can hold: creates past \(ceiling.instances) live instances are refused (\(ceiling.limit))",
+                metadata: metadata)
+        } else {
+            logger.info("instance ceiling", metadata: metadata)
+        }
     }
 
     static func runtimeConfiguration(_ settings: RuntimeSettings) -> RuntimeConfiguration {

@@ -32,9 +32,7 @@ extension WasmletRuntime {
             if let digest = input.moduleDigest, digest != record.module.digest, record.routeModules[digest] == nil {
                 throw RuntimeError.invalidArgument("module \(digest) is not one of service \(key)'s")
             }
-            guard state.liveCount + state.requestsRunning < configuration.maxInstances else {
-                throw RuntimeError.resourceExhausted("instance limit reached: \(configuration.maxInstances) live instances")
-            }
+            try admitInstance(state)
             let stack = record.spec.limits.stackBytes ?? configuration.defaultStackBytes
             let charge = configuration.memoryAdmission == .committed ? configuration.instanceOverheadBytes &+ stack : record.memoryCap
             guard budget.tryCharge(charge) else {

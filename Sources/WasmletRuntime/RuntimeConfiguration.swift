@@ -5,6 +5,9 @@ public struct RuntimeConfiguration: Sendable {
     /// Most instances alive (created or running) at once; past it, create fails with
     /// "resource exhausted".
     public var maxInstances: Int = 10_000
+    /// What the kernel lets this process hold (threads, mappings), read when the configuration
+    /// is made; creates past it are refused even under a higher `maxInstances`. nil: no ceiling.
+    public var instanceCeiling: InstanceCeiling? = InstanceCeiling.ofThisProcess()
     /// The node memory budget for guests. What counts against it depends on `memoryAdmission`:
     /// under `.committed` (the default) what live instances commit (their linear memory plus a
     /// fixed overhead each), under `.reserveCaps` the sum of their memory caps.

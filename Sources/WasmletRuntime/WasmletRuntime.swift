@@ -136,9 +136,7 @@ public final class WasmletRuntime: Sendable {
             guard state.instances[spec.key] == nil else {
                 throw RuntimeError.alreadyExists("instance \(spec.key) already exists")
             }
-            guard state.liveCount + state.requestsRunning < configuration.maxInstances else {
-                throw RuntimeError.resourceExhausted("instance limit reached: \(configuration.maxInstances) live instances")
-            }
+            try admitInstance(state)
             guard budget.tryCharge(charge) else {
                 let what = configuration.memoryAdmission == .committed ? "committed" : "reserved"
                 throw RuntimeError.resourceExhausted(
@@ -524,6 +522,21 @@ public final class WasmletRuntime: Sendable {
         }
         if let stack = spec.limits.stackBytes, stack < 16 << 10 || stack > 64 << 20 {
             throw RuntimeError.invalidArgument("stack size must be between 16 KiB and 64 MiB")
+        }
+    }
+
+    /// Refuses one more live instance past `maxInstances`, or past what the kernel lets the
+    /// process hold (whichever is smaller), naming the limit that applies.
+    func admitInstance(_ state: borrowing State) throws {
+        let live = state.liveCount + state.requestsRunning
+        if let ceiling = configuration.instanceCeiling, ceiling.instances < configuration.maxInstances {
+            guard live < ceiling.instances else {
+                throw RuntimeError.resourceExhausted(
+                    "instance limit reached: \(ceiling.instances) live instances, the most this node's \(ceiling.limit) leaves room for (raise it to run more)")
+            }
+        }
+        guard live < configuration.maxInstances else {
+            throw RuntimeError.resourceExhausted("instance limit reached: \(configuration.maxInstances) live instances")
         }
     }
 

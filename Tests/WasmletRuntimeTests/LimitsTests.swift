@@ -104,6 +104,53 @@ import Testing
         try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: "c"), moduleDigest: module.digest))
     }
 
+    @Test func theKernelsCeilingCapsLiveInstancesBelowMaxInstancesAndIsNamed() throws {
+        let runtime = try Fixtures.makeRuntime {
+            $0.maxInstances = 10
+            $0.instanceCeiling = InstanceCeiling(instances: 2, limit: "vm.max_map_count=65530")
+        }
+        let module = try runtime.loadModule(path: Fixtures.guest("hello"))
+        for id in ["a", "b"] {
+            try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: id), moduleDigest: module.digest))
+        }
+        let error = #expect(throws: RuntimeError.self) {
+            try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: "c"), moduleDigest: module.digest))
+        }
+        #expect(error?.kind == .resourceExhausted)
+        #expect(error?.message == "instance limit reached: 2 live instances, the most this node's vm.max_map_count=65530 leaves room for (raise it to run more)")
+        try runtime.delete(InstanceKey(namespace: "n", id: "a"))
+        try runtime.create(InstanceSpec(key: InstanceKey(namespace: "n", id: "c"), moduleDigest: module.digest))
+    }
+
+    @Test func theCeilingIsTheSmallestHeadroomOverTheKernelsLimits() {
+        // 65,530 mappings, 530 in use, a reserve of 6,553, three per instance: 19,482.
+        let maps = InstanceCeiling.Limits(
+            maxMapCount: 65_530, mappingsInUse: 530, systemThreadsMax: 32_768, systemThreadsInUse: 500,
+            cgroupPidsMax: nil, cgroupPidsInUse: 0)
+        #expect(InstanceCeiling.from(maps) == InstanceCeiling(instances: 19_482, limit: "vm.max_map_count=65530"))
+        // pid_max 32,768 with 12,000 threads on the node, a reserve of 3,276: 17,492.
+        var pids = maps
+        pids.systemThreadsInUse = 12_000
+        #expect(InstanceCeiling.from(pids) == InstanceCeiling(instances: 17_492, limit: "kernel.pid_max=32768"))
+        // systemd's TasksMax=4915 on the unit's cgroup, 20 tasks in it, a reserve of 491.
+        var cgroup = maps
+        cgroup.cgroupPidsMax = 4_915
+        cgroup.cgroupPidsInUse = 20
+        #expect(InstanceCeiling.from(cgroup) == InstanceCeiling(instances: 4_404, limit: "pids.max=4915"))
+        // A limit already used up leaves no room, never a negative count.
+        var full = maps
+        full.mappingsInUse = 65_000
+        #expect(InstanceCeiling.from(full)?.instances == 0)
+        #expect(InstanceCeiling.from(InstanceCeiling.Limits(
+            maxMapCount: nil, mappingsInUse: 0, systemThreadsMax: nil, systemThreadsInUse: 0, cgroupPidsMax: nil, cgroupPidsInUse: 0)) == nil)
+    }
+
+    @Test func thisMachinesCeilingIsReadFromProc() throws {
+        let ceiling = try #require(InstanceCeiling.ofThisProcess(), "vm.max_map_count and kernel.pid_max are readable here")
+        #expect(ceiling.instances > 1_000)
+        #expect(["vm.max_map_count=", "kernel.pid_max=", "kernel.threads-max=", "pids.max="].contains { ceiling.limit.contains($0) }, "\(ceiling)")
+    }
+
     @Test func reserveCapsAdmissionEnforcesTheNodeMemoryBudget() async throws {
         let runtime = try Fixtures.makeRuntime {
             $0.memoryBudgetBytes = 100 << 20
