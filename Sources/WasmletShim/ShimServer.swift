@@ -43,6 +43,14 @@ public final class ShimServer {
     private var signalPipe: (read: Int32, write: Int32) = (-1, -1)
     /// One read buffer for all sockets (the loop is single-threaded).
     private var scratch = [UInt8](repeating: 0, count: 32 * 1024)
+    /// While accept fails (out of descriptors, say), the listener is left out of poll until
+    /// then, or the loop would spin on a listener that stays readable.
+    private var acceptPausedUntil: Int64?
+    private var acceptBackoff = AcceptBackoff()
+    /// The write queues' bound. A containerd connection is not read while its own answers, or
+    /// the requests waiting to go to wasmletd, hold more than this: a peer that stops reading
+    /// (or a wedged daemon) slows its senders down instead of growing the shim without limit.
+    static let queueHighWater = 1 << 20
 
     /// Takes over `listener`, a bound, listening, non-blocking socket at `context.socketPath`.
     public init(context: ShimContext, listener: Int32) {
@@ -69,7 +77,8 @@ public final class ShimServer {
             }
             var fds = [pollfd]()
             var owners = [Int]()  // parallel to fds: -1 listener, -2 daemon, -3 signals, n connection
-            if listener >= 0 {
+            if let until = acceptPausedUntil, MonotonicClock.milliseconds() >= until { acceptPausedUntil = nil }
+            if listener >= 0 && acceptPausedUntil == nil {
                 fds.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0))
                 owners.append(-1)
             }
@@ -81,11 +90,15 @@ public final class ShimServer {
                 fds.append(pollfd(fd: signalPipe.read, events: Int16(POLLIN), revents: 0))
                 owners.append(-3)
             }
+            let daemonBacklogged = daemon.queue.count >= Self.queueHighWater
             for connection in connections.values {
-                fds.append(pollfd(fd: connection.fd, events: events(for: connection.queue), revents: 0))
+                let reading = !daemonBacklogged && connection.queue.count < Self.queueHighWater
+                let events = (reading ? Int16(POLLIN) : 0) | (connection.queue.isEmpty ? 0 : Int16(POLLOUT))
+                fds.append(pollfd(fd: connection.fd, events: events, revents: 0))
                 owners.append(connection.number)
             }
-            let timeout = exitDeadline.map { Int32(clamping: max(0, $0 - MonotonicClock.milliseconds())) } ?? -1
+            let wakeAt = [exitDeadline, acceptPausedUntil].compactMap { $0 }.min()
+            let timeout = wakeAt.map { Int32(clamping: max(0, $0 - MonotonicClock.milliseconds())) } ?? -1
             let ready = poll(&fds, nfds_t(fds.count), timeout)
             if ready < 0 {
                 if errno == EINTR { continue }
@@ -132,11 +145,22 @@ public final class ShimServer {
     // MARK: containerd side
 
     private func acceptConnections() {
-        while listener >= 0, let fd = UnixSocket.accept(listener: listener) {
-            let connection = ContainerdConnection(number: nextConnectionNumber, fd: fd)
-            nextConnectionNumber += 1
-            connections[connection.number] = connection
-            log.debug("containerd connection \(connection.number) opened")
+        while listener >= 0 {
+            switch UnixSocket.accept(listener: listener) {
+            case .success(nil):
+                return
+            case .success(let fd?):
+                acceptBackoff.succeeded()
+                let connection = ContainerdConnection(number: nextConnectionNumber, fd: fd)
+                nextConnectionNumber += 1
+                connections[connection.number] = connection
+                log.debug("containerd connection \(connection.number) opened")
+            case .failure(let error):
+                let pause = acceptBackoff.failed()
+                acceptPausedUntil = MonotonicClock.milliseconds() + pause
+                log.error("accept on \(context.socketPath) failed: \(error); not accepting for \(pause) ms")
+                return
+            }
         }
     }
 
@@ -486,4 +510,18 @@ public final class ShimServer {
         log.debug("termination signal received")
         beginExit()
     }
+}
+
+/// How long to stop accepting after accept fails: 10 ms, doubling while it keeps failing, at
+/// most 1 s; back to 10 ms after a success.
+struct AcceptBackoff {
+    private(set) var nextPauseMilliseconds: Int64 = 10
+
+    mutating func failed() -> Int64 {
+        let pause = nextPauseMilliseconds
+        nextPauseMilliseconds = min(1_000, nextPauseMilliseconds * 2)
+        return pause
+    }
+
+    mutating func succeeded() { nextPauseMilliseconds = 10 }
 }

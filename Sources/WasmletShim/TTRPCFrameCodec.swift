@@ -137,6 +137,9 @@ public struct WriteQueue: Sendable {
 
     public var isEmpty: Bool { start == buffer.count }
 
+    /// Bytes queued and not yet written.
+    public var count: Int { buffer.count - start }
+
     public mutating func append(_ bytes: [UInt8]) {
         buffer.append(contentsOf: bytes)
     }

@@ -71,13 +71,25 @@ enum UnixSocket {
         return .success(fd)
     }
 
-    /// Accepts one pending connection as a non-blocking descriptor; nil when none is pending.
-    static func accept(listener: Int32) -> Int32? {
-        let fd = Glibc.accept(listener, nil, nil)
-        guard fd >= 0 else { return nil }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        setNonBlocking(fd, true)
-        return fd
+    /// Accepts one pending connection as a non-blocking descriptor: .success(nil) when none is
+    /// pending, .failure when accept failed otherwise (EMFILE, ENFILE, ENOBUFS, ENOMEM: the
+    /// connection stays pending, and the listener stays readable).
+    static func accept(listener: Int32) -> Result<Int32?, SystemError> {
+        while true {
+            let fd = Glibc.accept(listener, nil, nil)
+            if fd >= 0 {
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                setNonBlocking(fd, true)
+                return .success(fd)
+            }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .success(nil)
+            // The peer gave up before we took it: nothing to back off from.
+            case ECONNABORTED, EPROTO: continue
+            default: return .failure(SystemError.last)
+            }
+        }
     }
 
     static func setNonBlocking(_ fd: Int32, _ on: Bool) {

@@ -265,6 +265,55 @@ typealias API = ContainerdTaskAPI
         }
     }
 
+    /// Out of descriptors, accept fails and the connection stays pending, so the listener stays
+    /// readable: without a backoff the loop would spin on it. Each failure pauses accepting
+    /// for twice as long as the last (10, 20, 40 ms, ...), and connections are taken again once
+    /// descriptors are free.
+    @Test func acceptFailuresBackOffAndRecoverOnceDescriptorsAreFree() async throws {
+        try await ShimHarness().run { h in
+            let daemon = try await FakeTaskDaemon.start(socketPath: h.daemonSocket)
+            defer { Task { await daemon.stop() } }
+            // The shim's stderr goes to the bundle's `log` when it can be opened; a plain file here.
+            let logPath = h.bundle + "/log"
+            #expect(FileManager.default.createFile(atPath: logPath, contents: nil))
+            let address = try await startShim(h, id: "t1")
+            let path = String(address.dropFirst("unix://".count))
+            let good = try await TaskClient.connect(address, namespace: h.namespace)
+            let shimPID = Int32(try await good.call(API.connect, .with { $0.id = "t1" }).shimPid)
+
+            // Room for two more descriptors, then six connections: four stay pending.
+            let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(shimPID)/fd").count
+            let limit = try await runProcess(
+                "/usr/bin/prlimit", ["--pid", "\(shimPID)", "--nofile=\(open + 2):\(open + 2)"], environment: [:], directory: "/")
+            #expect(limit.status == 0, "prlimit: \(limit.stderr)")
+            var extra: [Int32] = []
+            defer { for fd in extra { close(fd) } }
+            for _ in 0..<6 { extra.append(try rawConnect(path)) }
+
+            func failures() -> [String] {
+                let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+                return text.split(separator: "\n").filter { $0.contains("accept on \(path) failed") }.map(String.init)
+            }
+            #expect(await eventually(timeout: .seconds(30), every: .milliseconds(10)) { failures().count >= 3 }, "log: \(failures())")
+            let first = failures().prefix(3)
+            #expect(first.allSatisfy { $0.contains("Too many open files") }, "\(first)")
+            #expect(first.enumerated().allSatisfy { $0.element.hasSuffix("not accepting for \(10 << $0.offset) ms") }, "the pause doubles: \(first)")
+
+            // Free the descriptors: the connections that did get in are closed, the pending
+            // ones are taken once the pause ends, and a new client is served.
+            for fd in extra { close(fd) }
+            extra = []
+            #expect(await eventually(timeout: .seconds(30), every: .milliseconds(20)) {
+                guard let client = try? await TaskClient.connect(address, namespace: h.namespace) else { return false }
+                let answered = (try? await client.call(API.connect, .with { $0.id = "t1" })) != nil
+                await client.close()
+                return answered
+            })
+            #expect(try await good.call(API.connect, .with { $0.id = "t1" }).shimPid == UInt32(shimPID))
+            await good.close()
+        }
+    }
+
     @Test func deleteWithoutDaemonPrintsExit137AndRemovesStaleSocket() async throws {
         try await ShimHarness().run { h in
             // A socket file nobody listens on, where the group's shim would be.
