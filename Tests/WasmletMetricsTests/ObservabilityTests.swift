@@ -376,6 +376,8 @@ extension DaemonEndToEndTests {
         func journalEntriesCarryTheInstanceFields() async throws {
             let directory = try TemporaryDirectory()
             let receiver = try DatagramReceiver(directory: directory, name: "journal.sock")  // journald
+            receiver.startDraining()
+            defer { receiver.stopDraining() }
             let script = """
                 mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal \
                 && ln -s "$WASMLET_TEST_JOURNAL" /run/systemd/journal/socket \
@@ -396,7 +398,12 @@ extension DaemonEndToEndTests {
             #expect(try await client.wait("victim").reason == .killed)
             await client.close()
 
-            let entries = await receiver.collect(for: .seconds(2)).map(JournalEntry.decode)
+            // The victim's exit entry is the last one this test needs.
+            func isVictimExit(_ entry: [String: String]) -> Bool { entry["MESSAGE"] == "instance exited" && entry["WASMLET_ID"] == "victim" }
+            #expect(await eventually(timeout: .seconds(30), every: .milliseconds(10)) {
+                receiver.drained.map(JournalEntry.decode).contains(where: isVictimExit)
+            })
+            let entries = receiver.drained.map(JournalEntry.decode)
             #expect(entries.contains { $0["MESSAGE"] == "wasmletd ready" }, "entries: \(entries)")
             let exits = entries.filter { $0["MESSAGE"] == "instance exited" }
             let greeter = exits.filter { $0["WASMLET_ID"] == "greeter" }

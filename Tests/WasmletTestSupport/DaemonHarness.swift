@@ -139,6 +139,32 @@ package final class DatagramReceiver: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    private let drainLock = NSLock()
+    private var drainedDatagrams: [[UInt8]] = []
+    private var drainStopped = false
+
+    /// Receives on a thread of its own from now until `stopDraining()`. A receiver that reads
+    /// only at the end holds its senders up: libsystemd's journal sends block once the socket
+    /// has net.unix.max_dgram_qlen (10 by default) datagrams queued, which a daemon logging at
+    /// debug reaches within a few calls. journald reads as entries come, and so must the test.
+    package func startDraining() {
+        var timeout = timeval(tv_sec: 0, tv_usec: 20_000)  // how often the thread looks at stop
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let thread = Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while !drainLock.withLock({ drainStopped }) {
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count >= 0 { drainLock.withLock { drainedDatagrams.append(Array(buffer[0..<count])) } }
+            }
+        }
+        thread.start()
+    }
+
+    package func stopDraining() { drainLock.withLock { drainStopped = true } }
+
+    /// What the draining thread has received so far.
+    package var drained: [[UInt8]] { drainLock.withLock { drainedDatagrams } }
+
     /// A datagram already queued, or nil.
     package func receiveNow() -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
