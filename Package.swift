@@ -29,6 +29,7 @@ import PackageDescription
 //   wasmletctl -> WasmletClient, WasmletImage -> WasmletTTRPC, WasmletAPI, WasmletConventions
 //   containerd-shim-wasmlet-v1 -> WasmletShim -> WasmletConventions
 //   wasmlet-run -> WasmletRuntime, WasmletConventions
+//   fuzz-* -> WasmletFuzzSupport and the one module each fuzzes (its `package` FuzzEntryPoints)
 //
 // The shim and the CLI must never depend on WasmletRuntime (and so never link WasmKit); the
 // shim links no Foundation, NIO or protobuf either. The store depends on no service, no
@@ -338,6 +339,41 @@ let package = Package(
             name: "WasmletSystemdTests",
             // The probe is a dependency only so that it is built before the tests run.
             dependencies: ["WasmletTestSupport", "WasmletSystemd", "wasmlet-sd-probe"]
+        ),
+        // Fuzz targets (scripts/fuzz.sh builds them with libFuzzer and ASan): one executable per
+        // parser, over the real parsing code, with the `main` of WasmletFuzzSupport. An ordinary
+        // build replays inputs, which WasmletFuzzTests does with the committed corpora.
+        .target(name: "WasmletFuzzSupport"),
+        .executableTarget(
+            name: "fuzz-ttrpc-frame",
+            dependencies: [
+                "WasmletFuzzSupport", "WasmletTTRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(name: "fuzz-shim-wire", dependencies: ["WasmletFuzzSupport", "WasmletShim"]),
+        .executableTarget(name: "fuzz-oci-config", dependencies: ["WasmletFuzzSupport", "WasmletContainerd", "WasmletShim"]),
+        .executableTarget(name: "fuzz-module", dependencies: ["WasmletFuzzSupport", "WasmletRuntime"]),
+        .executableTarget(name: "fuzz-wasi-pointers", dependencies: ["WasmletFuzzSupport", "WasmletRuntime"]),
+        .executableTarget(name: "fuzz-image-tar", dependencies: ["WasmletFuzzSupport", "WasmletImage"]),
+        .executableTarget(name: "fuzz-config-toml", dependencies: ["WasmletFuzzSupport", "WasmletDaemon"]),
+        .executableTarget(
+            name: "fuzz-http-request",
+            dependencies: [
+                "WasmletFuzzSupport", "WasmletHTTPTrigger",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "WasmletFuzzTests",
+            // The fuzz targets are dependencies so that they are built before the tests replay them.
+            dependencies: [
+                "WasmletTestSupport", "fuzz-ttrpc-frame", "fuzz-shim-wire", "fuzz-oci-config", "fuzz-module",
+                "fuzz-wasi-pointers", "fuzz-image-tar", "fuzz-config-toml", "fuzz-http-request",
+            ]
         ),
         .testTarget(
             name: "WasmletTTRPCTests",

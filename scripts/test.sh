@@ -41,5 +41,8 @@ echo "== swift test"
 swift test --skip-build 2>&1 | tee .build/test-output.txt
 # `swift test` exits non-zero on failure; pipefail carries it through tee.
 
+echo "== fuzzing (libFuzzer + ASan, 30 s a target, 8 targets: 4 minutes)"
+scripts/fuzz.sh --all 30
+
 echo "== containerd end-to-end (ctr and CRI)"
 scripts/e2e-containerd.sh

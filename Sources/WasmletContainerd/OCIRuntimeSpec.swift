@@ -52,6 +52,11 @@ struct OCIRuntimeSpec: Decodable, Sendable {
         } catch {
             throw TaskError.invalidSpec("cannot read \(path): \((error as NSError).localizedDescription)")
         }
+        return try decode(data, path: path)
+    }
+
+    /// Decodes a config.json's bytes; `path` names the file in errors.
+    static func decode(_ data: Data, path: String) throws -> OCIRuntimeSpec {
         do {
             return try JSONDecoder().decode(OCIRuntimeSpec.self, from: data)
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {

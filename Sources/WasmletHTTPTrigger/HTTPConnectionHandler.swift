@@ -98,13 +98,19 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         head.headers.reduce(head.method.rawValue.utf8.count + head.uri.utf8.count + 12) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
     }
 
-    private func dispatch(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        var request = CGIRequest(
+    /// What the guest is told of a request (its route is set once one matches).
+    static func request(_ head: HTTPRequestHead, bodyLength: Int, remoteAddress: String, localPort: Int) -> CGIRequest {
+        CGIRequest(
             method: head.method.rawValue, target: head.uri,
             protocolVersion: "HTTP/\(head.version.major).\(head.version.minor)",
-            headers: head.headers.map { ($0.name, $0.value) }, bodyLength: body.readableBytes,
-            remoteAddress: context.channel.remoteAddress?.ipAddress ?? "",
-            localPort: context.channel.localAddress?.port ?? 0, route: .everything)
+            headers: head.headers.map { ($0.name, $0.value) }, bodyLength: bodyLength,
+            remoteAddress: remoteAddress, localPort: localPort, route: .everything)
+    }
+
+    private func dispatch(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        var request = Self.request(
+            head, bodyLength: body.readableBytes, remoteAddress: context.channel.remoteAddress?.ipAddress ?? "",
+            localPort: context.channel.localAddress?.port ?? 0)
         let bytes = body.readBytes(length: body.readableBytes) ?? []
         body.clear()
         let keepAlive = head.isKeepAlive
