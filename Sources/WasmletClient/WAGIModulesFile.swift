@@ -47,6 +47,11 @@ public struct WAGIModulesFile: Sendable, Equatable {
     static let unsupported: Set<String> = ["entrypoint", "volumes", "environment", "allowed_hosts", "http_headers", "argv", "bindle_server"]
 
     public static func parse(_ text: String, directory: String, path: String) throws(ParseError) -> WAGIModulesFile {
+        do {
+            try TOMLPreflight.check(text)
+        } catch {
+            throw ParseError("\(path): \(error.message)")
+        }
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)

@@ -54,6 +54,11 @@ struct ConfigurationFile: Equatable {
     }
 
     static func parse(_ text: String, path: String) throws(ConfigurationError) -> ConfigurationFile {
+        do {
+            try TOMLPreflight.check(text)
+        } catch {
+            throw .file(path: path, error.message)
+        }
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)

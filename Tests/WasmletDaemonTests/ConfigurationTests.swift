@@ -88,6 +88,9 @@ import WasmletTestSupport
         ("[limits]\nmemory_budget = \"8GB\"", "key limits.memory_budget: \"8GB\" is ambiguous"),
         ("[limits]\ndefault_memory = \"99999999999T\"", "key limits.default_memory: size \"99999999999T\" is too large"),
         ("[limits]\ndefault_memory = 0", "key limits.default_memory: must be more than 0 bytes"),
+        // Found by fuzz-config-toml: TOMLKit's parser aborted the process on these.
+        ("[é]", "line 1, column 2: a non-ASCII character outside a string or comment"),
+        ("socket = \"/run/ß\"\n[[ü]]", "line 2, column 3: a non-ASCII character"),
     ])
     func badFilesNameTheProblem(text: String, expected: String) throws {
         let directory = try TemporaryDirectory()
