@@ -6,7 +6,12 @@
 //                    topic = 3, event = 4 Any{type_url = 1, value = 2}}})
 //     TaskExit{container_id = 1, id = 2, pid = 3, exit_status = 4, exited_at = 5}
 
+import Synchronization
 import WasmletConventions
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public struct ExitEvent: Sendable, Equatable {
     public var containerID: String
@@ -78,6 +83,86 @@ public enum EventPublisher {
             let refused = responses.filter { !$0.isOK }
             guard let first = refused.first else { return nil }
             return "publishing \(exitTopic): containerd answered code \(first.code): \(first.message)"
+        }
+    }
+}
+
+/// Exit publications on threads of their own. The shim publishes only when wasmletd is lost, and
+/// then containerd may be slow to answer, or gone too; on the shim's loop, each publication held
+/// every other connection for up to its timeout. Here the loop only starts one and goes on
+/// answering containerd. Used by the loop's thread only.
+public final class BackgroundPublications {
+    /// How long one publication waits for containerd's answers before giving up (and logging it).
+    public static let timeoutMilliseconds: Int64 = 5000
+
+    private final class Publication {
+        let events: [ExitEvent]
+        let namespace: String
+        let ttrpcAddress: String
+        let log: ShimLog
+        let finished = Atomic<Bool>(false)
+        var thread = pthread_t()
+
+        init(events: [ExitEvent], namespace: String, ttrpcAddress: String, log: ShimLog) {
+            self.events = events
+            self.namespace = namespace
+            self.ttrpcAddress = ttrpcAddress
+            self.log = log
+        }
+
+        func run() {
+            if let error = EventPublisher.publish(
+                events, namespace: namespace, ttrpcAddress: ttrpcAddress,
+                timeoutMilliseconds: BackgroundPublications.timeoutMilliseconds)
+            {
+                log.error(error)
+            } else {
+                log.debug("published /tasks/exit for \(events.map { "\($0.containerID) (\($0.exit.status))" }.joined(separator: ", "))")
+            }
+            finished.store(true, ordering: .releasing)
+        }
+    }
+
+    private var running: [Publication] = []
+
+    public init() {}
+
+    /// Starts publishing `events`; publishes on the calling thread if no thread can be had.
+    public func start(_ events: [ExitEvent], namespace: String, ttrpcAddress: String, log: ShimLog) {
+        reapFinished()
+        let publication = Publication(events: events, namespace: namespace, ttrpcAddress: ttrpcAddress, log: log)
+        let context = Unmanaged.passRetained(publication).toOpaque()
+        let created = pthread_create(&publication.thread, nil, { raw in
+            Unmanaged<Publication>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, context)
+        guard created == 0 else {
+            Unmanaged<Publication>.fromOpaque(context).release()
+            log.error("cannot start a thread to publish /tasks/exit (\(SystemError(created))); publishing on the loop")
+            publication.run()
+            return
+        }
+        running.append(publication)
+    }
+
+    /// Whether a publication is still waiting for containerd.
+    public var isEmpty: Bool {
+        reapFinished()
+        return running.isEmpty
+    }
+
+    /// Waits for every publication (each ends by its own timeout): before the shim exits, so
+    /// that an exit it declared is not lost with the process.
+    public func waitForAll() {
+        for publication in running { pthread_join(publication.thread, nil) }
+        running.removeAll()
+    }
+
+    private func reapFinished() {
+        running.removeAll { publication in
+            guard publication.finished.load(ordering: .acquiring) else { return false }
+            pthread_join(publication.thread, nil)
+            return true
         }
     }
 }

@@ -40,6 +40,8 @@ public final class ShimServer {
     var pods = PodNetworks()
     /// Set once the shim decided to exit: it then only flushes answers until this deadline.
     private var exitDeadline: Int64?
+    /// `/tasks/exit` publications in flight (only when wasmletd was lost).
+    private let publications = BackgroundPublications()
     private var signalPipe: (read: Int32, write: Int32) = (-1, -1)
     /// One read buffer for all sockets (the loop is single-threaded).
     private var scratch = [UInt8](repeating: 0, count: 32 * 1024)
@@ -73,6 +75,7 @@ public final class ShimServer {
                 connections.values.allSatisfy({ $0.queue.isEmpty }) || MonotonicClock.milliseconds() >= deadline
             {
                 log.debug("exiting")
+                publications.waitForAll()
                 return 0
             }
             var fds = [pollfd]()
@@ -446,11 +449,7 @@ public final class ShimServer {
         let events = lost.compactMap { entry in
             entry.exit.map { ExitEvent(containerID: entry.id, pid: context.pidValue, exit: $0) }
         }
-        if let error = EventPublisher.publish(events, namespace: context.namespace, ttrpcAddress: context.ttrpcAddress) {
-            log.error(error)
-        } else {
-            log.debug("published /tasks/exit (137) for \(lost.map(\.id))")
-        }
+        publications.start(events, namespace: context.namespace, ttrpcAddress: context.ttrpcAddress, log: log)
     }
 
     // MARK: Exit

@@ -200,21 +200,36 @@ final class FakeContainerdEvents: Sendable {
     let socketPath: String
     let events = Mutex<[Event]>([])
     private let server = Mutex<TTRPCServer?>(nil)
+    /// With `holdingAnswers`, Forward calls are received but answered only by `releaseAnswers()`.
+    private let holdingAnswers: Bool
+    private let held = Mutex<[@Sendable () -> Void]>([])
 
-    private init(socketPath: String) { self.socketPath = socketPath }
+    private init(socketPath: String, holdingAnswers: Bool) {
+        self.socketPath = socketPath
+        self.holdingAnswers = holdingAnswers
+    }
 
-    static func start(socketPath: String) async throws -> FakeContainerdEvents {
-        let fake = FakeContainerdEvents(socketPath: socketPath)
+    func releaseAnswers() {
+        for answer in held.withLock({ list in defer { list.removeAll() }; return list }) { answer() }
+    }
+
+    static func start(socketPath: String, holdingAnswers: Bool = false) async throws -> FakeContainerdEvents {
+        let fake = FakeContainerdEvents(socketPath: socketPath, holdingAnswers: holdingAnswers)
         var registry = TTRPCServiceRegistry()
         let api = ContainerdEventsAPI.forward
         // Inline, on the server's event loop (see FakeTaskDaemon.register): the shim gives a
-        // Forward only a second.
+        // Forward only BackgroundPublications.timeoutMilliseconds.
         registry.registerInline(service: api.service, method: api.method) {
             (context, request: Containerd_Services_Events_Ttrpc_V1_ForwardRequest, respond: @escaping @Sendable (Result<Google_Protobuf_Empty, any Error>) -> Void) in
+            let answer: @Sendable () -> Void = { respond(.success(Google_Protobuf_Empty())) }
             fake.events.withLock {
                 $0.append(Event(namespaceMetadata: context.containerdNamespace, request: request))
             }
-            respond(.success(Google_Protobuf_Empty()))
+            if fake.holdingAnswers {
+                fake.held.withLock { $0.append(answer) }
+            } else {
+                answer()
+            }
             return nil
         }
         let bound = try await TTRPCServer.bind(unixSocketPath: socketPath, registry: registry)

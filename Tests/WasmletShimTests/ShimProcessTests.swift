@@ -184,6 +184,40 @@ typealias API = ContainerdTaskAPI
         }
     }
 
+    /// Known gap 4 of the faults issue: publishing `/tasks/exit` after wasmletd is lost ran on the
+    /// shim's loop, so a containerd slow to answer the Forward held every other call for up to
+    /// the publication's timeout. Here containerd receives the Forward and does not answer it
+    /// until the shim has answered a State call; a shim whose loop waited for that answer could
+    /// answer State only after giving the publication up, and would then never log it published.
+    @Test func aSlowContainerdDoesNotHoldTheShimWhileItPublishesAnExit() async throws {
+        try await ShimHarness().run { h in
+            // The serving shim logs to the bundle's `log` (a FIFO under containerd; a file here).
+            let log = h.bundle + "/log"
+            #expect(FileManager.default.createFile(atPath: log, contents: nil))
+            let daemon = try await FakeTaskDaemon.start(socketPath: h.daemonSocket)
+            let events = try await FakeContainerdEvents.start(socketPath: h.eventsSocket, holdingAnswers: true)
+            defer { Task { await events.stop() } }
+            let address = try await startShim(h, id: "t1")
+            let client = try await TaskClient.connect(address, namespace: h.namespace)
+            _ = try await client.call(API.create, create("t1", h))
+            _ = try await client.call(API.start, .with { $0.id = "t1" })
+
+            await daemon.stop()
+            // containerd has the Forward and holds its answer.
+            #expect(await eventually { events.events.withLock { $0.count } == 1 })
+            let state = try await client.call(API.state, .with { $0.id = "t1" })
+            #expect(state.status == .stopped && state.exitStatus == 137)
+            let logged = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+            #expect(!logged().contains("publishing /tasks/exit"), "\(logged())")
+            events.releaseAnswers()
+            #expect(await eventually { logged().contains("published /tasks/exit for t1 (137)") }, "\(logged())")
+            #expect(!logged().contains("error: publishing"), "\(logged())")
+            _ = try await client.call(API.delete, .with { $0.id = "t1" })
+            _ = try await client.call(API.shutdown, .with { $0.id = "t1" })
+            #expect(await eventually { h.shimProcesses().isEmpty })
+        }
+    }
+
     @Test func restartedDaemonIsUsedAgain() async throws {
         try await ShimHarness().run { h in
             let address = try await startShim(h, id: "t1")
