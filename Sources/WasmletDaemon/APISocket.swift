@@ -38,6 +38,27 @@ enum APISocket {
         return nil
     }
 
+    /// The group of the socket-activated API socket's file, when its socket unit gave it one
+    /// (`SocketGroup=` with `SocketMode=0660`): that says its members are to use the API, so the
+    /// daemon's peer check allows them too, as it does the configured `group`. nil for root's
+    /// group, the daemon's own, or an abstract socket.
+    static func groupOfActivatedSocket(_ fd: CInt) -> gid_t? {
+        var address = sockaddr_un()
+        var length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0, address.sun_family == sa_family_t(AF_UNIX) else { return nil }
+        let path = withUnsafeBytes(of: address.sun_path) { raw -> String in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        var info = stat()
+        guard !path.isEmpty, stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK,
+            info.st_gid != 0, info.st_gid != getgid()
+        else { return nil }
+        return info.st_gid
+    }
+
     static func serve(
         activated: CInt?, configuration: DaemonConfiguration, registry: TTRPCServiceRegistry,
         serverConfiguration: TTRPCServer.Configuration, logger: Logger

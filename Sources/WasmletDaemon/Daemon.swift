@@ -148,7 +148,13 @@ public struct Daemon {
             handoffSocket: handoffPath)
         taskService.register(in: &registry)
         await taskService.pruneOrphanedTasks()
-        let socketGroup = configuration.group.flatMap { GroupLookup.gid(named: $0) }
+        var socketGroup = configuration.group.flatMap { GroupLookup.gid(named: $0) }
+        if socketGroup == nil, let activated, let group = APISocket.groupOfActivatedSocket(activated) {
+            // systemd made the socket with a group (its unit's SocketGroup=) and no `group` is
+            // configured: the socket's mode lets that group in, so the peer check does too.
+            socketGroup = group
+            logger.info("allowing the socket-activated API socket's group", metadata: ["gid": "\(group)"])
+        }
         let authorizer = PeerAuthorizer(daemonUID: getuid(), groupID: socketGroup)
         let protocolLogger = logger
         let serverConfiguration = TTRPCServer.Configuration(

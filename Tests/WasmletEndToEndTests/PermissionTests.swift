@@ -101,5 +101,31 @@ extension DaemonEndToEndTests {
             let allowed = try await runAsNobody(socket: primary.socketPath, script: script, groups: nil)
             #expect(allowed.hasPrefix("status 0"), "\(allowed)")
         }
+
+        /// Socket activation with the unit's `SocketGroup=` and no `group` configured: the
+        /// daemon allows the group the socket file has (it used to check only its own `group`
+        /// setting, so members the socket's mode let in got PERMISSION_DENIED on every call).
+        @Test(.enabled(if: getuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0 && access("/usr/bin/python3", X_OK) == 0
+            && access("/usr/bin/systemd-socket-activate", X_OK) == 0))
+        func aSocketActivatedSocketsGroupIsAllowed() async throws {
+            let directory = try TemporaryDirectory()
+            let script = directory.path + "/client.py"
+            try rawVersionClient.write(toFile: script, atomically: true, encoding: .utf8)
+            chmod(script, 0o644)
+            let nogroup = try #require(getgrnam("nogroup")?.pointee.gr_gid)
+            let path = directory.path + "/api.sock"
+            let daemon = try await DaemonProcess(
+                directory: directory, launcher: "/usr/bin/systemd-socket-activate",
+                launcherArguments: ["-l", path, "--fdname=api"], waitForSocket: false)
+            defer { daemon.killAndReap() }
+            // What SocketGroup=nogroup and SocketMode=0660 make of it, before the first connection
+            // starts the daemon.
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(20)) { FileManager.default.fileExists(atPath: path) })
+            #expect(chown(path, 0, nogroup) == 0 && chmod(path, 0o660) == 0)
+            chmod(directory.path, 0o755)
+            let member = try await runAsNobody(socket: path, script: script, groups: nil)
+            #expect(member.hasPrefix("status 0"), "\(member); log: \(daemon.log)")
+            #expect(daemon.log.contains("allowing the socket-activated API socket's group"))
+        }
     }
 }
