@@ -2,6 +2,8 @@
 # fuzz.sh TARGET SECONDS     fuzz one target (e.g. fuzz-ttrpc-frame) for SECONDS
 # fuzz.sh --all SECONDS      fuzz every target, SECONDS each (scripts/test.sh: 30)
 # fuzz.sh --list             name the targets
+# FUZZ_SEED=N fixes libFuzzer's seed (scripts/test.sh: 1, so that a run of the test command
+# explores the same inputs each time; a longer run here, with a random seed, explores new ones).
 #
 # Builds the target with libFuzzer and AddressSanitizer (-sanitize=fuzzer,address -DFUZZING, in
 # .build-fuzz/, apart from the ordinary build) and runs it on a working copy of its committed
@@ -55,7 +57,7 @@ for target in "${selected[@]}"; do
     LSAN_OPTIONS=suppressions="$PWD/Tests/FuzzCorpus/lsan-suppressions.txt":print_suppressions=0 \
         "$BUILD/debug/$target" "$corpus" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-        -artifact_prefix="$crashes/" -print_final_stats=1 >"$log" 2>&1
+        -artifact_prefix="$crashes/" -print_final_stats=1 ${FUZZ_SEED:+-seed="$FUZZ_SEED"} >"$log" 2>&1
     rc=$?
     set -e
     done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true)

@@ -1,11 +1,13 @@
 /// A check TOML text passes before it reaches TOMLKit.
 ///
-/// TOMLKit 0.6 bundles toml++ 3, whose parser asserts (and so aborts the whole process) on a
-/// non-ASCII character where a key should start, as in `[é]`; `scripts/fuzz.sh fuzz-config-toml`
-/// found it. wasmletd re-reads its `--config` on SIGHUP, so one such byte in that file would end
-/// every guest on the node. TOML allows non-ASCII text only inside strings and comments (a bare
-/// key is ASCII letters, digits, `_` and `-`), so refusing it anywhere else refuses no valid
-/// document: the error names its line and column instead.
+/// TOMLKit 0.6 bundles toml++ 3, whose parser asserts (and so aborts the whole process) in two
+/// places `scripts/fuzz.sh fuzz-config-toml` found: a non-ASCII character where a key should
+/// start (`é = 1`, `[é]`), and a table header whose key starts with anything but a bare-key
+/// character or a quote (`[#`, `[ ]x`, `[` at the end of a line). In a release build the assertion
+/// is an optimizer assumption instead, so what follows is undefined. wasmletd re-reads its
+/// `--config` on SIGHUP: one such byte in that file would end every guest on the node. Both are
+/// invalid TOML anyway (non-ASCII text belongs only in strings and comments; a header names a
+/// key), so refusing them here refuses no valid document, and the error names line and column.
 public enum TOMLPreflight {
     public static func check(_ text: String) throws(ParseError) {
         enum Place { case plain, comment, basic, literal, multilineBasic, multilineLiteral }
@@ -14,28 +16,71 @@ public enum TOMLPreflight {
         var line = 1
         var lineStart = 0
         var index = 0
+        // Unclosed brackets and braces of values: a `[` that starts a line inside an array is
+        // part of the value, not a table header.
+        var depth = 0
+        // Only spaces and tabs so far on this line (outside any string).
+        var atLineStart = true
         func at(_ offset: Int) -> UInt8? { index + offset < bytes.count ? bytes[index + offset] : nil }
         func isTriple(_ quote: UInt8) -> Bool { at(0) == quote && at(1) == quote && at(2) == quote }
+        func column(_ offset: Int) -> Int {
+            // Columns count characters: continuation bytes of UTF-8 are not counted.
+            bytes[lineStart..<offset].filter { $0 & 0xC0 != 0x80 }.count + 1
+        }
+        func isBlank(_ byte: UInt8?) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        func startsKey(_ byte: UInt8?) -> Bool {
+            // The end of the text is the parser's to report; a non-ASCII byte is refused as such
+            // when the scan reaches it.
+            guard let byte, byte < 0x80 else { return true }
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: "]"):
+                return true
+            default: return false
+            }
+        }
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\n") {
                 line += 1
                 lineStart = index + 1
                 // A single-line string or a comment ends with its line (an unterminated string is
-                // the parser's error to report).
-                if place != .multilineBasic && place != .multilineLiteral { place = .plain }
+                // the parser's error to report); a multi-line string goes on.
+                if place != .multilineBasic && place != .multilineLiteral {
+                    place = .plain
+                    atLineStart = true
+                }
                 index += 1
                 continue
             }
             switch place {
             case .plain:
                 if byte >= 0x80 {
-                    // Columns count characters: continuation bytes of UTF-8 are not counted.
-                    let column = bytes[lineStart..<index].filter { $0 & 0xC0 != 0x80 }.count + 1
                     throw ParseError(
-                        "line \(line), column \(column): a non-ASCII character outside a string or comment (a key that is not quoted is ASCII letters, digits, _ and -)")
+                        "line \(line), column \(column(index)): a non-ASCII character outside a string or comment (a key that is not quoted is ASCII letters, digits, _ and -)")
                 }
-                if byte == UInt8(ascii: "#") {
+                let wasAtLineStart = atLineStart
+                if !isBlank(byte) { atLineStart = false }
+                if byte == UInt8(ascii: "["), wasAtLineStart, depth == 0 {
+                    // A table header: `[` or `[[`, blanks, then its key.
+                    var next = index + 1
+                    while next < bytes.count && isBlank(bytes[next]) { next += 1 }
+                    if next < bytes.count && bytes[next] == UInt8(ascii: "[") {
+                        next += 1
+                        while next < bytes.count && isBlank(bytes[next]) { next += 1 }
+                    }
+                    guard startsKey(next < bytes.count ? bytes[next] : nil) else {
+                        throw ParseError(
+                            "line \(line), column \(column(next)): a table header must name a key (ASCII letters, digits, _ and -, or a quoted key)")
+                    }
+                    index = next
+                    continue
+                }
+                if byte == UInt8(ascii: "[") || byte == UInt8(ascii: "{") {
+                    depth += 1
+                } else if byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}") {
+                    depth = max(0, depth - 1)
+                } else if byte == UInt8(ascii: "#") {
                     place = .comment
                 } else if isTriple(UInt8(ascii: "\"")) {
                     place = .multilineBasic

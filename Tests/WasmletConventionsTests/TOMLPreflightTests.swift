@@ -26,3 +26,27 @@ import WasmletConventions
         try TOMLPreflight.check(text)
     }
 }
+
+/// The other assertion fuzz-config-toml found: a table header whose key does not start with a
+/// bare-key character or a quote. A `[` that starts a line inside an array is a value.
+@Suite struct TOMLPreflightHeaderTests {
+    @Test(arguments: [
+        ("[#x]", 1, 2), ("[[#", 1, 3), ("  [ =a]", 1, 5), ("a = 1\n[\n", 2, 2), ("[\nb = 1", 1, 2), ("[[ {", 1, 4),
+        ("[[[a]]]", 1, 3), ("a = [1]\n[.x]", 2, 2),
+    ] as [(String, Int, Int)])
+    func refusesAHeaderWithoutAKey(text: String, line: Int, column: Int) {
+        #expect {
+            try TOMLPreflight.check(text)
+        } throws: { error in
+            "\(error)".hasPrefix("line \(line), column \(column): a table header must name a key")
+        }
+    }
+
+    @Test(arguments: [
+        "[a]", "[[a.b]]", "[ \"q\" ]", "['l'.x]", "[ a ]", "[]", "a = [\n  [1, 2],\n  [{x = 1}],\n  [ \"#\" ],\n]",
+        "a = {b = [\n[#not a header in toml, an error of the parser's own\n]}", "a = \"\"\"\n[#\n\"\"\"", "# [#",
+    ])
+    func acceptsHeadersAndArraysThatStartLines(text: String) throws {
+        try TOMLPreflight.check(text)
+    }
+}

@@ -39,7 +39,7 @@ import WasmletTestSupport
         ("[[module]]\nroute = \"/\"\nmodule = \"bindle:example/1.0\"", "not a file path (bindle: references"),
         ("[[module]]\nroute = \"/\"\nmodule = \"missing.wasm\"", "cannot read module"),
         // TOMLKit's parser aborted the process on this (TOMLPreflight).
-        ("[[modulé]]\nroute = \"/\"", "line 1, column 9: a non-ASCII character outside a string or comment"),
+        ("[[modulé]]\nroute = \"/\"", "modules.toml: line 1, column 8: a non-ASCII character outside a string or comment"),
         ("[[module]]\nmodule = \"a.wasm\"", "route (a string such as \"/...\") is required"),
         ("[[module]]\nroute = \"/\"", "module (the path of a .wasm file) is required"),
         ("[[module]]\nroute = 5\nmodule = \"a.wasm\"", "route (a string"),
