@@ -70,6 +70,7 @@ package final class ListenerHandoffServer: @unchecked Sendable {
             Glibc.close(wake.write)
             stopped.set(true)
         }
+        var backoffMilliseconds: Int32 = 0
         while true {
             var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
             let ready = poll(&fds, 2, 1000)
@@ -86,9 +87,20 @@ package final class ListenerHandoffServer: @unchecked Sendable {
             if fds[0].revents & Int16(POLLIN) != 0 {
                 let connection = accept(listener, nil, nil)
                 if connection >= 0 {
+                    if backoffMilliseconds > 0 { logger.notice("listener handoff socket: accepting again") }
+                    backoffMilliseconds = 0
                     _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
                     handle(connection)
                     Glibc.close(connection)
+                } else if errno != EINTR && errno != EAGAIN {
+                    // Out of descriptors the listener stays readable and the loop would spin:
+                    // back off (10 ms, doubling to 1 s), still woken by a stop.
+                    if backoffMilliseconds == 0 {
+                        logger.warning("listener handoff socket: accept failed, backing off: \(String(cString: strerror(errno)))")
+                    }
+                    backoffMilliseconds = min(1000, max(10, backoffMilliseconds * 2))
+                    var wakeOnly = pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)
+                    if poll(&wakeOnly, 1, backoffMilliseconds) > 0 { return }
                 }
             }
         }

@@ -157,7 +157,7 @@ public struct Daemon {
         }
         let authorizer = PeerAuthorizer(daemonUID: getuid(), groupID: socketGroup)
         let protocolLogger = logger
-        let serverConfiguration = TTRPCServer.Configuration(
+        var serverConfiguration = TTRPCServer.Configuration(
             authorizer: { peer in
                 let allowed = authorizer.allows(peer)
                 if !allowed { protocolLogger.notice("refusing API connection", metadata: ["peer": "\(peer)"]) }
@@ -167,6 +167,9 @@ public struct Daemon {
                 protocolLogger.warning(
                     "closed a connection after a protocol error", metadata: ["peer": "\(peer.map(String.init(describing:)) ?? "?")", "error": "\(error)"])
             })
+        serverConfiguration.onAcceptError = { error in
+            protocolLogger.warning("cannot accept an API connection; retrying in 1 s", metadata: ["error": "\(error)"])
+        }
         // Before the API socket: a shim that reached the API can always hand off listeners. It
         // lives beside the API socket, whose directory may not exist yet (/run/wasmlet on a
         // fresh machine, started by hand rather than by its systemd units).

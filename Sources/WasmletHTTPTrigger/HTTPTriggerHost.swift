@@ -39,6 +39,8 @@ public final class HTTPTriggerHost: ServingHost {
         for (index, fd) in instance.listenerDescriptors.enumerated() {
             let bound = instance.listeners.indices.contains(index) ? instance.listeners[index] : nil
             let channel = ServerBootstrap(group: group)
+                // Out of descriptors, stop accepting for a second rather than spin on the listener.
+                .serverChannelInitializer { server in server.eventLoop.makeCompletedFuture { try server.pipeline.syncOperations.addHandler(AcceptBackoffHandler()) } }
                 .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     guard session.connectionOpened(channel) else { return channel.close() }

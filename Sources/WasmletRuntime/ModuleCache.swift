@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Glibc
 import Synchronization
 
 /// Parsed modules keyed by SHA-256 digest, bounded by count and total bytes, evicting the least
@@ -42,28 +43,46 @@ final class ModuleCache: Sendable {
         "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }
 
+    /// Reads a module file. Opened without blocking (a FIFO at the path must not hold the
+    /// caller), then checked through its descriptor: a regular file within the size limit. Each
+    /// failure is named with its errno, and a daemon out of descriptors says so as
+    /// RESOURCE_EXHAUSTED rather than blaming the file.
     func load(path: String) throws -> LoadedModule {
-        let url = URL(fileURLWithPath: path)
-        let attributes: [FileAttributeKey: Any]
-        do {
-            attributes = try FileManager.default.attributesOfItem(atPath: path)
-        } catch {
-            throw RuntimeError.notFound("module \(path): no such file")
+        func failure(_ what: String, _ code: Int32) -> RuntimeError {
+            let reason = String(cString: strerror(code))
+            switch code {
+            case ENOENT, ENOTDIR: return .notFound("module \(path): no such file")
+            case EACCES, EPERM: return RuntimeError(.permissionDenied, "module \(path): cannot \(what): \(reason)")
+            case EMFILE, ENFILE, ENOMEM:
+                return .resourceExhausted("module \(path): cannot \(what): \(reason) (the daemon is out of descriptors or memory)")
+            default: return .invalidArgument("module \(path): cannot \(what): \(reason)")
+            }
         }
-        if let type = attributes[.type] as? FileAttributeType, type != .typeRegular {
-            throw RuntimeError.invalidArgument("module \(path): not a regular file")
-        }
-        if let size = attributes[.size] as? Int, size > validator.maxModuleBytes {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw failure("open", errno) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw failure("stat", errno) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw RuntimeError.invalidArgument("module \(path): not a regular file") }
+        guard info.st_size <= validator.maxModuleBytes else {
             throw RuntimeError.invalidArgument(
-                "module \(path) is \(size) bytes, over the size limit of \(validator.maxModuleBytes) bytes")
+                "module \(path) is \(info.st_size) bytes, over the size limit of \(validator.maxModuleBytes) bytes")
         }
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            throw RuntimeError(.permissionDenied, "module \(path): cannot read: \(error.localizedDescription)")
+        // Up to one byte past the limit, in case the file grew since fstat.
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size) + 1)
+        var count = 0
+        while count < bytes.count {
+            let got = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw failure("read", errno)
+            }
+            if got == 0 { break }
+            count += got
+            if count == bytes.count, count <= validator.maxModuleBytes { bytes += [UInt8](repeating: 0, count: 64 << 10) }
         }
-        return try load(bytes: [UInt8](data))
+        bytes.removeSubrange(count...)
+        return try load(bytes: bytes)
     }
 
     func load(bytes: [UInt8]) throws -> LoadedModule {

@@ -34,6 +34,10 @@ public final class TTRPCServer: Sendable {
         /// Told about connections closed for protocol violations (malformed frames), with the
         /// peer's credentials. Called on the connection's event loop.
         public var onProtocolError: (@Sendable (PeerCredentials?, any Error) -> Void)?
+        /// Told when accepting a connection fails (out of descriptors, most likely); the server
+        /// then stops accepting for a second (SwiftNIO's AcceptBackoffHandler) rather than spin.
+        /// Called on the listener's event loop.
+        public var onAcceptError: (@Sendable (any Error) -> Void)?
 
         public init(
             maxPayloadLength: Int = TTRPCFrameHeader.defaultMaxPayloadLength,
@@ -141,6 +145,14 @@ public final class TTRPCServer: Sendable {
     ) -> ServerBootstrap {
         ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
+            .serverChannelInitializer { channel in
+                // This bootstrap adds no backoff of its own: out of descriptors, the listener stays
+                // readable and every accept fails at once, a core spent spinning.
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                    try channel.pipeline.syncOperations.addHandler(AcceptErrorReporter(report: configuration.onAcceptError))
+                }
+            }
             .childChannelInitializer { channel in
                 guard connections.add(channel) else {
                     // Accepted while shutting down: NIO closes a channel whose initializer fails.
@@ -254,4 +266,16 @@ final class ConnectionTracker: Sendable {
     }
 
     var count: Int { state.withLock { $0.channels.count } }
+}
+
+/// Passes the listener's accept errors (after AcceptBackoffHandler has seen them) to the owner.
+private final class AcceptErrorReporter: ChannelInboundHandler, Sendable {
+    typealias InboundIn = any Channel
+    let report: (@Sendable (any Error) -> Void)?
+
+    init(report: (@Sendable (any Error) -> Void)?) { self.report = report }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.fireChannelRead(data) }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) { report?(error) }
 }

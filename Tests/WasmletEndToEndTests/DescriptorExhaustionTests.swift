@@ -1,0 +1,109 @@
+import Foundation
+import Glibc
+import Testing
+import WasmletTTRPC
+import WasmletTestSupport
+
+extension DaemonEndToEndTests {
+    /// The real wasmletd out of descriptors: its RLIMIT_NOFILE lowered (prlimit) to what it holds
+    /// plus a few, then taken up by connections the test opens.
+    @Suite struct DescriptorExhaustion {
+        static func openDescriptors(_ pid: pid_t) -> Int {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count
+        }
+
+        /// A connection to the listener handoff socket (SOCK_SEQPACKET), nil when refused.
+        static func connectSeqpacket(_ path: String) -> Int32? {
+            let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue | SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { return nil }
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+            let result = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard result == 0 else {
+                close(fd)
+                return nil
+            }
+            return fd
+        }
+
+        static func cpuMilliseconds(_ pid: pid_t) -> Int {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = text.lastIndex(of: ")")
+            else { return 0 }
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            guard fields.count > 13, let user = Int(fields[11]), let system = Int(fields[12]) else { return 0 }
+            return (user + system) * 1000 / Int(sysconf(Int32(_SC_CLK_TCK)))
+        }
+
+        /// With every descriptor in use: a Create that must open a file fails RESOURCE_EXHAUSTED
+        /// and names the cause (it was PERMISSION_DENIED, "NSCocoaErrorDomain error 256"), the
+        /// connections already open keep being served, new ones wait in the backlog while the
+        /// accept loop backs off and logs it (it spun: a whole core, 1,010 ms of CPU in 1 s; now
+        /// 20 ms, printed, not asserted), and once descriptors are free
+        /// again the waiting connections are served, work is taken, and the daemon's descriptors
+        /// go back to where they were.
+        @Test(.enabled(if: access("/usr/bin/prlimit", X_OK) == 0))
+        func outOfDescriptorsTheDaemonFailsClearlyAndRecovers() async throws {
+            let directory = try TemporaryDirectory()
+            let daemon = try await DaemonProcess(directory: directory)
+            defer { daemon.killAndReap() }
+            let client = try await daemon.client()
+            _ = try await client.create("warm", module: example("hello"))
+            _ = try await client.start("warm")
+            #expect(try await client.wait("warm").code == 0)
+            let baseline = Self.openDescriptors(daemon.pid)
+            let limit = baseline + 6
+            let lowered = try await ChildProcess.run("/usr/bin/prlimit", ["--pid", "\(daemon.pid)", "--nofile=\(limit):\(limit)"])
+            try #require(lowered.termination.status == 0, "prlimit: \(lowered.output)")
+
+            // Connections until the daemon holds every descriptor it may; the rest queue.
+            var extra: [RawConnection] = []
+            for _ in 0..<16 { extra.append(try RawConnection(daemon.socketPath)) }
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(20)) { Self.openDescriptors(daemon.pid) >= limit },
+                    "the daemon holds \(Self.openDescriptors(daemon.pid)) of \(limit)")
+
+            // One waits on the listener handoff socket too (its own accept loop).
+            let handoff = try #require(Self.connectSeqpacket(daemon.socketPath + ".listeners"))
+            defer { close(handoff) }
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(20)) {
+                daemon.log.contains("listener handoff socket: accept failed, backing off")
+            })
+            // Reported, not asserted (a timed figure): the daemon's CPU over a second of being out
+            // of descriptors with connections waiting. An accept loop without a backoff spins here.
+            let cpuBefore = Self.cpuMilliseconds(daemon.pid)
+            try await Task.sleep(for: .seconds(1))
+            print("out of descriptors: wasmletd used \(Self.cpuMilliseconds(daemon.pid) - cpuBefore) ms of CPU in 1 s")
+
+            // A module not read before: the daemon must open it, and cannot.
+            let refused = await statusCode { _ = try await client.create("no-descriptors", module: example("cat")) }
+            #expect(refused?.0 == .resourceExhausted, "\(String(describing: refused))")
+            #expect(refused?.1.contains("Too many open files") == true, "\(String(describing: refused))")
+            // The open connection is still served.
+            #expect(try await client.inspect("warm").exit.code == 0)
+            #expect(daemon.isRunning)
+
+            // Descriptors back: the queued connections are accepted (the backoff ends), and work is taken.
+            extra.removeAll()
+            let queued = try RawConnection(daemon.socketPath)
+            #expect(queued.write(try versionRequestFrame(streamID: 1)))
+            let answer = queued.readFrame(timeoutMilliseconds: 30_000)
+            guard case .frame(_, _, let payload) = answer else {
+                Issue.record("a connection made after the descriptors came back was not served: \(answer)")
+                return
+            }
+            #expect(try decodeResponse(payload).code == 0)
+            _ = try await client.create("after", module: example("cat"), args: ["cat"])
+            _ = try await client.start("after")
+            #expect(try await client.wait("after").code == 0)
+            await client.close()
+            withExtendedLifetime(queued) {}
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(20)) { Self.openDescriptors(daemon.pid) <= baseline + 2 },
+                    "the daemon holds \(Self.openDescriptors(daemon.pid)) descriptors, \(baseline) before")
+            #expect(daemon.log.contains("cannot accept an API connection; retrying in 1 s"), "the log does not say accept failed")
+            await daemon.stop()
+        }
+    }
+}
