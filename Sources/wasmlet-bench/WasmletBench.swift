@@ -14,7 +14,7 @@ struct WasmletBench: AsyncParsableCommand {
     @Option(help: "Directory with the built example guests (scripts/build-examples.sh).")
     var examples = "examples/build"
 
-    @Option(help: "Comma-separated groups to run: start,density,admission,listeners,kill,fuel,fairness,compute,spawn,api,metrics (default: all).")
+    @Option(help: "Comma-separated groups to run: start,density,admission,listeners,kill,fuel,fairness,compute,spawn,api,metrics (default: all), and soak (only when named).")
     var only: String?
 
     @Option(help: "Concurrent sleeping instances for the density and admission figures.")
@@ -25,6 +25,9 @@ struct WasmletBench: AsyncParsableCommand {
 
     @Option(help: "Repetitions for latency figures.")
     var runs = 2_000
+
+    @Option(help: "Create/start/wait/delete cycles for the soak group (--only soak; not run by default).")
+    var soakCycles = 200_000
 
     @Option(help: "Write the summary table (Markdown) to this file.")
     var markdown: String?
@@ -66,6 +69,14 @@ struct WasmletBench: AsyncParsableCommand {
             try await DaemonBenchmark(
                 wasmletd: wasmletd ?? "\(products)/wasmletd", wasmletctl: wasmletctl ?? "\(products)/wasmletctl",
                 hello: hello, runs: runs, instances: density
+            ).run(report)
+        }
+
+        if groups.contains("soak") {
+            let products = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent().path
+            try await SoakBenchmark(
+                wasmletd: wasmletd ?? "\(products)/wasmletd",
+                hello: URL(fileURLWithPath: guests.path("hello")).standardizedFileURL.path, cycles: soakCycles
             ).run(report)
         }
 
