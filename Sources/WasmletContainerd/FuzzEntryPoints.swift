@@ -19,6 +19,8 @@ package enum ContainerdFuzzEntryPoints {
         symlink("/etc", rootfs + "/absolute")
         symlink("bin/tool.wasm", rootfs + "/relative")
         symlink("loop", rootfs + "/loop")
+        // Removed when the fuzzer or the replay exits (libFuzzer exits through exit() too).
+        atexit { try? FileManager.default.removeItem(atPath: ContainerdFuzzEntryPoints.bundle) }
         return bundle
     }()
 

@@ -145,12 +145,6 @@ public final class BackgroundPublications {
         running.append(publication)
     }
 
-    /// Whether a publication is still waiting for containerd.
-    public var isEmpty: Bool {
-        reapFinished()
-        return running.isEmpty
-    }
-
     /// Waits for every publication (each ends by its own timeout): before the shim exits, so
     /// that an exit it declared is not lost with the process.
     public func waitForAll() {
