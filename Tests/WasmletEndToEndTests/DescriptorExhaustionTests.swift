@@ -12,23 +12,6 @@ extension DaemonEndToEndTests {
             ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count
         }
 
-        /// A connection to the listener handoff socket (SOCK_SEQPACKET), nil when refused.
-        static func connectSeqpacket(_ path: String) -> Int32? {
-            let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue | SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { return nil }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-            let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            guard result == 0 else {
-                close(fd)
-                return nil
-            }
-            return fd
-        }
-
         static func cpuMilliseconds(_ pid: pid_t) -> Int {
             guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                 let close = text.lastIndex(of: ")")
@@ -66,7 +49,7 @@ extension DaemonEndToEndTests {
                     "the daemon holds \(Self.openDescriptors(daemon.pid)) of \(limit)")
 
             // One waits on the listener handoff socket too (its own accept loop).
-            let handoff = try #require(Self.connectSeqpacket(daemon.socketPath + ".listeners"))
+            let handoff = try RawConnection.connectFD(daemon.socketPath + ".listeners", type: SOCK_SEQPACKET)
             defer { close(handoff) }
             #expect(await eventually(timeout: .seconds(10), every: .milliseconds(20)) {
                 daemon.log.contains("listener handoff socket: accept failed, backing off")

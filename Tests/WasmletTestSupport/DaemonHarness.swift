@@ -308,8 +308,9 @@ package final class RawConnection {
 
     deinit { close(fd) }
 
-    package static func connectFD(_ path: String) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+    /// A connected Unix socket: a stream (the API), or `SOCK_SEQPACKET` (the listener handoff).
+    package static func connectFD(_ path: String, type: __socket_type = SOCK_STREAM) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(type.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.init(rawValue: errno)!) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
