@@ -113,7 +113,8 @@ package final class InstanceService: Sendable {
                 _ = try? runtime.delete(key)
                 directory.removeModulePath(for: key, serial: record.serial)
                 logger.error("cannot record a created instance; creation undone", metadata: Self.metadata(key, error))
-                completion(.failure(RuntimeError(.internal, "create \(key): cannot record the instance durably: \(error)")))
+                let kind: RuntimeError.Kind = (error as? StoreError)?.isOutOfSpace == true ? .resourceExhausted : .internal
+                completion(.failure(RuntimeError(kind, "create \(key): cannot record the instance durably: \(error)")))
                 return
             }
             createdCount.add(1, ordering: .relaxed)

@@ -3,9 +3,16 @@ import Glibc
 
 /// What the store's file operations throw: the operation and `strerror`, for the log and the
 /// caller.
-enum StoreError: Error, CustomStringConvertible {
-    case io(String)
-    var description: String { if case .io(let message) = self { message } else { "" } }
+package struct StoreError: Error, CustomStringConvertible {
+    package var description: String
+    /// The errno of the system call that failed, if one did.
+    package var code: Int32?
+
+    static func io(_ message: String, code: Int32? = nil) -> StoreError { StoreError(description: message, code: code) }
+
+    /// The file system is full (or the quota used up): the caller's request cannot be made
+    /// durable until space returns, which is not the daemon's fault (RESOURCE_EXHAUSTED).
+    package var isOutOfSpace: Bool { code == ENOSPC || code == EDQUOT }
 }
 
 /// File-system steps shared by `InstanceStore`, `JournalWriter` and `JournalCheckpoints`, so that
@@ -34,6 +41,7 @@ enum StoreFiles {
     }
 
     static func failure(_ what: String) -> StoreError {
-        .io("\(what): \(String(cString: strerror(errno)))")
+        let code = errno
+        return .io("\(what): \(String(cString: strerror(code)))", code: code)
     }
 }

@@ -59,6 +59,7 @@ extension DaemonEndToEndTests {
             }
             print("full disk: \(accepted.count) Creates durable after the fill, then \(String(describing: refused))")
             #expect(refused != nil, "2,000 Creates succeeded on a full disk")
+            #expect(refused?.0 == .resourceExhausted, "\(String(describing: refused))")
             #expect(refused?.1.contains("No space left on device") == true, "\(String(describing: refused))")
             // The daemon is still serving, and what was durable is still there.
             #expect(first.isRunning)
