@@ -5,8 +5,12 @@ import WasmletTTRPC
 import WasmletTestSupport
 
 extension DaemonEndToEndTests {
-    /// The state directory's file system fills up (a 4 MiB tmpfs of the test's own, filled to
-    /// the last byte by the test), under the real wasmletd.
+    /// The state directory's file system fills up (a 16 MiB tmpfs of the test's own, filled to
+    /// the last byte by the test), under the real wasmletd. It is large enough that, once the
+    /// test's filler is gone, a restart has room for its recovery: that writes a new journal
+    /// generation, allocated by the megabyte, before it deletes the old ones. On a 4 MiB tmpfs
+    /// the restart sometimes had not (1 of 8 runs): wasmletd then refuses to start, "cannot
+    /// write journal ...: No space left on device", and loses nothing.
     @Suite struct FullDisk {
         /// Create fails with an error that says the disk is full; the daemon keeps serving; what
         /// was durable before is intact; once space is back it takes work again; and a daemon
@@ -17,7 +21,7 @@ extension DaemonEndToEndTests {
             let directory = try TemporaryDirectory()
             let state = directory.path + "/state"
             #expect(mkdir(state, 0o700) == 0)
-            let mounted = try await ChildProcess.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m,mode=0700", "wasmlet-full-disk-test", state])
+            let mounted = try await ChildProcess.run("/bin/mount", ["-t", "tmpfs", "-o", "size=16m,mode=0700", "wasmlet-full-disk-test", state])
             try #require(mounted.termination.status == 0, "mount: \(mounted.output)")
             defer { umount2(state, Int32(MNT_DETACH)) }
 
@@ -34,7 +38,7 @@ extension DaemonEndToEndTests {
             try #require(fd >= 0)
             let block = [UInt8](repeating: 0xAB, count: 4096)
             var fillError: Int32 = 0
-            for _ in 0..<4096 {  // 16 MiB at most: a tmpfs of 4 MiB fills long before.
+            for _ in 0..<(16_384) {  // 64 MiB at most: a tmpfs of 16 MiB fills long before.
                 if write(fd, block, block.count) < 0 { fillError = errno; break }
             }
             // The last bytes: a page may be short.
