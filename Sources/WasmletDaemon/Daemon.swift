@@ -126,7 +126,6 @@ public struct Daemon {
             configuration: runtimeConfiguration,
             eventHandler: { recorder.handle($0); daemonMetrics.handle($0) }, hooks: daemonMetrics.runtimeHooks,
             servingHost: httpTrigger)
-        httpTrigger.attach(runtime)
         daemonMetrics.attach(runtime)
         // One instance service under both APIs: wasmlet.v1 and containerd's task service.
         let instances = InstanceService(

@@ -20,6 +20,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     /// (closing with unread bytes would reset the connection, and the client could lose the
     /// answer), and the connection closes at its end; the read timer bounds how long that takes.
     private var refusing = false
+    /// When the request being read must be complete; nil while one is being answered. The one
+    /// scheduled check per connection (`readTimer`) stays set across requests and, when it
+    /// fires early, sets itself again for this: a cancel and a new timer per request cost the
+    /// event loop more than the rest of the request did.
+    private var readDeadline: NIODeadline?
     private var readTimer: Scheduled<Void>?
     private var inFlight: HTTPService.InFlight?
     private var answering = false
@@ -38,6 +43,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     func channelInactive(context: ChannelHandlerContext) {
         readTimer?.cancel()
         readTimer = nil
+        readDeadline = nil
         inFlight?.cancel()
         inFlight = nil
         context.fireChannelInactive()
@@ -75,8 +81,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         case .end:
             guard let head else { return }
             self.head = nil
-            readTimer?.cancel()
-            readTimer = nil
+            readDeadline = nil
             dispatch(head, context: context)
         }
     }
@@ -145,8 +150,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         refusing = true
         head = nil
         body.clear()
-        readTimer?.cancel()
-        readTimer = nil
+        readDeadline = nil
         service.report { $0.requestAnswered(service: service.label, status: failure.status, seconds: 0, failure: failure.reason) }
         write(HTTPAnswer(failure), context: context, version: version, keepAlive: false, omitBody: false, closeAfterWrite: closeAfterWrite)
         armReadTimer(context)
@@ -180,9 +184,22 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     private func armReadTimer(_ context: ChannelHandlerContext) {
-        readTimer?.cancel()
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        let timeout = TimeAmount.milliseconds(Int64(min(service.trigger.requestReadTimeoutMilliseconds, 1 << 40)))
-        readTimer = context.eventLoop.scheduleTask(in: timeout) { loopBound.value.close(promise: nil) }
+        let deadline = NIODeadline.now() + .milliseconds(Int64(min(service.trigger.requestReadTimeoutMilliseconds, 1 << 40)))
+        readDeadline = deadline
+        if readTimer == nil { scheduleReadCheck(context, at: deadline) }
+    }
+
+    private func scheduleReadCheck(_ context: ChannelHandlerContext, at deadline: NIODeadline) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        readTimer = context.eventLoop.scheduleTask(deadline: deadline) {
+            let (handler, context) = loopBound.value
+            handler.readTimer = nil
+            guard let deadline = handler.readDeadline else { return }
+            if deadline <= .now() {
+                context.close(promise: nil)
+            } else {
+                handler.scheduleReadCheck(context, at: deadline)
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ import WasmletRuntime
 final class HTTPService: Sendable {
     let key: InstanceKey
     let trigger: HTTPTriggerSpec
-    private let runtime: WasmletRuntime
+    private let runs: ServiceRuns
     private let environment: [String: String]
     private let deadlineMilliseconds: UInt64
     private let serverSoftware: String
@@ -30,10 +30,10 @@ final class HTTPService: Sendable {
     /// containerd), or the daemon's (the journal) when it has none.
     private let stderrLine: @Sendable ([UInt8]) -> Void
 
-    init(instance: ServedInstance, runtime: WasmletRuntime, serverSoftware: String, logger: Logger, observer: (any HTTPTriggerObserver)?) {
+    init(instance: ServedInstance, serverSoftware: String, logger: Logger, observer: (any HTTPTriggerObserver)?) {
         key = instance.key
         trigger = instance.trigger
-        self.runtime = runtime
+        runs = instance.runs
         environment = instance.spec.environment
         deadlineMilliseconds = instance.spec.limits.timeoutMilliseconds ?? HTTPTriggerSpec.defaultDeadlineMilliseconds
         self.serverSoftware = serverSoftware
@@ -146,7 +146,7 @@ final class HTTPService: Sendable {
             stderrLine: stderrLine, moduleDigest: request.route.moduleDigest)
         let run: @Sendable () -> Void = { [self] in
             do {
-                let handle = try runtime.runRequest(for: key, input) { [self] outcome in
+                let handle = try runs.run(input) { [self] outcome in
                     gate.leave()
                     report { $0.inFlightChanged(service: label, by: -1) }
                     inFlight.finish()
@@ -170,20 +170,20 @@ final class HTTPService: Sendable {
             report { $0.inFlightChanged(service: label, by: 1) }
             run()
         }
-        switch gate.enter(grant: granted) {
+        let timeout = trigger.queueTimeoutMilliseconds
+        let expired: @Sendable () -> Void = { [self] in
+            report { $0.queueDepthChanged(service: label, by: -1) }
+            inFlight.finish()
+            answer(HTTPAnswer(.queueTimeout(timeout)))
+        }
+        let queueTime = TimeAmount.milliseconds(Int64(min(timeout, UInt64(Int64.max / 1_000_000))))
+        switch gate.enter(grant: granted, expire: expired, within: queueTime, on: eventLoop) {
         case .granted:
             report { $0.inFlightChanged(service: label, by: 1) }
             run()
         case .queued(let token):
             report { $0.queueDepthChanged(service: label, by: 1) }
             inFlight.set(queued: token)
-            let timeout = trigger.queueTimeoutMilliseconds
-            eventLoop.scheduleTask(in: .milliseconds(Int64(min(timeout, UInt64(Int64.max / 1_000_000))))) { [self] in
-                guard gate.cancel(token) else { return }
-                report { $0.queueDepthChanged(service: label, by: -1) }
-                inFlight.finish()
-                answer(HTTPAnswer(.queueTimeout(timeout)))
-            }
         case .full:
             inFlight.finish()
             answer(HTTPAnswer(.overCapacity))

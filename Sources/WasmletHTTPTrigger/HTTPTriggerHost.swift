@@ -14,7 +14,6 @@ public final class HTTPTriggerHost: ServingHost {
     private let logger: Logger
     private let observer: (any HTTPTriggerObserver)?
     private let serverSoftware: String
-    private let runtimeBox = Mutex<WasmletRuntime?>(nil)
     private let sessions = Mutex<[InstanceKey: HTTPServiceSession]>([:])
 
     public init(group: any EventLoopGroup, serverSoftware: String, logger: Logger, observer: (any HTTPTriggerObserver)? = nil) {
@@ -24,15 +23,8 @@ public final class HTTPTriggerHost: ServingHost {
         self.observer = observer
     }
 
-    /// The runtime the requests run on; set once it exists (it is made with this host).
-    public func attach(_ runtime: WasmletRuntime) { runtimeBox.withLock { $0 = runtime } }
-
     public func startServing(_ instance: ServedInstance) throws -> any ServingSession {
-        guard let runtime = runtimeBox.withLock({ $0 }) else {
-            for fd in instance.listenerDescriptors { _ = close(fd) }
-            throw HTTPTriggerError("the HTTP trigger is not attached to a runtime yet")
-        }
-        let service = HTTPService(instance: instance, runtime: runtime, serverSoftware: serverSoftware, logger: logger, observer: observer)
+        let service = HTTPService(instance: instance, serverSoftware: serverSoftware, logger: logger, observer: observer)
         let session = HTTPServiceSession(service: service) { [weak self] key in
             _ = self?.sessions.withLock { $0.removeValue(forKey: key) }
         }

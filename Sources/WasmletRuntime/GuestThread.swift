@@ -18,6 +18,11 @@ import Synchronization
 /// kill control block is per run and unbound at its end (so a late kill signal finds nothing to
 /// do), the signal mask and CPU clock base are set per run, and a thread whose priority was
 /// lowered (long-running guests are) goes back to normal priority or is not reused.
+///
+/// A guest's completion often starts the next guest (an HTTP request waiting for a slot). Then
+/// the finishing thread runs it itself, right after its own guest has returned, instead of
+/// waking a parked thread and parking: one context switch less per queued request
+/// (`finishing(_:)`).
 enum GuestThread {
     /// Native stack per guest thread. The interpreter keeps wasm frames on its own heap stack; this
     /// one only holds Swift and WASI host frames.
@@ -34,6 +39,32 @@ enum GuestThread {
 
     private static let idle = Mutex<[Parked]>([])
 
+    /// A guest thread's own record, reachable through `handoverKey` while its loop runs; only
+    /// that thread touches it.
+    private final class Handover {
+        var finishing = false
+        var next: (() -> Void)?
+    }
+
+    private static let handoverKey: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "cannot create the guest threads' key")
+        return key
+    }()
+
+    private static var currentHandover: Handover? {
+        pthread_getspecific(handoverKey).map { Unmanaged<Handover>.fromOpaque($0).takeUnretainedValue() }
+    }
+
+    /// Runs `completion`, the last thing a guest thread's body does. A guest started from it
+    /// (the first one only) runs on this thread once the body has returned.
+    static func finishing(_ completion: () -> Void) {
+        guard let handover = currentHandover else { return completion() }
+        handover.finishing = true
+        completion()
+        handover.finishing = false
+    }
+
     private final class Box {
         let body: () -> Void
         init(_ body: @escaping () -> Void) { self.body = body }
@@ -42,6 +73,10 @@ enum GuestThread {
     /// Starts `body` on a parked thread, else a new detached one; throws when the system refuses
     /// a new thread.
     static func spawn(_ body: @escaping () -> Void) throws {
+        if let handover = currentHandover, handover.finishing, handover.next == nil {
+            handover.next = body
+            return
+        }
         if let parked = idle.withLock({ $0.popLast() }) {
             parked.body = body
             parked.wake.signal()
@@ -75,12 +110,23 @@ enum GuestThread {
         errno = 0
         let baseline = getpriority(priority, thread)
         guard errno == 0 else { return first() }
+        let handover = Handover()
+        pthread_setspecific(handoverKey, Unmanaged.passUnretained(handover).toOpaque())
+        defer { pthread_setspecific(handoverKey, nil) }
         var body = first
         while true {
             body()
             // A long-running guest's thread was demoted; undo that, or retire the thread if this
             // process may not (raising priority again needs CAP_SYS_NICE).
-            if getpriority(priority, thread) != baseline, setpriority(priority, thread, baseline) != 0 { return }
+            let restored = getpriority(priority, thread) == baseline || setpriority(priority, thread, baseline) == 0
+            // A guest handed over runs here even if the priority could not be restored: it was
+            // promised a thread, and it is demoted again if it computes for long.
+            if let next = handover.next {
+                handover.next = nil
+                body = next
+                continue
+            }
+            guard restored else { return }
             let parked = Parked()
             let accepted = idle.withLock { list -> Bool in
                 guard list.count < maxIdle else { return false }

@@ -38,9 +38,8 @@ final class InstanceRecord: @unchecked Sendable {
     let stdinEnd = StdinEnd()
     /// A service's HTTP trigger while it serves (see ``ServingHost``).
     var servingSession: (any ServingSession)?
-    /// A service's per-request runs that may still be going (finished ones are pruned as new
-    /// ones come), for the service's kill.
-    var requests: [RequestRunControl] = []
+    /// A service's per-request runs, from its start, for the service's kill.
+    var serviceRuns: ServiceRuns?
     /// Callers blocked in `wait`, by a token so a cancelled wait can remove itself.
     var waiters: [UInt64: CheckedContinuation<ExitRecord, any Error>] = [:]
 

@@ -12,93 +12,17 @@ import WasmKit
 /// instance record: no table entry, no event, so no journal write; it counts against the
 /// instance limit and the node memory budget while it runs, and it is killed by its deadline,
 /// its handle, or the service's kill.
+///
+/// A request takes no lock of the runtime's: its service's ``ServiceRuns`` holds what a run
+/// needs, admission is atomic (``InstanceAdmission``), and its deadline is an entry in
+/// ``RequestDeadlines``. Under load the runtime's one lock was where requests queued.
 extension WasmletRuntime {
-    /// Runs the module of the running service `key` once, for one request. `completion` is
-    /// called exactly once, on the guest's thread (or, for a run whose thread had to be
-    /// abandoned after a kill, on the lifecycle queue).
-    ///
-    /// Throws NOT_FOUND / FAILED_PRECONDITION when `key` is not a running service, and
-    /// RESOURCE_EXHAUSTED when admission refuses the run (instance limit, memory budget).
-    @discardableResult
-    public func runRequest(
-        for key: InstanceKey, _ input: RequestInput, completion: @escaping @Sendable (RequestOutcome) -> Void
-    ) throws -> RequestHandle {
-        let run = RequestRunControl(interrupter: GuestInterrupter())
-        let admitted = try state.withLock { state throws -> (InstanceRecord, Engine, UInt64, UInt64, UInt64) in
-            guard let record = state.instances[key] else { throw RuntimeError.notFound("service \(key) not found") }
-            guard record.spec.httpTrigger != nil, record.state == .running else {
-                throw RuntimeError.failedPrecondition("instance \(key) is not a running service")
-            }
-            if let digest = input.moduleDigest, digest != record.module.digest, record.routeModules[digest] == nil {
-                throw RuntimeError.invalidArgument("module \(digest) is not one of service \(key)'s")
-            }
-            try admitInstance(state)
-            let stack = record.spec.limits.stackBytes ?? configuration.defaultStackBytes
-            let charge = configuration.memoryAdmission == .committed ? configuration.instanceOverheadBytes &+ stack : record.memoryCap
-            guard budget.tryCharge(charge) else {
-                throw RuntimeError.resourceExhausted(
-                    "node memory budget exhausted: \(budget.chargedBytes) of \(configuration.memoryBudgetBytes) bytes charged, \(charge) more asked")
-            }
-            state.requestsRunning += 1
-            // Under the lock that the service's kill takes, so no run escapes that kill.
-            record.requests.removeAll { $0.isCompleted }
-            record.requests.append(run)
-            return (record, Self.engine(stackBytes: stack, in: &state), stack, charge, record.memoryCap)
-        }
-        let (record, engine, stack, charge, cap) = admitted
-        var spec = record.spec
-        spec.args = input.args
-        spec.environment = input.environment
-        spec.stdio = StdioSpec()
-        spec.listeners = []
-        spec.inheritedListeners = []
-        let limiter = MemoryLimiter(capBytes: cap, budget: configuration.memoryAdmission == .committed ? budget : nil)
-        let stdio = RequestStdio(input: input.body, maxOutputBytes: input.maxOutputBytes, stderrLine: input.stderrLine)
-        let module = input.moduleDigest.flatMap { record.routeModules[$0] } ?? record.module
-        let guest = GuestRun(
-            module: module, spec: spec, engine: engine, memoryCap: cap, interrupter: run.interrupter,
-            fifoWait: configuration.fifoOpenTimeout, pool: configuration.warmInstancesPerModule > 0 ? pool : nil,
-            stackBytes: stack, limiter: limiter, counters: counters, hooks: hooks, requestStdio: stdio)
-        let fuelBudget = spec.limits.fuel
-        let startedAt = Date()
-        let finish: @Sendable (GuestOutcome, [UInt8], Bool) -> Void = { [self] outcome, stdout, overflowed in
-            guard let stopRequest = run.claimCompletion() else { return }
-            limiter.releaseCharge()
-            budget.release(charge)
-            let exit = ExitRecord(outcome: outcome, fuelBudget: fuelBudget, stopRequest: stopRequest, startedAt: startedAt)
-            state.withLock { state in
-                state.requestsRunning -= 1
-                state.fuelConsumedTotal &+= exit.fuelConsumed
-            }
-            completion(RequestOutcome(exit: exit, stdout: stdout, outputOverflowed: overflowed))
-        }
-        let escalation = configuration.killEscalationTimeout
-        let stopRun: @Sendable (InstanceRecord.StopRequest) -> Void = { [self] request in
-            guard run.requestStop(request) else { return }
-            lifecycle.asyncAfter(deadline: .now() + escalation.timeInterval) {
-                finish(GuestOutcome(ending: .interrupted), [], false)
-            }
-        }
-        let deadline = spec.limits.timeoutMilliseconds ?? HTTPTriggerSpec.defaultDeadlineMilliseconds
-        do {
-            try GuestThread.spawn {
-                let outcome = guest.execute()
-                finish(outcome, stdio.output, stdio.outputOverflowed)
-            }
-        } catch {
-            finish(GuestOutcome(ending: .failedToStart(GuestRun.text(error))), [], false)
-            return RequestHandle {}
-        }
-        run.armDeadline(on: lifecycle, milliseconds: deadline) { stopRun(.deadline(milliseconds: deadline)) }
-        return RequestHandle { stopRun(.killed(signal: SIGKILL)) }
-    }
-
     /// Start for a service: its listeners go to the serving host.
     func startServed(_ key: InstanceKey, trigger: HTTPTriggerSpec) throws {
         guard let servingHost else {
             throw RuntimeError.failedPrecondition("this daemon has no HTTP trigger, so instance \(key) cannot be served")
         }
-        let (record, descriptors) = try state.withLock { state throws -> (InstanceRecord, [Int32]) in
+        let (record, descriptors, runs) = try state.withLock { state throws -> (InstanceRecord, [Int32], ServiceRuns) in
             guard let record = state.instances[key] else { throw RuntimeError.notFound("instance \(key) not found") }
             guard record.state == .created else {
                 throw RuntimeError.failedPrecondition("instance \(key) is \(record.state.rawValue), not created")
@@ -112,7 +36,10 @@ extension WasmletRuntime {
             }
             record.state = .running
             record.startedAt = Date()
-            return (record, descriptors)
+            let stack = record.spec.limits.stackBytes ?? configuration.defaultStackBytes
+            let runs = ServiceRuns(record: record, engine: Self.engine(stackBytes: stack, in: &state), stackBytes: stack, runtime: self)
+            record.serviceRuns = runs
+            return (record, descriptors, runs)
         }
         emit(.started(state.withLock { _ in record.snapshot }))
         let session: any ServingSession
@@ -126,7 +53,7 @@ extension WasmletRuntime {
             }
             let instance = ServedInstance(
                 key: key, spec: record.spec, trigger: trigger, listenerDescriptors: descriptors, listeners: record.boundListeners,
-                log: log)
+                log: log, runs: runs)
             session = try servingHost.startServing(instance)
         } catch {
             let result = state.withLock { state -> (InstanceSnapshot, [CheckedContinuation<ExitRecord, any Error>])? in
@@ -144,13 +71,16 @@ extension WasmletRuntime {
             record.servingSession = session
             return record.state != .running
         }
-        if killedMeanwhile { session.stop() }
+        if killedMeanwhile {
+            session.stop()
+            runs.stop()
+        }
     }
 
     /// Kill for a service: the host stops serving, running requests are killed, and the
     /// service exits with 128+signal at once. False when `key` is not a running service.
     func stopServed(_ key: InstanceKey, serial: UInt32, signal: Int32) -> Bool {
-        let result = state.withLock { state -> ((InstanceSnapshot, [CheckedContinuation<ExitRecord, any Error>]), (any ServingSession)?, [RequestRunControl])? in
+        let result = state.withLock { state -> ((InstanceSnapshot, [CheckedContinuation<ExitRecord, any Error>]), (any ServingSession)?, ServiceRuns?)? in
             guard let record = state.instances[key], record.serial == serial, record.state == .running,
                 record.spec.httpTrigger != nil
             else { return nil }
@@ -159,29 +89,180 @@ extension WasmletRuntime {
             record.applyStopRequest(to: &exit)
             let session = record.servingSession
             record.servingSession = nil
-            let requests = record.requests
-            record.requests = []
-            return (markExited(record, exit, in: &state), session, requests)
+            return (markExited(record, exit, in: &state), session, record.serviceRuns)
         }
-        guard let (exited, session, requests) = result else { return false }
+        guard let (exited, session, runs) = result else { return false }
         session?.stop()
-        for request in requests { request.stopForService() }
+        runs?.stop()
         deliver(exited.0, exited.1)
         return true
     }
 }
 
-/// One request's run: who stopped it and whether its completion ran.
-final class RequestRunControl: Sendable {
-    let interrupter: GuestInterrupter
+/// The per-request runs of one running service: what a run needs, taken from its record at
+/// the service's start, and the runs going on now, so the service's kill reaches each.
+public final class ServiceRuns: Sendable {
+    let key: InstanceKey
+    private let module: LoadedModule
+    private let routeModules: [String: LoadedModule]
+    /// The service's spec as each run gets it: no stdio, no listeners; args and env per request.
+    private let spec: InstanceSpec
+    private let engine: Engine
+    private let stackBytes: UInt64
+    private let memoryCap: UInt64
+    /// What each run charges the node budget while it runs.
+    private let charge: UInt64
+    private let deadlineMilliseconds: UInt64
+    private let committedAdmission: Bool
+    private let fifoWait: Duration
+    private let escalation: Duration
+    private let budget: NodeMemoryBudget
+    private let admission: InstanceAdmission
+    private let deadlines: RequestDeadlines
+    private let pool: InstancePool?
+    private let counters: LiveCounters
+    private let hooks: RuntimeHooks
+    private let lifecycle: DispatchQueue
+
     private struct State {
-        var stopRequest: InstanceRecord.StopRequest?
-        var completed = false
-        var deadline: DeadlineTimer?
+        var stopped = false
+        var running: [UInt64: RequestRunControl] = [:]
+        var nextID: UInt64 = 0
     }
     private let state = Mutex(State())
 
-    init(interrupter: GuestInterrupter) { self.interrupter = interrupter }
+    init(record: InstanceRecord, engine: Engine, stackBytes: UInt64, runtime: WasmletRuntime) {
+        let configuration = runtime.configuration
+        key = record.spec.key
+        module = record.module
+        routeModules = record.routeModules
+        var spec = record.spec
+        spec.stdio = StdioSpec()
+        spec.listeners = []
+        spec.inheritedListeners = []
+        self.spec = spec
+        self.engine = engine
+        self.stackBytes = stackBytes
+        memoryCap = record.memoryCap
+        committedAdmission = configuration.memoryAdmission == .committed
+        charge = committedAdmission ? configuration.instanceOverheadBytes &+ stackBytes : record.memoryCap
+        deadlineMilliseconds = spec.limits.timeoutMilliseconds ?? HTTPTriggerSpec.defaultDeadlineMilliseconds
+        fifoWait = configuration.fifoOpenTimeout
+        escalation = configuration.killEscalationTimeout
+        budget = runtime.budget
+        admission = runtime.admission
+        deadlines = runtime.requestDeadlines
+        pool = configuration.warmInstancesPerModule > 0 ? runtime.pool : nil
+        counters = runtime.counters
+        hooks = runtime.hooks
+        lifecycle = runtime.lifecycle
+    }
+
+    /// Runs the service's module once, for one request. `completion` is called exactly once,
+    /// on the guest's thread (or, for a run whose thread had to be abandoned after a kill, on
+    /// the lifecycle queue).
+    ///
+    /// Throws FAILED_PRECONDITION once the service is stopped, INVALID_ARGUMENT for a module
+    /// that is not one of its routes', and RESOURCE_EXHAUSTED when admission refuses the run
+    /// (instance limit, memory budget).
+    @discardableResult
+    public func run(_ input: RequestInput, completion: @escaping @Sendable (RequestOutcome) -> Void) throws -> RequestHandle {
+        if let digest = input.moduleDigest, digest != module.digest, routeModules[digest] == nil {
+            throw RuntimeError.invalidArgument("module \(digest) is not one of service \(key)'s")
+        }
+        try admission.admit(request: true)
+        guard budget.tryCharge(charge) else {
+            admission.release(request: true)
+            throw RuntimeError.resourceExhausted(
+                "node memory budget exhausted: \(budget.chargedBytes) of \(budget.limitBytes) bytes charged, \(charge) more asked")
+        }
+        let run = RequestRunControl(interrupter: GuestInterrupter(), deadlines: deadlines)
+        // Under the lock that the service's stop takes, so no run escapes that stop.
+        let id = state.withLock { state -> UInt64? in
+            guard !state.stopped else { return nil }
+            state.nextID &+= 1
+            state.running[state.nextID] = run
+            return state.nextID
+        }
+        guard let id else {
+            budget.release(charge)
+            admission.release(request: true)
+            throw RuntimeError.failedPrecondition("instance \(key) is not a running service")
+        }
+        var spec = self.spec
+        spec.args = input.args
+        spec.environment = input.environment
+        let limiter = MemoryLimiter(capBytes: memoryCap, budget: committedAdmission ? budget : nil)
+        let stdio = RequestStdio(input: input.body, maxOutputBytes: input.maxOutputBytes, stderrLine: input.stderrLine)
+        let module = input.moduleDigest.flatMap { routeModules[$0] } ?? self.module
+        let guest = GuestRun(
+            module: module, spec: spec, engine: engine, memoryCap: memoryCap, interrupter: run.interrupter,
+            fifoWait: fifoWait, pool: pool, stackBytes: stackBytes, limiter: limiter, counters: counters, hooks: hooks,
+            requestStdio: stdio)
+        let fuelBudget = spec.limits.fuel
+        let startedAt = Date()
+        let finish: @Sendable (GuestOutcome, [UInt8], Bool) -> Void = { [self] outcome, stdout, overflowed in
+            guard let stopRequest = run.claimCompletion() else { return }
+            state.withLock { _ = $0.running.removeValue(forKey: id) }
+            limiter.releaseCharge()
+            budget.release(charge)
+            admission.release(request: true)
+            let exit = ExitRecord(outcome: outcome, fuelBudget: fuelBudget, stopRequest: stopRequest, startedAt: startedAt)
+            counters.addRequestFuel(exit.fuelConsumed)
+            completion(RequestOutcome(exit: exit, stdout: stdout, outputOverflowed: overflowed))
+        }
+        let escalation = self.escalation
+        let lifecycle = self.lifecycle
+        let stopRun: @Sendable (InstanceRecord.StopRequest) -> Void = { request in
+            guard run.requestStop(request) else { return }
+            lifecycle.asyncAfter(deadline: .now() + escalation.timeInterval) {
+                finish(GuestOutcome(ending: .interrupted), [], false)
+            }
+        }
+        let deadline = deadlineMilliseconds
+        run.armDeadline(milliseconds: deadline) { stopRun(.deadline(milliseconds: deadline)) }
+        do {
+            try GuestThread.spawn {
+                let outcome = guest.execute()
+                GuestThread.finishing { finish(outcome, stdio.output, stdio.outputOverflowed) }
+            }
+        } catch {
+            finish(GuestOutcome(ending: .failedToStart(GuestRun.text(error))), [], false)
+            return RequestHandle {}
+        }
+        return RequestHandle { stopRun(.killed(signal: SIGKILL)) }
+    }
+
+    /// The service stopped: no more runs, and the running ones are killed (no escalation: nobody
+    /// waits for their answers).
+    func stop() {
+        let running = state.withLock { state -> [RequestRunControl] in
+            state.stopped = true
+            defer { state.running = [:] }
+            return Array(state.running.values)
+        }
+        for run in running { _ = run.requestStop(.killed(signal: SIGKILL)) }
+    }
+
+    /// Runs going on now.
+    var runningCount: Int { state.withLock { $0.running.count } }
+}
+
+/// One request's run: who stopped it and whether its completion ran.
+final class RequestRunControl: Sendable {
+    let interrupter: GuestInterrupter
+    private let deadlines: RequestDeadlines
+    private struct State {
+        var stopRequest: InstanceRecord.StopRequest?
+        var completed = false
+        var deadline: UInt64?
+    }
+    private let state = Mutex(State())
+
+    init(interrupter: GuestInterrupter, deadlines: RequestDeadlines) {
+        self.interrupter = interrupter
+        self.deadlines = deadlines
+    }
 
     /// Records why the run is stopped and signals its guest; false if it was stopped already
     /// or has ended.
@@ -195,41 +276,27 @@ final class RequestRunControl: Sendable {
         return first
     }
 
-    /// The service's kill: an escalation is not needed, as nobody waits for this run's answer.
-    func stopForService() { _ = requestStop(.killed(signal: SIGKILL)) }
-
     /// Claims the one completion; returns the stop request (`.some(nil)` when none), or nil
     /// when the completion has run already.
     func claimCompletion() -> InstanceRecord.StopRequest?? {
-        state.withLock { state -> InstanceRecord.StopRequest?? in
+        let claimed = state.withLock { state -> (InstanceRecord.StopRequest?, UInt64?)? in
             guard !state.completed else { return nil }
             state.completed = true
-            state.deadline?.timer.cancel()
-            state.deadline = nil
-            return .some(state.stopRequest)
+            defer { state.deadline = nil }
+            return (state.stopRequest, state.deadline)
         }
+        guard let (stopRequest, deadline) = claimed else { return nil }
+        if let deadline { deadlines.remove(deadline) }
+        return .some(stopRequest)
     }
 
-    var isCompleted: Bool { state.withLock { $0.completed } }
-
-    func armDeadline(on queue: DispatchQueue, milliseconds: UInt64, _ fire: @escaping @Sendable () -> Void) {
-        let deadline = DeadlineTimer(timer: DispatchSource.makeTimerSource(queue: queue))
-        deadline.timer.setEventHandler(handler: fire)
-        deadline.timer.schedule(deadline: .now() + .milliseconds(Int(min(milliseconds, UInt64(Int32.max)))))
+    func armDeadline(milliseconds: UInt64, _ fire: @escaping @Sendable () -> Void) {
+        let id = deadlines.add(milliseconds: milliseconds, fire)
         let armed = state.withLock { state -> Bool in
             guard !state.completed else { return false }
-            state.deadline = deadline
+            state.deadline = id
             return true
         }
-        // A Dispatch source released before it is resumed crashes the process, so a run that
-        // ended before its deadline was armed (a fast guest) still resumes its timer, cancelled.
-        if !armed { deadline.timer.cancel() }
-        deadline.timer.resume()
-    }
-
-    /// A Dispatch timer is thread-safe but not marked Sendable.
-    final class DeadlineTimer: @unchecked Sendable {
-        let timer: DispatchSourceTimer
-        init(timer: DispatchSourceTimer) { self.timer = timer }
+        if !armed { deadlines.remove(id) }
     }
 }

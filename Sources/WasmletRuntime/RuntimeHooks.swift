@@ -29,7 +29,12 @@ final class LiveCounters: Sendable {
     /// or write on pipe-like stdio that is not ready).
     private let blocked = Atomic<Int>(0)
 
+    /// Fuel of per-request runs, which have no record to carry it to the runtime's total.
+    private let requestFuel = Atomic<UInt64>(0)
+
     var blockedInHostCalls: Int { max(0, blocked.load(ordering: .relaxed)) }
+    var requestFuelConsumed: UInt64 { requestFuel.load(ordering: .relaxed) }
+    func addRequestFuel(_ fuel: UInt64) { requestFuel.wrappingAdd(fuel, ordering: .relaxed) }
 
     /// Runs `body` counted as blocked.
     func whileBlocked<T>(_ body: () throws -> T) rethrows -> T {

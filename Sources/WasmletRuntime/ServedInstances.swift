@@ -119,6 +119,8 @@ public struct ServedInstance: Sendable {
     /// The service's stderr (its spec's `stdio.stderr`, opened), where the requests' stderr
     /// lines go; nil when the spec names none, and the host logs them itself.
     public let log: ServiceLog?
+    /// Where the host runs each request's guest.
+    public let runs: ServiceRuns
 }
 
 /// What serves instances that have an HTTP trigger (the daemon's HTTP trigger).
@@ -188,7 +190,7 @@ public struct RequestOutcome: Sendable {
     public var outputOverflowed: Bool
 }
 
-/// Stops one request's run; see ``WasmletRuntime/runRequest(for:_:completion:)``.
+/// Stops one request's run; see ``ServiceRuns/run(_:completion:)``.
 public final class RequestHandle: Sendable {
     private let stopper: @Sendable () -> Void
 

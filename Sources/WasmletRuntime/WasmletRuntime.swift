@@ -18,6 +18,10 @@ public final class WasmletRuntime: Sendable {
     let hooks: RuntimeHooks
     let counters = LiveCounters()
     let budget: NodeMemoryBudget
+    /// Live instances and per-request runs against the instance limit (outside `state`).
+    let admission: InstanceAdmission
+    /// The deadlines of per-request runs (see RequestDeadlines).
+    let requestDeadlines: RequestDeadlines
     /// Serves the instances that have an HTTP trigger; nil: such instances cannot start.
     let servingHost: (any ServingHost)?
 
@@ -26,15 +30,12 @@ public final class WasmletRuntime: Sendable {
         var nextSerial: UInt32 = 1
         /// Instances ever created; never wraps, unlike the serial.
         var createdCount: UInt64 = 0
-        var liveCount = 0
         /// The sum of the memory caps of live instances (what reserve-caps admission charges).
         var reservedBytes: UInt64 = 0
         var fuelConsumedTotal: UInt64 = 0
         var exitsByReason: [ExitReason: UInt64] = [:]
         var engines: [UInt64: Engine] = [:]
         var nextWaiterToken: UInt64 = 0
-        /// Per-request runs going on now (see RequestRuns.swift); they count as live instances.
-        var requestsRunning = 0
     }
     let state = Mutex(State())
 
@@ -51,6 +52,8 @@ public final class WasmletRuntime: Sendable {
         self.eventHandler = eventHandler
         self.hooks = hooks
         budget = NodeMemoryBudget(limitBytes: configuration.memoryBudgetBytes)
+        admission = InstanceAdmission(maxInstances: configuration.maxInstances, ceiling: configuration.instanceCeiling)
+        requestDeadlines = RequestDeadlines()
         let pool = InstancePool(maxIdlePerModule: configuration.warmInstancesPerModule)
         self.pool = pool
         // Warm instances of an evicted module would otherwise stay in the pool forever.
@@ -136,8 +139,9 @@ public final class WasmletRuntime: Sendable {
             guard state.instances[spec.key] == nil else {
                 throw RuntimeError.alreadyExists("instance \(spec.key) already exists")
             }
-            try admitInstance(state)
+            try admission.admit()
             guard budget.tryCharge(charge) else {
+                admission.release()
                 let what = configuration.memoryAdmission == .committed ? "committed" : "reserved"
                 throw RuntimeError.resourceExhausted(
                     "node memory budget exhausted: \(budget.chargedBytes) of \(configuration.memoryBudgetBytes) bytes \(what), \(charge) more asked")
@@ -150,7 +154,6 @@ public final class WasmletRuntime: Sendable {
             state.createdCount += 1
             state.nextSerial = state.nextSerial == UInt32.max ? 1 : state.nextSerial + 1
             state.instances[spec.key] = record
-            state.liveCount += 1
             state.reservedBytes += cap
             return record.snapshot
         }
@@ -301,7 +304,7 @@ public final class WasmletRuntime: Sendable {
             }
             if record.state == .created {
                 record.releaseListeners()
-                state.liveCount -= 1
+                admission.release()
                 state.reservedBytes -= record.memoryCap
                 budget.release(record.budgetCharge)
             }
@@ -463,9 +466,9 @@ public final class WasmletRuntime: Sendable {
                 memoryAdmission: configuration.memoryAdmission, memoryBudgetDenials: budget.denials,
                 moduleCacheEntries: cache.entries,
                 moduleCacheBytes: cache.bytes, moduleCacheHits: cache.hits, moduleCacheMisses: cache.misses,
-                fuelConsumedTotal: state.fuelConsumedTotal, exitsByReason: state.exitsByReason,
+                fuelConsumedTotal: state.fuelConsumedTotal &+ counters.requestFuelConsumed, exitsByReason: state.exitsByReason,
                 warmInstancesIdle: warm, linearMemoryBytes: linearMemory,
-                guestsBlockedInHostCalls: counters.blockedInHostCalls, requestRunsInProgress: state.requestsRunning)
+                guestsBlockedInHostCalls: counters.blockedInHostCalls, requestRunsInProgress: admission.requestsRunning)
         }
     }
 
@@ -527,19 +530,6 @@ public final class WasmletRuntime: Sendable {
 
     /// Refuses one more live instance past `maxInstances`, or past what the kernel lets the
     /// process hold (whichever is smaller), naming the limit that applies.
-    func admitInstance(_ state: borrowing State) throws {
-        let live = state.liveCount + state.requestsRunning
-        if let ceiling = configuration.instanceCeiling, ceiling.instances < configuration.maxInstances {
-            guard live < ceiling.instances else {
-                throw RuntimeError.resourceExhausted(
-                    "instance limit reached: \(ceiling.instances) live instances, the most this node's \(ceiling.limit) leaves room for (raise it to run more)")
-            }
-        }
-        guard live < configuration.maxInstances else {
-            throw RuntimeError.resourceExhausted("instance limit reached: \(configuration.maxInstances) live instances")
-        }
-    }
-
     /// Fuel metering is a translation-time switch of the engine, and the stack size belongs to
     /// it too, so there is one engine per distinct stack size.
     static func engine(stackBytes: UInt64, in state: inout State) -> Engine {
@@ -595,7 +585,7 @@ public final class WasmletRuntime: Sendable {
         record.releaseListeners()
         record.deadlineTimer?.cancel()
         record.deadlineTimer = nil
-        state.liveCount -= 1
+        admission.release()
         state.reservedBytes -= record.memoryCap
         // The guest's linear memory, then what create charged. A thread abandoned after a kill
         // may still run: its limiter refuses any growth from here on.

@@ -167,6 +167,55 @@ import WasmletTestSupport
         _ = try await occupant.value
     }
 
+    /// Requests that wait in the queue past its time are answered 503, in queue order, while
+    /// the slot stays held; the gate's one expiry timer serves them all.
+    @Test func aRequestWaitingPastTheQueueTimeIs503() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        var trigger = HTTPTriggerSpec()
+        trigger.maxConcurrency = 1
+        trigger.queueLength = 8
+        trigger.queueTimeoutMilliseconds = 200
+        let (key, port) = try harness.serve(trigger: trigger, limits: InstanceLimits(timeoutMilliseconds: 600_000))
+        let occupant = Task { try await ChildProcess.run("/usr/bin/curl", ["-sS", "--max-time", "60", "http://127.0.0.1:\(port)/loop"]) }
+        #expect(await eventually { harness.runtime.statistics().requestRunsInProgress == 1 })
+        async let first = curl(port, "/env")
+        async let second = curl(port, "/env")
+        for answer in try await [first, second] {
+            #expect(answer.status == 503, "\(answer.body)")
+            #expect(answer.headers["retry-after"] == "1")
+            #expect(answer.body.hasPrefix("the request waited 200 ms in the service's queue"), "\(answer.body)")
+        }
+        // A later one is timed again once the queue has emptied.
+        let third = try await curl(port, "/env")
+        #expect(third.status == 503 && third.body.hasPrefix("the request waited 200 ms"), "\(third.body)")
+        try harness.runtime.kill(key)
+        _ = try await occupant.value
+    }
+
+    /// The node's instance limit counts request runs: with the service's own record and one
+    /// running request at a limit of 2, the next request is refused 503 naming the limit, and
+    /// the count comes back once the request is gone.
+    @Test func requestsPastTheInstanceLimitAre503() async throws {
+        var configuration = RuntimeConfiguration()
+        configuration.maxInstances = 2
+        let harness = try ServingHarness(configuration: configuration)
+        defer { harness.shutdown() }
+        let (key, port) = try harness.serve(limits: InstanceLimits(timeoutMilliseconds: 600_000))
+        let occupant = Task { try await ChildProcess.run("/usr/bin/curl", ["-sS", "--max-time", "60", "http://127.0.0.1:\(port)/loop"]) }
+        #expect(await eventually { harness.runtime.statistics().requestRunsInProgress == 1 })
+        let refused = try await curl(port, "/env")
+        #expect(refused.status == 503, "\(refused.body)")
+        #expect(refused.body.contains("instance limit reached: 2 live instances"), "\(refused.body)")
+        try harness.runtime.kill(key)
+        _ = try await occupant.value
+        #expect(await eventually { harness.runtime.statistics().requestRunsInProgress == 0 })
+        // Both slots are free again: a new service and its request fit.
+        _ = try harness.runtime.delete(key)
+        let (_, again) = try harness.serve()
+        #expect(try await curl(again, "/env").status == 200)
+    }
+
     @Test func keepAliveAndPipelinedRequestsAreAnsweredInOrder() async throws {
         let harness = try ServingHarness()
         defer { harness.shutdown() }

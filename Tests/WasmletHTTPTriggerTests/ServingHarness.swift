@@ -23,7 +23,6 @@ final class ServingHarness: Sendable {
         host = HTTPTriggerHost(
             group: group, serverSoftware: "wasmlet/test", logger: Logger(label: "http-test") { _ in log }, observer: nil)
         runtime = try WasmletRuntime(configuration: configuration, servingHost: host)
-        host.attach(runtime)
     }
 
     /// Creates and starts a service of `module` (an example guest's name); returns its port.

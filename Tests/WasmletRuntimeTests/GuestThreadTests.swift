@@ -1,4 +1,5 @@
 import CWasmletInterrupt
+import Dispatch
 import Foundation
 import Glibc
 import Synchronization
@@ -44,5 +45,46 @@ import Testing
             #expect(demoted == baseline + 10)
             #expect(try await onGuestThread { Self.nice() } == baseline)
         }
+    }
+
+    /// A guest started from another's completion runs on the finishing thread, after that
+    /// guest's body has returned (not inside it); one started outside a completion, or a second
+    /// one from the same completion, goes to a thread of its own.
+    @Test func aGuestStartedFromACompletionRunsOnTheFinishingThreadAfterIt() async throws {
+        struct Seen: Sendable {
+            var first: Int32 = 0
+            var firstReturned = false
+            var handedOver: Int32 = 0
+            var handedOverSawFirstReturned = false
+            var second: Int32 = 0
+        }
+        let seen = Mutex(Seen())
+        let done = DispatchSemaphore(value: 0)
+        let secondRan = DispatchSemaphore(value: 0)
+        try GuestThread.spawn {
+            seen.withLock { $0.first = wasmlet_gettid() }
+            GuestThread.finishing {
+                try? GuestThread.spawn {
+                    seen.withLock {
+                        $0.handedOver = wasmlet_gettid()
+                        $0.handedOverSawFirstReturned = $0.firstReturned
+                    }
+                    done.signal()
+                }
+                try? GuestThread.spawn {
+                    seen.withLock { $0.second = wasmlet_gettid() }
+                    secondRan.signal()
+                }
+                // The second runs elsewhere while this guest has not returned (bounded: a
+                // second wrongly held back for this thread would never come).
+                _ = secondRan.wait(timeout: .now() + 60)
+            }
+            seen.withLock { $0.firstReturned = true }
+        }
+        #expect(done.wait(timeout: .now() + 60) == .success)
+        let result = seen.withLock { $0 }
+        #expect(result.handedOver == result.first)
+        #expect(result.handedOverSawFirstReturned)
+        #expect(result.second != 0 && result.second != result.first)
     }
 }
