@@ -52,7 +52,6 @@ say "binaries from $BIN"
 WORK="$(mktemp -d /tmp/wasmlet-e2e.XXXXXX)"
 chmod 755 "$WORK"
 mkdir -p "$WORK/state" "$WORK/images" "$WORK/s" "$WORK/fifo" "$WORK/cni/conf" "$WORK/cni/bin" "$WORK/logs"
-CONTAINERD_PID=""
 STATUS=""
 
 stop_pid() { # stop_pid PID NAME: TERM, wait up to 10 s, then KILL
@@ -71,7 +70,7 @@ cleanup() {
     # Shims of our containerd first: containerd would leave them running.
     local shims
     shims="$(pgrep -f -- "-address $WORK/containerd.sock" || true)"
-    stop_pid "$CONTAINERD_PID" containerd
+    [ -f "$WORK/containerd.pid" ] && stop_pid "$(cat "$WORK/containerd.pid")" containerd
     for pid in $shims; do stop_pid "$pid" "shim"; done
     [ -f "$WORK/wasmletd.pid" ] && stop_pid "$(cat "$WORK/wasmletd.pid")" wasmletd
     # The run's CNI bridge (made by the bridge plugin at the first pod on the pod network).
@@ -100,15 +99,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # ---- wasmletd: started (and restarted by the tests) through one script, pid in a file
 cat >"$WORK/start-wasmletd.sh" <<EOF
 #!/usr/bin/env bash
 # Starts wasmletd for the e2e run in the background, records its pid, waits until it answers.
 set -euo pipefail
 setsid "$BIN/wasmletd" --socket "$WORK/wasmlet.sock" --state-dir "$WORK/state" \\
-    --metrics-address 127.0.0.1:$(free_port) --log-level debug </dev/null >>"$WORK/wasmletd.log" 2>&1 &
+    --metrics-address 127.0.0.1:0 --log-level debug </dev/null >>"$WORK/wasmletd.log" 2>&1 &
 echo \$! >"$WORK/wasmletd.pid"
 for _ in \$(seq 1 200); do
     "$BIN/wasmletctl" --socket "$WORK/wasmlet.sock" version >/dev/null 2>&1 && exit 0
@@ -180,18 +177,26 @@ disabled_plugins = [
     conf_dir = "$WORK/cni/conf"
 EOF
 # containerd hands its environment to the shims: PATH finds ours, WASMLET_SOCKET is the daemon,
-# WASMLET_SHIM_SOCKET_DIR keeps shim sockets out of /run/containerd/s.
-env PATH="$BIN:$PATH" WASMLET_SOCKET="$WORK/wasmlet.sock" WASMLET_SHIM_SOCKET_DIR="$WORK/s" \
+# WASMLET_SHIM_SOCKET_DIR keeps shim sockets out of /run/containerd/s. Started (and restarted by
+# the containerd-restart test) through one script, pid in a file.
+cat >"$WORK/start-containerd.sh" <<EOF
+#!/usr/bin/env bash
+# Starts the e2e run's containerd in the background, records its pid, waits until it answers.
+set -euo pipefail
+env PATH="$BIN:\$PATH" WASMLET_SOCKET="$WORK/wasmlet.sock" WASMLET_SHIM_SOCKET_DIR="$WORK/s" \\
     setsid containerd --config "$WORK/containerd.toml" </dev/null >>"$WORK/containerd.log" 2>&1 &
-CONTAINERD_PID=$!
-echo "$CONTAINERD_PID" >"$WORK/containerd.pid"
-for _ in $(seq 1 200); do
-    ctr -a "$WORK/containerd.sock" version >/dev/null 2>&1 && break
-    kill -0 "$CONTAINERD_PID" 2>/dev/null || die "containerd exited; see the log below"
+echo \$! >"$WORK/containerd.pid"
+for _ in \$(seq 1 200); do
+    ctr -a "$WORK/containerd.sock" version >/dev/null 2>&1 && exit 0
+    kill -0 "\$(cat "$WORK/containerd.pid")" 2>/dev/null || { echo "containerd exited; see $WORK/containerd.log" >&2; exit 1; }
     sleep 0.05
 done
-ctr -a "$WORK/containerd.sock" version >/dev/null 2>&1 || die "containerd did not answer within 10 s"
-say "containerd $(containerd --version | awk '{print $3}') pid $CONTAINERD_PID, socket $WORK/containerd.sock, snapshotter $SNAP"
+echo "containerd did not answer within 10 s" >&2
+exit 1
+EOF
+chmod +x "$WORK/start-containerd.sh"
+"$WORK/start-containerd.sh" || die "containerd did not start; see the log below"
+say "containerd $(containerd --version | awk '{print $3}') pid $(cat "$WORK/containerd.pid"), socket $WORK/containerd.sock, snapshotter $SNAP"
 
 # ---- images
 [ -f examples/build/hello.wasm ] || scripts/build-examples.sh >/dev/null

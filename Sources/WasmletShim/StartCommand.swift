@@ -39,6 +39,13 @@ public enum StartCommand {
         if params?.socketDir?.isEmpty == false {
             ShimSocketPath.remember(directory: directory, bundle: bundle)
         }
+        // containerd 1.6 and 1.7 find a running shim again after their own restart only through
+        // the bundle's `address` file, which the shim writes (as runc's does); without it a
+        // restarted containerd takes every task for dead and deletes it. containerd 2.x keeps
+        // its own bootstrap.json, and reads this file only when that is missing.
+        if let error = FileIO.writeFileAtomically(bundle + "/address", Array("unix://\(path)".utf8), mode: 0o644) {
+            return fail("cannot write \(bundle)/address: \(error)")
+        }
         // The group's shim may already be serving (pod grouping): reuse it.
         if probeExisting(path) {
             return announce(answer)

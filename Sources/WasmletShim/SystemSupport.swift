@@ -59,6 +59,27 @@ enum FileIO {
         writeAll(fd, Array(text.utf8))
     }
 
+    /// Replaces `path` with `bytes`: written to a temporary file beside it, then renamed over
+    /// it, so a reader never sees half a file.
+    static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t) -> SystemError? {
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { return .last }
+        let written = writeAll(fd, bytes)
+        let error = written ? nil : SystemError.last
+        close(fd)
+        if let error {
+            unlink(temporary)
+            return error
+        }
+        guard rename(temporary, path) == 0 else {
+            let error = SystemError.last
+            unlink(temporary)
+            return error
+        }
+        return nil
+    }
+
     /// mkdir -p with `mode` for the directories it creates.
     static func makeDirectories(_ path: String, mode: mode_t) -> SystemError? {
         var prefix = ""

@@ -24,6 +24,10 @@ typealias API = ContainerdTaskAPI
         // start's speed is measured by measureStartLatencyAndIdleMemory and reported in BENCHMARKS.md.
         let address = result.text.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(address == "unix://" + (try await harness.expectedSocket(group: harness.sandboxID ?? id)))
+        // What a restarted containerd 1.x reads to find this shim again (without it, it deletes
+        // the task as dead).
+        let written = try? String(contentsOfFile: harness.bundle + "/address", encoding: .utf8)
+        #expect(written == address, "the bundle's address file")
         return address
     }
 

@@ -33,6 +33,7 @@ MEMBOMB = "docker.io/wasmlet/membomb:latest"
 ECHO = "docker.io/wasmlet/echo:latest"
 CAT = "docker.io/wasmlet/cat:latest"
 HTTPD = "docker.io/wasmlet/httpd:latest"
+TICKER = "docker.io/wasmlet/ticker:latest"
 HTTPD_TEXT = "hello from wasmlet httpd"
 PAUSE = "docker.io/wasmlet/pause:latest"
 WAGI_PROBE = "docker.io/wasmlet/wagi-probe:latest"
@@ -230,6 +231,34 @@ class Wasmletd:
             raise AssertionError(f"could not (re)start wasmletd\n{r}")
 
 
+class Containerd:
+    """The run's containerd, as the containerd-restart test stops and starts it."""
+    pidfile = os.path.join(WORK, "containerd.pid")
+    start_script = os.path.join(WORK, "start-containerd.sh")
+
+    @classmethod
+    def pid(cls):
+        try:
+            return int(open(cls.pidfile).read().strip())
+        except (OSError, ValueError):
+            return None
+
+    @classmethod
+    def kill9(cls):
+        """SIGKILL, as a crash would; its shims live on. Returns once the process is gone."""
+        pid = cls.pid()
+        os.kill(pid, signal.SIGKILL)
+        gone = wait_for(lambda: ") Z " in (_read(f"/proc/{pid}/stat") or ") Z "), 10)
+        if not gone:
+            raise AssertionError(f"containerd {pid} still alive 10 s after SIGKILL")
+
+    @classmethod
+    def start(cls):
+        r = run([cls.start_script], timeout=30)
+        if r.rc != 0:
+            raise AssertionError(f"could not restart containerd\n{r}")
+
+
 def wasmletctl(*args, timeout=15):
     return run([os.path.join(BIN, "wasmletctl"), "--socket", WASMLET_SOCKET, *args], timeout=timeout)
 
@@ -301,7 +330,7 @@ def images():
         print(f"e2e: packed {name} ({plat}) from examples/build/{guest}.wasm", file=sys.stderr)
 
     names = {n for n, _ in found}
-    for guest in ("hello", "sleeper", "membomb", "echo", "cat", "httpd"):
+    for guest in ("hello", "sleeper", "membomb", "echo", "cat", "httpd", "ticker"):
         name = f"docker.io/wasmlet/{guest}:latest"
         if not any(n == name and not p.startswith("wasi") for n, p in found):
             pack(name, guest, host)

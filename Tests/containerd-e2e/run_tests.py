@@ -12,6 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
+import test_chaos  # noqa: E402
 import test_cri  # noqa: E402
 import test_ctr  # noqa: E402
 
@@ -49,7 +50,7 @@ def main():
     patterns = [a.lower() for a in sys.argv[1:]]
     suite = unittest.TestSuite()
     loader = unittest.TestLoader()
-    for cls in test_ctr.ORDER + test_cri.ORDER:
+    for cls in test_ctr.ORDER + test_cri.ORDER + test_chaos.ORDER:
         for test in loader.loadTestsFromTestCase(cls):
             if not patterns or any(p in test.id().lower() for p in patterns):
                 suite.addTest(test)

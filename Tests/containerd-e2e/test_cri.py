@@ -11,8 +11,8 @@ import time
 import unittest
 import uuid
 
-from lib import (ADDRESS, HELLO, HELLO_TEXT, HERE, HTTPD, HTTPD_TEXT, K8S_NS, PAUSE, SLEEPER,
-                 WAGI_PROBE, WORK, Wasmletd, image, import_image, mounts_under, run, shim_pids, wait_for)
+from lib import (ADDRESS, HELLO, HELLO_TEXT, HERE, HTTPD, HTTPD_TEXT, K8S_NS, PAUSE, SLEEPER, TICKER,
+                 WAGI_PROBE, WORK, Containerd, Wasmletd, image, import_image, mounts_under, run, shim_pids, wait_for)
 
 TIMEOUT = 30  # seconds for any one CRI call (kubelet's default runtime request timeout is 2 min)
 
@@ -306,5 +306,74 @@ class T10PodHTTPTrigger(PodNetworkCase):
         self.assertEqual(status.exit_code, 143, f"the service's exit after StopContainer: {status}")
 
 
-ORDER = [T7CRI, T9PodNetwork, T10PodHTTPTrigger]
+class T11ContainerdRestart(CRITestCase):
+    OUTAGE = 1.0  # seconds containerd stays away (the fault's length, not a wait for a state)
+
+    def test_guest_output_and_events_survive_a_containerd_crash(self):
+        """A CRI container that writes a line every 20 ms; containerd is killed with SIGKILL (its
+        FIFO readers, the CRI log pipeline, go with it), stays away OUTAGE s, and is started again.
+        The guest must not block: its lines reach the container's log again after the restart.
+        The shim's events must reach the new containerd: StopContainer is reported EXITED with
+        the signal's code. Lines written while nobody could read them are counted and printed."""
+        pb = self.pb
+        for name in (TICKER, PAUSE):
+            import_image(image(name), ns=K8S_NS)
+        wait_for(lambda: {TICKER, PAUSE} <= {t for i in self.img.ListImages(pb.ListImagesRequest(), timeout=TIMEOUT).images
+                                             for t in i.repo_tags}, 5)
+        uid = str(uuid.uuid4())
+        log_dir = os.path.join(WORK, "pod-logs", f"e2e_ticker-pod_{uid}")
+        os.makedirs(log_dir, exist_ok=True)
+        host = pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER, ipc=pb.POD)
+        sandbox_config = pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name="ticker-pod", uid=uid, namespace="e2e", attempt=0),
+            hostname="ticker-pod", log_directory=log_dir,
+            linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(namespace_options=host)))
+        self.sandbox_id = self.call("RunPodSandbox", pb.RunPodSandboxRequest(
+            config=sandbox_config, runtime_handler="wasmlet")).pod_sandbox_id
+        cfg = pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name="ticker", attempt=0), image=pb.ImageSpec(image=TICKER),
+            log_path="ticker/0.log",
+            linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(namespace_options=host)))
+        cid = self.call("CreateContainer", pb.CreateContainerRequest(
+            pod_sandbox_id=self.sandbox_id, config=cfg, sandbox_config=sandbox_config)).container_id
+        self.container_ids.append(cid)
+        self.call("StartContainer", pb.StartContainerRequest(container_id=cid))
+        self.wait_container(cid, pb.CONTAINER_RUNNING, 10)
+        log_file = os.path.join(log_dir, "ticker", "0.log")
+
+        def ticks():
+            text = open(log_file).read() if os.path.exists(log_file) else ""
+            return [int(m.group(1)) for m in re.finditer(r" stdout F tick (\d+) failed-before \d+$", text, re.M)]
+
+        self.assertTrue(wait_for(lambda: len(ticks()) >= 10, 10), f"no ticks in {log_file}")
+        before = max(ticks())
+        Containerd.kill9()
+        down = time.monotonic()
+        time.sleep(self.OUTAGE)
+        Containerd.start()
+        print(f"\n    containerd down {time.monotonic() - down:.2f} s", end="", flush=True)
+        # The CRI plugin restores its containers and reopens their FIFOs; the guest's lines come
+        # again, numbered past the outage.
+        resumed = wait_for(lambda: [n for n in ticks() if n > before + int(self.OUTAGE / 0.02)], 20)
+        all_ticks = ticks()
+        self.assertTrue(resumed, f"no tick after the restart in {log_file}: last {all_ticks[-3:]}, "
+                                 f"{before} before the crash; container {pb.ContainerState.Name(self.container_status(cid).state)}")
+        seen = set(all_ticks)
+        lost = [n for n in range(1, max(all_ticks) + 1) if n not in seen]
+        print(f"\n    ticks: {before} before the crash, {len(lost)} written while containerd was away "
+              f"did not reach the log, then {len([n for n in all_ticks if n > before])} more", end="", flush=True)
+        self.assertEqual(self.container_status(cid).state, pb.CONTAINER_RUNNING)
+        # Events: the stop goes through the new containerd and the shim's exit reaches it.
+        self.call("StopContainer", pb.StopContainerRequest(container_id=cid, timeout=5))
+        st = self.wait_container(cid, pb.CONTAINER_EXITED, 10)
+        self.assertIn(st.exit_code, (143, 137), f"exit after StopContainer: {st.exit_code} {st.reason!r}")
+        self.call("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=self.sandbox_id))
+        self.call("RemoveContainer", pb.RemoveContainerRequest(container_id=cid))
+        self.call("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=self.sandbox_id))
+        self.container_ids, self.sandbox_id = [], None
+        gone = wait_for(lambda: set(shim_pids()) <= set(self.shims_before), 10)
+        self.assertTrue(gone, f"wasmlet shims left: {sorted(set(shim_pids()) - set(self.shims_before))}")
+
+
+ORDER = [T7CRI, T9PodNetwork, T10PodHTTPTrigger, T11ContainerdRestart]
 
