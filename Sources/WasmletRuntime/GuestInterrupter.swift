@@ -57,6 +57,9 @@ final class GuestInterrupter: @unchecked Sendable {
     private let blockedTotal = Atomic<UInt64>(0)
     private let blockedSince = Atomic<UInt64>(0)
     private static let resendQueue = DispatchQueue(label: "wasmlet.kill-resend", qos: .userInteractive)
+    /// A FIFO the guest is opening now (`whileOpeningFIFO`), and the descriptor of its other
+    /// end that a kill opened to let that open return (-1: none).
+    private let fifoOpen = Mutex<(path: String?, held: Int32)>((nil, -1))
 
     init() {
         block = .allocate(capacity: 1)
@@ -134,6 +137,7 @@ final class GuestInterrupter: @unchecked Sendable {
     /// Asks the run to stop. Safe from any thread, any number of times.
     func requestKill() {
         wasmlet_interrupt_request_kill(block)
+        releaseFIFOOpen()
         state.withLock { state in
             guard !state.finished, state.resender == nil else { return }
             let timer = DispatchSource.makeTimerSource(queue: Self.resendQueue)
@@ -152,6 +156,45 @@ final class GuestInterrupter: @unchecked Sendable {
             state.resender = timer
             timer.resume()
         }
+    }
+
+    /// Runs `body`, WasmKit's open of the FIFO at `path` (resolved, inside a preopen). Such an
+    /// open blocks in the kernel until the FIFO's other end is opened, and swift-system retries
+    /// it on EINTR, so the kill signal cannot end it; a kill opens the other end instead, the
+    /// open returns, and the guest stops at its next instruction. That end is held until `body`
+    /// returns, so a kill that comes just before the guest enters open(2) still lets it through.
+    func whileOpeningFIFO<T>(_ path: String, _ body: () throws -> T) rethrows -> T {
+        fifoOpen.withLock { open in
+            open.path = path
+            if isKillRequested { open.held = Self.openOtherEnd(path) }
+        }
+        defer {
+            fifoOpen.withLock { open in
+                open.path = nil
+                if open.held >= 0 { close(open.held) }
+                open.held = -1
+            }
+        }
+        return try body()
+    }
+
+    private func releaseFIFOOpen() {
+        fifoOpen.withLock { open in
+            guard let path = open.path, open.held < 0 else { return }
+            open.held = Self.openOtherEnd(path)
+        }
+    }
+
+    /// Both ends at once (O_RDWR never waits on a FIFO); -1 if `path` is no longer a FIFO.
+    private static func openOtherEnd(_ path: String) -> Int32 {
+        let fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return -1 }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFIFO else {
+            close(fd)
+            return -1
+        }
+        return fd
     }
 
     /// Runs `body`, a wait in a host call, counted as time the guest was blocked.

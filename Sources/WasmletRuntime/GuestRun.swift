@@ -96,7 +96,7 @@ struct GuestRun {
             bridge: bridge, interrupter: interrupter, stdio: stdio, readOnlyPreopenFds: readOnlyFds,
             args: spec.args, environment: environment, counters: counters,
             firstListenerFd: firstListenerFd, listeners: listeners, maxConnections: maxConnections,
-            preopenCount: spec.preopens.count)
+            preopenCount: spec.preopens.count, preopenHostPaths: spec.preopens.map(\.hostPath))
         // Every connection the guest accepted is closed when its run ends, however it ended.
         defer { host.closeSockets() }
         host.requestStdio = requestStdio

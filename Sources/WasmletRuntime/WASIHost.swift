@@ -32,6 +32,8 @@ final class WASIHost {
     /// implementation owns that number.
     private var stdioIntact = [true, true, true]
     private var readOnlyFds: Set<UInt32>
+    /// Host directories of the preopens, by WasmKit's descriptor number less 3.
+    private let preopenHostPaths: [String]
     /// (count, bytes) of the args and environment string tables, for `WASIPointerChecks`.
     let tableSizes: (args: (UInt64, UInt64), environment: (UInt64, UInt64))
     var memory: Memory?
@@ -46,8 +48,10 @@ final class WASIHost {
     init(
         bridge: WASIBridgeToHost, interrupter: GuestInterrupter, stdio: borrowing GuestStdio, readOnlyPreopenFds: Set<UInt32>,
         args: [String], environment: [String: String], counters: LiveCounters,
-        firstListenerFd: UInt32 = 3, listeners: [ListeningSocket] = [], maxConnections: UInt32 = 1024, preopenCount: Int = 0
+        firstListenerFd: UInt32 = 3, listeners: [ListeningSocket] = [], maxConnections: UInt32 = 1024, preopenCount: Int = 0,
+        preopenHostPaths: [String] = []
     ) {
+        self.preopenHostPaths = preopenHostPaths
         self.descriptors = GuestDescriptorTable(preopenCount: preopenCount, listeners: listeners)
         self.maxConnections = Int(maxConnections)
         self.counters = counters
@@ -197,13 +201,46 @@ final class WASIHost {
         if readOnly && (oflags & Self.modifyingOpenFlags != 0 || rightsBase & Self.writeRights != 0 || fdflags & Self.appendFdFlag != 0) {
             return errno(.rofs)
         }
-        let result = try callStock("path_open", arguments)
+        let result: [Value]
+        if let fifo = fifoTarget(dirFd: dirFd, arguments) {
+            result = try interrupter.whileOpeningFIFO(fifo) { try callStock("path_open", arguments) }
+        } else {
+            result = try callStock("path_open", arguments)
+        }
         if readOnly, result.first == .i32(0), let memory,
             let opened = try? GuestMemoryAccess(memory: memory).load(resultPointer, as: UInt32.self)
         {
             readOnlyFds.insert(opened)
         }
         return result
+    }
+
+    /// The host path of what a path_open names, when it is a FIFO right inside one of the
+    /// preopens (no `..`, no symlink leading out): its open may block (see `whileOpeningFIFO`).
+    private func fifoTarget(dirFd: UInt32, _ arguments: [Value]) -> String? {
+        guard case .wasi(let wasiFd) = descriptors[dirFd], wasiFd >= 3, Int(wasiFd) - 3 < preopenHostPaths.count,
+            case .i32(let pathPointer) = arguments[2], case .i32(let pathLength) = arguments[3], pathLength <= 4096,
+            let memory
+        else { return nil }
+        guard
+            let relative = try? GuestMemoryAccess(memory: memory).withBytes(at: pathPointer, count: Int(pathLength), {
+                String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self)
+            }),
+            !relative.hasPrefix("/"), !relative.split(separator: "/").contains("..")
+        else { return nil }
+        let directory = preopenHostPaths[Int(wasiFd) - 3]
+        guard let root = Self.realPath(directory), let target = Self.realPath(directory + "/" + relative),
+            target.hasPrefix(root == "/" ? "/" : root + "/")
+        else { return nil }
+        var info = stat()
+        guard stat(target, &info) == 0, info.st_mode & S_IFMT == S_IFIFO else { return nil }
+        return target
+    }
+
+    private static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     private func fdClose(_ arguments: [Value]) throws -> [Value] {

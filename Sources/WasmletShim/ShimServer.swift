@@ -480,6 +480,13 @@ public final class ShimServer {
     }
 
     private func installSignalHandling() {
+        // `start` forks this process with SIGTERM and SIGINT blocked, and so may whoever spawned
+        // it; they are unblocked here whatever happens, handled or not.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        defer { sigprocmask(SIG_UNBLOCK, &set, nil) }
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else { return }
         for end in ends {
@@ -495,12 +502,6 @@ public final class ShimServer {
         }
         signal(SIGTERM, handler)
         signal(SIGINT, handler)
-        // The spawning process may have blocked them; the shim must still hear them.
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGTERM)
-        sigaddset(&set, SIGINT)
-        sigprocmask(SIG_UNBLOCK, &set, nil)
     }
 
     private func signalEvent() {

@@ -112,29 +112,70 @@ import WasmletTestSupport
 }
 
 extension KillTests {
-    /// A host call outside our kill-aware wrappers cannot be interrupted: here `open` of a FIFO
-    /// inside a preopen, which blocks in the kernel until a writer appears. The kill escalates:
-    /// the instance is reported exited and its thread abandoned until the call returns.
-    @Test func killEscalatesWhenAHostCallCannotBeInterrupted() async throws {
+    /// A guest blocked opening a FIFO inside a preopen (the kernel's open waits for the other
+    /// end) is killed at once, for reading (cat of the FIFO) and for writing (cat --write): the
+    /// kill opens the other end, the open returns, the guest stops. The thread is not abandoned.
+    @Test(arguments: [["cat", "/data/pipe"], ["cat", "--write", "/data/pipe", "text"]])
+    func aKillEndsAGuestBlockedOpeningAFIFO(args: [String]) async throws {
         let directory = try Fixtures.temporaryDirectory()
         let fifo = directory.appendingPathComponent("pipe").path
         #expect(mkfifo(fifo, 0o600) == 0)
-        let runtime = try Fixtures.makeRuntime { $0.killEscalationTimeout = .milliseconds(300) }
+        // Escalation far beyond the test's own wait: an abandoned thread would show in the message.
+        let runtime = try Fixtures.makeRuntime { $0.killEscalationTimeout = .seconds(60) }
         let module = try runtime.loadModule(path: Fixtures.guest("cat"))
-        let key = InstanceKey(namespace: "kill", id: "stuck-in-open")
-        try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest, args: ["cat", "/data/pipe"],
+        let key = InstanceKey(namespace: "kill", id: "open-\(args.count)")
+        try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest, args: args,
                                         preopens: [PreopenSpec(guestPath: "/data", hostPath: directory.path)]))
         try runtime.start(key)
-        // Kill only once the guest's thread really sits in openat(2), however slow the machine;
-        // other tests' opens are brief, so ask for it to still be there a little later.
-        #expect(await eventually(timeout: .seconds(30), every: .milliseconds(5)) { Self.someThreadIsBlockedInOpenat() })
-        try await Task.sleep(for: .milliseconds(300))
         #expect(await eventually(timeout: .seconds(30), every: .milliseconds(5)) { Self.someThreadIsBlockedInOpenat() })
         try runtime.kill(key)
         let exit = try await runtime.wait(key)
         #expect(exit.reason == .killed)
         #expect(exit.code == 137)
-        #expect(exit.message.contains("abandoned"))
+        #expect(exit.message == "killed by signal 9", "the kill landed; the thread was not abandoned")
+    }
+
+    /// A host call outside our kill-aware wrappers cannot be interrupted. Here: open of a FIFO
+    /// through a directory descriptor the guest opened itself (the kill-aware FIFO open knows
+    /// the preopens' host paths only), which blocks in the kernel until a writer appears. The
+    /// kill escalates: the instance is reported exited and its thread abandoned until the call
+    /// returns.
+    @Test func killEscalatesWhenAHostCallCannotBeInterrupted() async throws {
+        let directory = try Fixtures.temporaryDirectory()
+        let sub = directory.appendingPathComponent("sub").path
+        #expect(mkdir(sub, 0o755) == 0)
+        let fifo = sub + "/pipe"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let runtime = try Fixtures.makeRuntime { $0.killEscalationTimeout = .milliseconds(300) }
+        // path_open(3, "sub", O_DIRECTORY, no rights of its own) into the fd at 64, then
+        // path_open(that fd, "pipe") for reading; exit 10 or 11 if either fails.
+        let module = try runtime.loadModule(bytes: Fixtures.wat(#"""
+            (module
+              (import "wasi_snapshot_preview1" "path_open"
+                (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 16) "sub")
+              (data (i32.const 32) "pipe")
+              (func (export "_start")
+                (if (call $open (i32.const 3) (i32.const 1) (i32.const 16) (i32.const 3) (i32.const 2)
+                      (i64.const 0) (i64.const -1) (i32.const 0) (i32.const 64))
+                  (then (call $exit (i32.const 10))))
+                (if (call $open (i32.load (i32.const 64)) (i32.const 1) (i32.const 32) (i32.const 4) (i32.const 0)
+                      (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 68))
+                  (then (call $exit (i32.const 11))))
+                (call $exit (i32.const 0))))
+            """#))
+        let key = InstanceKey(namespace: "kill", id: "stuck-in-open")
+        try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest, args: ["nested-open"],
+                                        preopens: [PreopenSpec(guestPath: "/data", hostPath: directory.path)]))
+        try runtime.start(key)
+        #expect(await eventually(timeout: .seconds(30), every: .milliseconds(5)) { Self.someThreadIsBlockedInOpenat() })
+        try runtime.kill(key)
+        let exit = try await runtime.wait(key)
+        #expect(exit.reason == .killed)
+        #expect(exit.code == 137)
+        #expect(exit.message.contains("abandoned"), "\(exit.message)")
         #expect(runtime.statistics().running == 0, "the admission slot is released")
         // Release the abandoned thread: a writer lets its open() return.
         let writer = open(fifo, O_WRONLY | O_NONBLOCK)

@@ -9,8 +9,9 @@ stdout lacks hello's line (the race this loop exists to catch: output dropped be
 the FIFOs and containerd's client); "failed" when it exits non-zero or times out. With
 `--guest cat`, each run pipes a line into `ctr run --rm` of the cat example (stdin FIFO, the
 guest copies it to stdout) and is "lost" unless that line comes back. Bounded: stops starting
-runs after S seconds. Prints one summary line and exits 1 when anything was lost or
-failed. Needs the environment of scripts/e2e-containerd.sh (`scripts/e2e-containerd.sh repeat`).
+runs after S seconds. Every tenth of the runs it samples wasmletd's RSS, descriptors and threads
+(a soak: they should stay flat) and prints the curve at the end. Prints one summary line and
+exits 1 when anything was lost or failed. Needs the environment of scripts/e2e-containerd.sh (`scripts/e2e-containerd.sh repeat`).
 """
 import argparse
 import os
@@ -24,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ociimage  # noqa: E402
 from lib import (ADDRESS, HELLO, HELLO_TEXT, NS, ROOT, RUNTIME, SNAPSHOTTER, WORK, Result,  # noqa: E402
-                 cleanup_namespace, ctr_run, image, import_image)
+                 Wasmletd, cleanup_namespace, ctr_run, image, import_image, proc_status)
 
 CAT = "docker.io/wasmlet/repeat-cat:latest"
 
@@ -52,6 +53,12 @@ def cat_run(cid, text, timeout):
         return Result(argv, -999, "", f"[timed out after {timeout} s: {shlex.join(argv)}]", time.monotonic() - start)
 
 
+def daemon_sample():
+    """(RSS KiB, descriptors, threads) of wasmletd now."""
+    pid = Wasmletd.pid()
+    return (proc_status(pid).get("VmRSS", 0), len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task")))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=2000)
@@ -70,6 +77,8 @@ def main():
     counts = {"ok": 0, "lost": 0, "failed": 0}
     examples = []
     next_index = [0]
+    samples = [(0, daemon_sample())]
+    tenth = max(1, a.count // 10)
     deadline = time.monotonic() + a.max_seconds
 
     def worker():
@@ -91,6 +100,8 @@ def main():
                 if kind != "ok" and len(examples) < 5:
                     examples.append(f"run {i}: {r}")
                 done = sum(counts.values())
+                if done % tenth == 0:
+                    samples.append((done, daemon_sample()))
                 if done % 250 == 0:
                     print(f"repeat: {done} runs, {counts['lost']} lost, {counts['failed']} failed",
                           file=sys.stderr, flush=True)
@@ -110,6 +121,8 @@ def main():
     wall = time.monotonic() - start
     for e in examples:
         print(e)
+    print("repeat: wasmletd every tenth of the runs (runs done: RSS KiB, descriptors, threads): "
+          + "; ".join(f"{n}: {rss}, {fds}, {threads}" for n, (rss, fds, threads) in samples), flush=True)
     left = cleanup_namespace()
     total = sum(counts.values())
     print(f"repeat: {total} runs of {a.guest} ({a.parallel} at a time, {a.busy} busy loops) in {wall:.0f} s: "
