@@ -119,6 +119,12 @@ package final class ContainerdTaskService: Sendable {
         -> Containerd_Task_V2_CreateTaskResponse
     {
         let identity = try ShimIdentity(context)
+        // A bundle names a rootfs, bind mounts and a config the daemon reads with its own rights:
+        // only containerd's shims (root) and the daemon's own user may create tasks.
+        if CallerFileAccess.of(context.peer) != nil {
+            throw TTRPCError.permissionDenied(
+                "permission denied: uid \(context.peer.map { String($0.uid) } ?? "?") may not create containerd tasks (only root, as containerd's shims are)")
+        }
         guard !request.id.isEmpty else { throw TTRPCError.invalidArgument("create: the task id is empty") }
         guard !request.bundle.isEmpty else { throw TTRPCError.invalidArgument("create \(request.id): no bundle directory") }
         let key = InstanceKey(namespace: identity.namespace, id: request.id)

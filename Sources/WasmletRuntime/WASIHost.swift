@@ -204,6 +204,9 @@ final class WASIHost {
         let result: [Value]
         if let fifo = fifoTarget(dirFd: dirFd, arguments) {
             result = try interrupter.whileOpeningFIFO(fifo) { try callStock("path_open", arguments) }
+            // A kill is what let the open return: the guest goes no further (the descriptor it
+            // got is closed with the run's bridge).
+            if interrupter.isKillRequested { throw GuestKilled() }
         } else {
             result = try callStock("path_open", arguments)
         }

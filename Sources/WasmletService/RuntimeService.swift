@@ -37,13 +37,23 @@ package final class RuntimeService: Sendable {
                 body(request, respond)
             }
         }
-        add(WasmletRuntimeAPI.create) { request, respond in
+        let create = WasmletRuntimeAPI.create
+        interceptor.registerInline(in: &registry, service: create.service, method: create.method) {
+            (context, request: Wasmlet_V1_CreateRequest, respond: @escaping InstanceService.Completion<Wasmlet_V1_CreateResponse>) in
             let spec: InstanceSpec
             let module: ModuleReference
             let routes: [(route: String, module: ModuleReference)]
             do {
                 (spec, module) = try Self.creation(request)
                 routes = request.hasHTTPTrigger ? try MessageMapping.routes(request.httpTrigger) : []
+                // A caller that is not root may name only host files it could open itself.
+                if let access = CallerFileAccess.of(context.peer) {
+                    let paths = ([module] + routes.map(\.module)).compactMap { reference -> String? in
+                        if case .path(let path) = reference { return path }
+                        return nil
+                    }
+                    try access.check(spec, modulePaths: paths)
+                }
             } catch {
                 respond(.failure(error))
                 return nil

@@ -49,6 +49,18 @@ status = fields(resp.get(1, b""))
 print("status", status.get(1, 0), status.get(2, b"").decode())
 """#
 
+/// A ttrpc Create in a few lines of Python (stdlib only): `create.py SOCKET ID MODULE [PREOPEN
+/// [STDOUT]]` ("-" skips one). Prints "status <code> <message>", or "connect-error <errno>".
+let rawCreateClient = rawVersionClient.replacingOccurrences(
+    of: #"req = field(1, b"wasmlet.v1.Runtime") + field(2, b"Version") + field(3, b"")"#,
+    with: #"""
+    a = sys.argv + ["-", "-"]
+    body = field(1, b"permissions") + field(2, a[2].encode()) + field(4, a[3].encode()) + field(6, b"guest")
+    if a[4] != "-": body += field(8, field(1, b"/data") + field(2, a[4].encode()))
+    if a[5] != "-": body += field(11, a[5].encode())
+    req = field(1, b"wasmlet.v1.Runtime") + field(2, b"Create") + field(3, body)
+    """#)
+
 extension DaemonEndToEndTests {
     /// Who may call, checked with a real unprivileged user (nobody) through setpriv.
     @Suite struct Permissions {
@@ -100,6 +112,62 @@ extension DaemonEndToEndTests {
             #expect(lstat(primary.socketPath, &info) == 0 && info.st_gid == nogroup)
             let allowed = try await runAsNobody(socket: primary.socketPath, script: script, groups: nil)
             #expect(allowed.hasPrefix("status 0"), "\(allowed)")
+        }
+
+        /// A member of the socket's group may name only host files it could open itself: a
+        /// module it can read is created, one it cannot read (or behind a directory it cannot
+        /// enter, whether or not it exists: the answer is the same) is PERMISSION_DENIED, and so
+        /// are a preopen it cannot enter and a stdout it cannot write. Root is not checked.
+        @Test(.enabled(if: getuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0 && access("/usr/bin/python3", X_OK) == 0))
+        func aMemberMayNameOnlyHostFilesItCouldOpenItself() async throws {
+            let directory = try TemporaryDirectory()
+            let script = directory.file("create.py")
+            try rawCreateClient.write(toFile: script, atomically: true, encoding: .utf8)
+            chmod(script, 0o644)
+            let users = try #require(getgrnam("users")?.pointee.gr_gid)
+            let hello = try Data(contentsOf: URL(fileURLWithPath: example("hello")))
+            func place(_ path: String, mode: mode_t) throws {
+                try hello.write(to: URL(fileURLWithPath: path))
+                chmod(path, mode)
+            }
+            for (name, mode) in [("open", 0o755), ("secret", 0o700), ("writable", 0o777)] as [(String, mode_t)] {
+                #expect(mkdir(directory.file(name), mode) == 0)
+                chmod(directory.file(name), mode)
+            }
+            try place(directory.file("open/hello.wasm"), mode: 0o644)
+            try place(directory.file("open/private.wasm"), mode: 0o600)
+            try place(directory.file("secret/hello.wasm"), mode: 0o644)
+            let daemon = try await DaemonProcess(directory: directory, arguments: ["--group", "users"])
+            defer { daemon.killAndReap() }
+            var serial = 0
+            func create(_ module: String, preopen: String = "-", stdout: String = "-", asRoot: Bool = false) async throws -> String {
+                serial += 1
+                let arguments = [script, daemon.socketPath, "p\(serial)", module, preopen, stdout]
+                if asRoot {
+                    return try await ChildProcess.run(python, arguments).output.trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                let result = try await ChildProcess.run(
+                    "/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--groups=\(users)", python] + arguments)
+                return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let denied = "status 7 permission denied: uid 65534 may not"
+            let allowed = try await create(directory.file("open/hello.wasm"), preopen: directory.file("writable"), stdout: directory.file("writable/out"))
+            #expect(allowed.hasPrefix("status 0"), "\(allowed)")
+            let hidden = try await create(directory.file("secret/hello.wasm"))
+            #expect(hidden.hasPrefix("\(denied) read module \(directory.file("secret/hello.wasm"))"), "\(hidden)")
+            let missing = try await create(directory.file("secret/nothing.wasm"))
+            #expect(missing.hasPrefix("\(denied) read module \(directory.file("secret/nothing.wasm"))"), "the same answer for a file that is not there: \(missing)")
+            let unreadable = try await create(directory.file("open/private.wasm"))
+            #expect(unreadable.hasPrefix("\(denied) read module"), "\(unreadable)")
+            let preopen = try await create(directory.file("open/hello.wasm"), preopen: directory.file("secret"))
+            #expect(preopen.hasPrefix("\(denied) read and write preopen \(directory.file("secret"))"), "\(preopen)")
+            let readOnlyTree = try await create(directory.file("open/hello.wasm"), preopen: directory.file("open"))
+            #expect(readOnlyTree.hasPrefix("\(denied) read and write preopen"), "a writable preopen of a tree it cannot write: \(readOnlyTree)")
+            let stdout = try await create(directory.file("open/hello.wasm"), stdout: directory.file("open/out"))
+            #expect(stdout.hasPrefix("\(denied) write stdout"), "\(stdout)")
+            // Root names what it likes.
+            let root = try await create(directory.file("secret/hello.wasm"), preopen: directory.file("secret"), asRoot: true)
+            #expect(root.hasPrefix("status 0"), "\(root)")
         }
 
         /// Socket activation with the unit's `SocketGroup=` and no `group` configured: the

@@ -111,7 +111,9 @@ import WasmletTestSupport
     }
 }
 
-extension KillTests {
+/// Guests blocked in open(2) of a FIFO. Serialized: each test waits until some thread of the
+/// process sits in openat(2), which the others' guests do for long.
+@Suite(.serialized) struct FIFOOpenKillTests {
     /// A guest blocked opening a FIFO inside a preopen (the kernel's open waits for the other
     /// end) is killed at once, for reading (cat of the FIFO) and for writing (cat --write): the
     /// kill opens the other end, the open returns, the guest stops. The thread is not abandoned.
@@ -127,7 +129,7 @@ extension KillTests {
         try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest, args: args,
                                         preopens: [PreopenSpec(guestPath: "/data", hostPath: directory.path)]))
         try runtime.start(key)
-        #expect(await eventually(timeout: .seconds(30), every: .milliseconds(5)) { Self.someThreadIsBlockedInOpenat() })
+        #expect(await eventually(timeout: .seconds(30), every: .milliseconds(5)) { KillTests.someThreadIsBlockedInOpenat(under: directory.resolvingSymlinksInPath().path) })
         try runtime.kill(key)
         let exit = try await runtime.wait(key)
         #expect(exit.reason == .killed)
@@ -170,7 +172,7 @@ extension KillTests {
         try runtime.create(InstanceSpec(key: key, moduleDigest: module.digest, args: ["nested-open"],
                                         preopens: [PreopenSpec(guestPath: "/data", hostPath: directory.path)]))
         try runtime.start(key)
-        #expect(await eventually(timeout: .seconds(30), every: .milliseconds(5)) { Self.someThreadIsBlockedInOpenat() })
+        #expect(await eventually(timeout: .seconds(30), every: .milliseconds(5)) { KillTests.someThreadIsBlockedInOpenat(under: sub) })
         try runtime.kill(key)
         let exit = try await runtime.wait(key)
         #expect(exit.reason == .killed)
@@ -184,16 +186,25 @@ extension KillTests {
         #expect(hello.stdout == "hello from wasmlet\n")
     }
 
-    /// Whether a thread of this process is inside openat(2), from /proc/self/task/*/syscall.
-    static func someThreadIsBlockedInOpenat() -> Bool {
+}
+
+extension KillTests {
+    /// Whether a thread of this process is inside openat(2) relative to `directory`, from
+    /// /proc/self/task/*/syscall: the call's first argument is the directory descriptor, which
+    /// /proc/self/fd names. So another test's open, elsewhere, does not count.
+    static func someThreadIsBlockedInOpenat(under directory: String) -> Bool {
         #if arch(x86_64)
-            let openat = "257 "
+            let openat = "257"
         #elseif arch(arm64)
-            let openat = "56 "
+            let openat = "56"
         #endif
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
         return tasks.contains { task in
-            (try? String(contentsOfFile: "/proc/self/task/\(task)/syscall", encoding: .utf8))?.hasPrefix(openat) == true
+            guard let line = try? String(contentsOfFile: "/proc/self/task/\(task)/syscall", encoding: .utf8) else { return false }
+            let fields = line.split(separator: " ")
+            guard fields.count > 1, fields[0] == openat, fields[1].hasPrefix("0x"), let fd = Int32(fields[1].dropFirst(2), radix: 16)
+            else { return false }
+            return (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) == directory
         }
     }
 }
