@@ -396,6 +396,58 @@ typealias API = ContainerdTaskAPI
         }
     }
 
+    /// A containerd connection that sends requests and never reads the answers: once its
+    /// answers waiting to be written pass the shim's 1 MiB bound, the shim stops reading it, so
+    /// the sender stalls after a few MiB instead of growing the shim without limit; another
+    /// connection is served all the while, and the shim lives on when the flooder leaves.
+    @Test func aConnectionThatNeverReadsIsStoppedAtTheQueueBound() async throws {
+        try await ShimHarness().run { h in
+            let address = try await startShim(h, id: "t1")
+            let path = String(address.dropFirst("unix://".count))
+            let flood = try rawConnect(path)
+            defer { close(flood) }
+            _ = fcntl(flood, F_SETFL, fcntl(flood, F_GETFL) | O_NONBLOCK)
+            var request = Ttrpc_Request()
+            request.service = API.serviceNameV2
+            request.method = "Connect"
+            request.payload = try Containerd_Task_V2_ConnectRequest.with { $0.id = "t1" }.serializedBytes()
+            let payload: [UInt8] = try request.serializedBytes()
+            // Far more than the bound, kernel buffers and the shim's read buffer together: an
+            // unbounded shim would read all of it.
+            let limit = 64 << 20
+            var sent = 0
+            var stream: UInt32 = 1
+            var pending: [UInt8] = []
+            while sent < limit {
+                if pending.isEmpty {
+                    pending = [0, 0, 0, UInt8(payload.count)] + withUnsafeBytes(of: stream.bigEndian) { Array($0) } + [1, 0] + payload
+                    stream &+= 2
+                }
+                let written = write(flood, pending, pending.count)
+                if written > 0 {
+                    sent += written
+                    pending.removeFirst(written)
+                    continue
+                }
+                guard written < 0, errno == EAGAIN else { break }
+                // The shim has stopped reading when no room comes within 2 s (it reads in
+                // microseconds while it reads at all).
+                var entry = pollfd(fd: flood, events: Int16(POLLOUT), revents: 0)
+                if poll(&entry, 1, 2000) == 0 { break }
+            }
+            print("queue bound: the shim stopped reading a non-reading connection after \(sent) bytes of requests")
+            #expect(sent < 16 << 20, "the shim read \(sent) bytes from a connection that never read its answers")
+            // Another connection is served while the flooder is stalled (a hang fails the
+            // call's 10 s timeout).
+            let other = try await TaskClient.connect(address, namespace: h.namespace)
+            _ = try await other.call(API.connect, .with { $0.id = "t1" })
+            close(flood)
+            _ = try await other.call(API.connect, .with { $0.id = "t1" })
+            #expect(h.shimProcesses().count == 1, "the shim died")
+            await other.close()
+        }
+    }
+
     @Test func startFailuresAreExplained() async throws {
         try await ShimHarness().run { h in
             var result = try await runProcess(
