@@ -32,7 +32,12 @@ public final class HTTPTriggerHost: ServingHost {
             let bound = instance.listeners.indices.contains(index) ? instance.listeners[index] : nil
             let channel = ServerBootstrap(group: group)
                 // Out of descriptors, stop accepting for a second rather than spin on the listener.
-                .serverChannelInitializer { server in server.eventLoop.makeCompletedFuture { try server.pipeline.syncOperations.addHandler(AcceptBackoffHandler()) } }
+                .serverChannelInitializer { [logger] server in
+                    server.eventLoop.makeCompletedFuture {
+                        try server.pipeline.syncOperations.addHandler(AcceptErrorLog(logger: logger, service: "\(instance.key)"))
+                        try server.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                    }
+                }
                 .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     guard session.connectionOpened(channel) else { return channel.close() }
@@ -110,5 +115,24 @@ final class HTTPServiceSession: ServingSession {
         for listener in listeners { listener.whenSuccess { $0.close(promise: nil) } }
         for connection in connections { connection.close(promise: nil) }
         removed(service.key)
+    }
+}
+
+/// Logs a listener's accept failures (out of descriptors, say) before `AcceptBackoffHandler`
+/// pauses accepting for a second: one line per failure, so at most one a second while they last.
+private final class AcceptErrorLog: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+    private let logger: Logger
+    private let service: String
+
+    init(logger: Logger, service: String) {
+        self.logger = logger
+        self.service = service
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.warning(
+            "the HTTP trigger cannot accept a connection; retrying in 1 s", metadata: ["instance": "\(service)", "error": "\(error)"])
+        context.fireErrorCaught(error)
     }
 }

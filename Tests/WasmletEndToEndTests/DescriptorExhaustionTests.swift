@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import WasmletAPI
 import WasmletTTRPC
 import WasmletTestSupport
 
@@ -28,6 +29,17 @@ extension DaemonEndToEndTests {
             _ = try await client.create("warm", module: example("hello"))
             _ = try await client.start("warm")
             #expect(try await client.wait("warm").code == 0)
+            // A service of the HTTP trigger: its listener has an accept loop of its own.
+            var service = Wasmlet_V1_CreateRequest()
+            service.namespace = "test"
+            service.id = "svc"
+            service.module = .path(example("wagi_hello"))
+            service.args = ["svc"]
+            service.httpTrigger = Wasmlet_V1_HTTPTrigger()
+            service.listeners = [Wasmlet_V1_Listener.with { $0.address = "127.0.0.1" }]
+            let port = UInt16(try await client.call(WasmletRuntimeAPI.create, service).instance.listeners[0].boundPort)
+            _ = try await client.start("svc")
+            #expect(try loopbackHTTPGet(port: port).hasPrefix("HTTP/1.0 200"))
             let baseline = Self.openDescriptors(daemon.pid)
             let limit = baseline + 6
             let lowered = try await ChildProcess.run("/usr/bin/prlimit", ["--pid", "\(daemon.pid)", "--nofile=\(limit):\(limit)"])
@@ -44,6 +56,14 @@ extension DaemonEndToEndTests {
             defer { close(handoff) }
             #expect(await eventually(timeout: .seconds(10), every: .milliseconds(20)) {
                 daemon.log.contains("listener handoff socket: accept failed, backing off")
+            })
+            // A request waits on the service's listener too; its accept fails and backs off.
+            let waitingRequest = try connectLoopback(port: port)
+            defer { close(waitingRequest) }
+            let get = Array("GET / HTTP/1.0\r\nHost: localhost\r\n\r\n".utf8)
+            #expect(send(waitingRequest, get, get.count, Int32(MSG_NOSIGNAL)) == get.count)
+            #expect(await eventually(timeout: .seconds(10), every: .milliseconds(20)) {
+                daemon.log.contains("the HTTP trigger cannot accept a connection; retrying in 1 s")
             })
             // A module not read before: the daemon must open it, and cannot.
             let refused = await statusCode { _ = try await client.create("no-descriptors", module: example("cat")) }
@@ -63,6 +83,17 @@ extension DaemonEndToEndTests {
                 return
             }
             #expect(try decodeResponse(payload).code == 0)
+            // The request that waited on the service's listener is answered.
+            var served: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = recv(waitingRequest, &buffer, buffer.count, 0)
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { break }
+                served += buffer[0..<count]
+            }
+            let text = String(decoding: served, as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.0 200"), "\(text)")
             _ = try await client.create("after", module: example("cat"), args: ["cat"])
             _ = try await client.start("after")
             #expect(try await client.wait("after").code == 0)
