@@ -161,7 +161,7 @@ final class GuestInterrupter: @unchecked Sendable {
     /// Runs `body`, WasmKit's open of the FIFO at `path` (resolved, inside a preopen). Such an
     /// open blocks in the kernel until the FIFO's other end is opened, and swift-system retries
     /// it on EINTR, so the kill signal cannot end it; a kill opens the other end instead, the
-    /// open returns, and the guest stops at its next instruction. That end is held until `body`
+    /// open returns, and the run ends there (`WASIHost.pathOpen`). That end is held until `body`
     /// returns, so a kill that comes just before the guest enters open(2) still lets it through.
     func whileOpeningFIFO<T>(_ path: String, _ body: () throws -> T) rethrows -> T {
         fifoOpen.withLock { open in

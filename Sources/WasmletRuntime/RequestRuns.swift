@@ -243,9 +243,6 @@ public final class ServiceRuns: Sendable {
         }
         for run in running { _ = run.requestStop(.killed(signal: SIGKILL)) }
     }
-
-    /// Runs going on now.
-    var runningCount: Int { state.withLock { $0.running.count } }
 }
 
 /// One request's run: who stopped it and whether its completion ran.

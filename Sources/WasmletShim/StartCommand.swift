@@ -62,7 +62,7 @@ public enum StartCommand {
         }
 
         // A SIGTERM that reaches the server before it has installed its handler would end it
-        // without removing its socket file (the race sigtermExitsCleanly caught, 1 run in ~20):
+        // without removing its socket file (a race sigtermExitsCleanly caught once, under load):
         // the child starts with SIGTERM and SIGINT blocked, and the server unblocks them once
         // it handles them, so one that came early is delivered then.
         var termination = sigset_t()
