@@ -404,8 +404,10 @@ typealias API = ContainerdTaskAPI
         try await ShimHarness().run { h in
             let address = try await startShim(h, id: "t1")
             let path = String(address.dropFirst("unix://".count))
-            let flood = try rawConnect(path)
-            defer { close(flood) }
+            // Closed once, below or by the defer: a second close would close whatever descriptor
+            // the number went to meanwhile, in another test running beside this one.
+            var flood = try rawConnect(path)
+            defer { if flood >= 0 { close(flood) } }
             _ = fcntl(flood, F_SETFL, fcntl(flood, F_GETFL) | O_NONBLOCK)
             var request = Ttrpc_Request()
             request.service = API.serviceNameV2
@@ -442,6 +444,7 @@ typealias API = ContainerdTaskAPI
             let other = try await TaskClient.connect(address, namespace: h.namespace)
             _ = try await other.call(API.connect, .with { $0.id = "t1" })
             close(flood)
+            flood = -1
             _ = try await other.call(API.connect, .with { $0.id = "t1" })
             #expect(h.shimProcesses().count == 1, "the shim died")
             await other.close()
