@@ -170,11 +170,11 @@ def proc_status(pid):
     return out
 
 
-# ---- wasmletd
+# ---- wasmletd and containerd, each started by its script in WORK, its pid in a file
 
-class Wasmletd:
-    pidfile = os.path.join(WORK, "wasmletd.pid")
-    start_script = os.path.join(WORK, "start-wasmletd.sh")
+class _ScriptStarted:
+    pidfile = ""
+    start_script = ""
 
     @classmethod
     def pid(cls):
@@ -197,11 +197,6 @@ class Wasmletd:
         return ") Z " not in stat
 
     @classmethod
-    def answers(cls):
-        return run([os.path.join(BIN, "wasmletctl"), "--socket", WASMLET_SOCKET, "version"],
-                   timeout=5, log=False).rc == 0
-
-    @classmethod
     def signal(cls, sig, wait=10):
         pid = cls.pid()
         if pid is None:
@@ -211,6 +206,16 @@ class Wasmletd:
         except ProcessLookupError:
             return
         wait_for(lambda: not cls.alive(), wait)
+
+
+class Wasmletd(_ScriptStarted):
+    pidfile = os.path.join(WORK, "wasmletd.pid")
+    start_script = os.path.join(WORK, "start-wasmletd.sh")
+
+    @classmethod
+    def answers(cls):
+        return run([os.path.join(BIN, "wasmletctl"), "--socket", WASMLET_SOCKET, "version"],
+                   timeout=5, log=False).rc == 0
 
     @classmethod
     def kill9(cls):
@@ -231,26 +236,17 @@ class Wasmletd:
             raise AssertionError(f"could not (re)start wasmletd\n{r}")
 
 
-class Containerd:
+class Containerd(_ScriptStarted):
     """The run's containerd, as the containerd-restart test stops and starts it."""
     pidfile = os.path.join(WORK, "containerd.pid")
     start_script = os.path.join(WORK, "start-containerd.sh")
 
     @classmethod
-    def pid(cls):
-        try:
-            return int(open(cls.pidfile).read().strip())
-        except (OSError, ValueError):
-            return None
-
-    @classmethod
     def kill9(cls):
         """SIGKILL, as a crash would; its shims live on. Returns once the process is gone."""
-        pid = cls.pid()
-        os.kill(pid, signal.SIGKILL)
-        gone = wait_for(lambda: ") Z " in (_read(f"/proc/{pid}/stat") or ") Z "), 10)
-        if not gone:
-            raise AssertionError(f"containerd {pid} still alive 10 s after SIGKILL")
+        cls.signal(signal.SIGKILL)
+        if cls.alive():
+            raise AssertionError(f"containerd {cls.pid()} still alive 10 s after SIGKILL")
 
     @classmethod
     def start(cls):

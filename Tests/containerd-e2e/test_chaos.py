@@ -59,8 +59,8 @@ class T12Chaos(CtrTestCase):
 
     def test_daemon_and_shim_kills(self):
         """Each round: top up to 50 running containers (sleepers; every fifth one sleeps 0.3 s and
-        exits 0 by itself), and while those creates are in flight, SIGKILL wasmletd at a random
-        moment, SIGKILL a random serving shim every other round, and restart wasmletd. Then every task
+        exits 0 by itself), and once a random number of those creates has returned (none, some
+        or all), SIGKILL wasmletd, SIGKILL a random serving shim every other round, and restart wasmletd. Then every task
         must settle (none stuck CREATED or UNKNOWN), and each stopped one report 137 (its daemon
         or shim was lost, or a kill) or 0 (it finished). At the end nothing is left: no task,
         container, rootfs mount, FIFO, shim, shim socket or daemon record, and the daemon's
@@ -97,10 +97,15 @@ class T12Chaos(CtrTestCase):
                 # ctr's arguments replace the image's whole command line, module path included.
                 args = [sleeper.argv[0], "0.3"] if serial % 5 == 0 else []
                 threads.append(threading.Thread(target=create, args=(cid, args)))
+            # Counted before any of them starts: one that returns at once must count.
+            finished_before = outcomes["created"] + outcomes["refused"]
             for t in threads:
                 t.start()
-            # The kill lands while the creates above are in flight, or just after.
-            time.sleep(rng.uniform(0.3, 3.0))
+            # The kill lands once a random share of this round's creates has returned: before
+            # the first, among them, or after the last.
+            due = rng.randint(0, len(threads))
+            returned = wait_for(lambda: outcomes["created"] + outcomes["refused"] - finished_before >= due, 120, interval=0.01)
+            self.assertTrue(returned, f"round {round_}: {due} creates did not return within 120 s")
             Wasmletd.kill9()
             outcomes["daemon_kills"] += 1
             if round_ % 2 == 1:
