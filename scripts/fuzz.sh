@@ -53,7 +53,9 @@ for target in "${selected[@]}"; do
     # -timeout: one input running 10 s is a hang; -rss_limit_mb: module validation reserves
     # address space, not memory, so 2 GiB of RSS is a real leak or blow-up.
     set +e
-    ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+    # SWIFT_BACKTRACE: the Swift runtime's crash handler would otherwise catch the signal first,
+    # and under ASan its own memory reads are what gets reported (CI, stop 23), not the crash.
+    SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
     LSAN_OPTIONS=suppressions="$PWD/Tests/FuzzCorpus/lsan-suppressions.txt":print_suppressions=0 \
         "$BUILD/debug/$target" "$corpus" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
@@ -71,7 +73,7 @@ for target in "${selected[@]}"; do
     if [ "$rc" -ne 0 ]; then
         failed=1
         echo "fuzz.sh: $target FAILED (exit $rc); the input is in $crashes/:" >&2
-        grep -E 'ERROR: |SUMMARY: |Fatal error|Test unit written' "$log" | head -8 >&2
+        grep -E 'ERROR: |SUMMARY: |Fatal error|Assertion|Test unit written' "$log" | head -8 >&2
         summary+=("$(printf '%-20s FAILED (exit %s), see %s' "$target" "$rc" "$log")")
     else
         summary+=("$(printf '%-20s %10s runs %8s/s  cov %6s  ft %6s  corpus %5s' "$target" "${runs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$units")")

@@ -1,13 +1,15 @@
 /// A check TOML text passes before it reaches TOMLKit.
 ///
-/// TOMLKit 0.6 bundles toml++ 3, whose parser asserts (and so aborts the whole process) in two
-/// places `scripts/fuzz.sh fuzz-config-toml` found: a non-ASCII character where a key should
-/// start (`é = 1`, `[é]`), and a table header whose key starts with anything but a bare-key
-/// character or a quote (`[#`, `[ ]x`, `[` at the end of a line). In a release build the assertion
-/// is an optimizer assumption instead, so what follows is undefined. wasmletd re-reads its
-/// `--config` on SIGHUP: one such byte in that file would end every guest on the node. Both are
-/// invalid TOML anyway (non-ASCII text belongs only in strings and comments; a header names a
-/// key), so refusing them here refuses no valid document, and the error names line and column.
+/// TOMLKit 0.6 bundles toml++ 3.4, whose parser asserts (and so aborts the whole process) in
+/// three places `scripts/fuzz.sh fuzz-config-toml` found: a non-ASCII character where a key should
+/// start (`é = 1`, `[é]`); a table header whose key starts with anything but a bare-key
+/// character or a quote (`[#`, `[ ]x`, `[` at the end of a line); and a `}` where an array expects
+/// its next value (`a = [}`, `a = [1, }`, also after blanks, comments and line breaks). In a
+/// release build the assertion is an optimizer assumption instead, so what follows is undefined.
+/// wasmletd re-reads its `--config` on SIGHUP: one such byte in that file would end every guest on
+/// the node. All three are invalid TOML anyway (non-ASCII text belongs only in strings and
+/// comments; a header names a key; a bracket closes only what it opened), so refusing them here
+/// refuses no valid document, and the error names line and column.
 public enum TOMLPreflight {
     public static func check(_ text: String) throws(ParseError) {
         enum Place { case plain, comment, basic, literal, multilineBasic, multilineLiteral }
@@ -16,9 +18,9 @@ public enum TOMLPreflight {
         var line = 1
         var lineStart = 0
         var index = 0
-        // Unclosed brackets and braces of values: a `[` that starts a line inside an array is
-        // part of the value, not a table header.
-        var depth = 0
+        // The unclosed `[` and `{` of values, innermost last: a `[` that starts a line inside an
+        // array is part of the value, not a table header, and a `}` may close only a `{`.
+        var open: [UInt8] = []
         // Only spaces and tabs so far on this line (outside any string).
         var atLineStart = true
         func at(_ offset: Int) -> UInt8? { index + offset < bytes.count ? bytes[index + offset] : nil }
@@ -61,7 +63,7 @@ public enum TOMLPreflight {
                 }
                 let wasAtLineStart = atLineStart
                 if !isBlank(byte) { atLineStart = false }
-                if byte == UInt8(ascii: "["), wasAtLineStart, depth == 0 {
+                if byte == UInt8(ascii: "["), wasAtLineStart, open.isEmpty {
                     // A table header: `[` or `[[`, blanks, then its key.
                     var next = index + 1
                     while next < bytes.count && isBlank(bytes[next]) { next += 1 }
@@ -77,9 +79,16 @@ public enum TOMLPreflight {
                     continue
                 }
                 if byte == UInt8(ascii: "[") || byte == UInt8(ascii: "{") {
-                    depth += 1
+                    open.append(byte)
                 } else if byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}") {
-                    depth = max(0, depth - 1)
+                    // With nothing open, a `]` ends a table header (or is the parser's error).
+                    if let innermost = open.popLast() {
+                        let closes = innermost == UInt8(ascii: "[") ? UInt8(ascii: "]") : UInt8(ascii: "}")
+                        guard byte == closes else {
+                            throw ParseError(
+                                "line \(line), column \(column(index)): '\(Character(Unicode.Scalar(byte)))' where '\(Character(Unicode.Scalar(closes)))' must close the \(innermost == UInt8(ascii: "[") ? "array" : "inline table") first")
+                        }
+                    }
                 } else if byte == UInt8(ascii: "#") {
                     place = .comment
                 } else if isTriple(UInt8(ascii: "\"")) {

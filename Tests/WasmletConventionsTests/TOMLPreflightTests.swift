@@ -44,9 +44,34 @@ import WasmletConventions
 
     @Test(arguments: [
         "[a]", "[[a.b]]", "[ \"q\" ]", "['l'.x]", "[ a ]", "[]", "a = [\n  [1, 2],\n  [{x = 1}],\n  [ \"#\" ],\n]",
-        "a = {b = [\n[#not a header in toml, an error of the parser's own\n]}", "a = \"\"\"\n[#\n\"\"\"", "# [#",
+        "a = {b = [\n[# not a header: a nested array, then a comment\n]]}", "a = \"\"\"\n[#\n\"\"\"", "# [#",
     ])
     func acceptsHeadersAndArraysThatStartLines(text: String) throws {
+        try TOMLPreflight.check(text)
+    }
+}
+
+/// The third assertion fuzz-config-toml found (CI, stop 23): a `}` where an array expects its next
+/// value. A bracket may close only what it opened; brackets inside strings and comments are text.
+@Suite struct TOMLPreflightBracketTests {
+    @Test(arguments: [
+        ("a = [}]", 1, 6), ("a = [2,}", 1, 8), ("a = [\n}]", 2, 1), ("a = [ # c\n}", 2, 1), ("a = [1,#\n  }", 2, 3),
+        ("a = {b = [1}}", 1, 12), ("a = [{]}", 1, 7),
+        ("efs    = [2,}{s    = [2, 2, 2,=  }{s    = [2, 2,=  }\0]\n", 1, 13),
+    ] as [(String, Int, Int)])
+    func refusesABracketThatClosesWhatItDidNotOpen(text: String, line: Int, column: Int) {
+        #expect {
+            try TOMLPreflight.check(text)
+        } throws: { error in
+            "\(error)".hasPrefix("line \(line), column \(column): '") && "\(error)".contains("must close the")
+        }
+    }
+
+    @Test(arguments: [
+        "a = [1, {b = [2]}, [{}]]", "a = {b = [1, 2], c = {d = []}}", "a = ['}', \"]\", '''{'''] # ]}",
+        "a = [\n  1, # }\n  2,\n]", "[t]\nx = {}\n[[u]]\ny = []",
+    ])
+    func acceptsBalancedBrackets(text: String) throws {
         try TOMLPreflight.check(text)
     }
 }
