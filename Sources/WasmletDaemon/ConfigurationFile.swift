@@ -43,13 +43,16 @@ struct ConfigurationFile: Equatable {
     var metricsPerInstance: Bool?
     var metricsPerInstanceLimit: Int?
 
-    static func load(path: String) throws(ConfigurationError) -> ConfigurationFile {
+    /// Reads and parses the file; with `parserChild`, the text is parsed in a child process
+    /// first, so that a parser crash refuses the file instead of ending the daemon.
+    static func load(path: String, parserChild: ConfigurationParserChild? = nil) throws(ConfigurationError) -> ConfigurationFile {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw .file(path: path, "cannot read: \((error as NSError).localizedDescription)")
         }
+        try parserChild?.check(text, path: path)
         return try parse(text, path: path)
     }
 

@@ -36,7 +36,7 @@ public struct Daemon {
     public func run() async -> Int32 {
         let configuration: DaemonConfiguration
         do {
-            configuration = try DaemonConfiguration.resolve(options: options)
+            configuration = try DaemonConfiguration.resolve(options: options, parserChild: ConfigurationParserChild())
         } catch {
             FileHandle.standardError.write(Data("wasmletd: \(error)\n".utf8))
             return 2
@@ -242,7 +242,7 @@ public struct Daemon {
     private func reload(_ current: DaemonConfiguration, levelBox: LogLevelBox, logger: Logger) -> DaemonConfiguration {
         let next: DaemonConfiguration
         do {
-            next = try DaemonConfiguration.resolve(options: options)
+            next = try DaemonConfiguration.resolve(options: options, parserChild: ConfigurationParserChild())
         } catch {
             logger.error("reload failed, keeping the running configuration: \(error)")
             return current

@@ -52,15 +52,17 @@ public struct DaemonConfiguration: Sendable, Equatable {
             memoryBudgetBytes: nil, memoryAdmission: nil, defaultMemoryCapBytes: nil)
     }
 
-    /// Defaults, then the file named by `--config` (if any), then the flags.
-    public static func resolve(
+    /// Defaults, then the file named by `--config` (if any), then the flags. The daemon passes a
+    /// `parserChild`, which parses the file's text in a child process first.
+    static func resolve(
         options: DaemonOptions, uid: uid_t = getuid(),
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        parserChild: ConfigurationParserChild? = nil
     ) throws(ConfigurationError) -> DaemonConfiguration {
         var configuration = defaults(uid: uid, environment: environment)
         if let path = options.config {
             configuration.configFile = path
-            try ConfigurationFile.load(path: path).apply(to: &configuration)
+            try ConfigurationFile.load(path: path, parserChild: parserChild).apply(to: &configuration)
         }
         try configuration.apply(options)
         try configuration.validate()

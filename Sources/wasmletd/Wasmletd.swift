@@ -19,7 +19,19 @@ struct Wasmletd: AsyncParsableCommand {
 
     @OptionGroup var options: DaemonOptions
 
+    @Flag(
+        name: .customLong("check-config"),
+        help: ArgumentHelp(
+            "Check the configuration (the --config file, then the flags) and exit: 0 if the daemon would start with it, 2 and the reason if not."))
+    var checkConfig = false
+
+    /// The child `ConfigurationParserChild` starts: the TOML parser's crashes stay in it.
+    @Flag(name: .customLong("parse-config-stdin"), help: .hidden)
+    var parseConfigStandardInput = false
+
     func run() async throws {
+        if parseConfigStandardInput { Foundation.exit(ConfigurationCheck.parseStandardInput()) }
+        if checkConfig { Foundation.exit(ConfigurationCheck.run(options: options)) }
         let status = await Daemon(options: options).run()
         Foundation.exit(status)
     }
