@@ -4,12 +4,12 @@
 /// three places `scripts/fuzz.sh fuzz-config-toml` found: a non-ASCII character where a key should
 /// start (`é = 1`, `[é]`); a table header whose key starts with anything but a bare-key
 /// character or a quote (`[#`, `[ ]x`, `[` at the end of a line); and a `}` where an array expects
-/// its next value (`a = [}`, `a = [1, }`, also after blanks, comments and line breaks). In a
-/// release build the assertion is an optimizer assumption instead, so what follows is undefined.
-/// wasmletd re-reads its `--config` on SIGHUP: one such byte in that file would end every guest on
-/// the node. All three are invalid TOML anyway (non-ASCII text belongs only in strings and
-/// comments; a header names a key; a bracket closes only what it opened), so refusing them here
-/// refuses no valid document, and the error names line and column.
+/// its next value (`a = [}`, `a = [1, }`, also after blanks, comments and line breaks). SwiftPM
+/// builds C++ dependencies without NDEBUG, so the assertions are live in release builds too.
+/// All three are invalid TOML anyway (non-ASCII text belongs only in strings and comments; a
+/// header names a key; a bracket closes only what it opened), so refusing them here refuses no
+/// valid document, and the error names line and column. toml++ aborts on more than these (see
+/// wasmletd's `ConfigurationParserChild`, which keeps such crashes out of the daemon).
 public enum TOMLPreflight {
     public static func check(_ text: String) throws(ParseError) {
         enum Place { case plain, comment, basic, literal, multilineBasic, multilineLiteral }
