@@ -20,10 +20,13 @@ import PackageDescription
 //   WasmletContainerd   containerd's task service, an adapter over InstanceService (spec
 //                       mapping, events, FIFO holds, listener handoff)
 //   WasmletDaemon       wiring only: configuration, logging, signals, systemd, metrics, servers
+//   WasmletParserChild  a TOML text parsed in a child process first, so that a toml++ abort
+//                       ends the child, not the daemon or wasmletctl
 //
 //   wasmletd -> WasmletDaemon -> WasmletContainerd -> WasmletService -> WasmletStore -> WasmletRuntime
 //               WasmletDaemon -> WasmletMetrics, WasmletSystemd, WasmletTTRPC, WasmletConventions
 //               WasmletDaemon -> WasmletHTTPTrigger -> WasmletRuntime
+//               WasmletDaemon, WasmletClient -> WasmletParserChild
 //               WasmletService, WasmletContainerd -> WasmletTTRPC, WasmletAPI, WasmletConventions
 //               WasmletStore -> WasmletJSON
 //   wasmletctl -> WasmletClient, WasmletImage -> WasmletTTRPC, WasmletAPI, WasmletConventions
@@ -74,7 +77,7 @@ let package = Package(
             dependencies: [
                 "WasmletStore", "WasmletService", "WasmletContainerd",
                 "WasmletRuntime", "WasmletTTRPC", "WasmletSystemd", "WasmletMetrics",
-                "WasmletConventions", "WasmletFDHandoff", "WasmletHTTPTrigger",
+                "WasmletConventions", "WasmletFDHandoff", "WasmletHTTPTrigger", "WasmletParserChild",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -274,7 +277,7 @@ let package = Package(
         .target(
             name: "WasmletClient",
             dependencies: [
-                "WasmletTTRPC", "WasmletAPI", "WasmletJSON", "WasmletConventions",
+                "WasmletTTRPC", "WasmletAPI", "WasmletJSON", "WasmletConventions", "WasmletParserChild",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 // WAGI's modules.toml, for `wasmletctl serve --routes`.
@@ -283,6 +286,9 @@ let package = Package(
         ),
         // What the programs share (see the header): standard library and libc only.
         .target(name: "WasmletConventions"),
+        // A TOML text parsed in a child process first (Foundation's Process): wasmletd's --config
+        // and wasmletctl's --routes.
+        .target(name: "WasmletParserChild"),
         .testTarget(name: "WasmletConventionsTests", dependencies: ["WasmletConventions", "WasmletTestSupport"]),
         // A small JSON writer into UTF-8 bytes: the daemon's instance records and wasmletctl's
         // JSON output. Standard library and libc only.

@@ -1,6 +1,7 @@
 import Foundation
 import TOMLKit
 import WasmletConventions
+import WasmletParserChild
 
 /// A route table in WAGI's `modules.toml` form, for `wasmletctl serve --routes`:
 ///
@@ -33,15 +34,41 @@ public struct WAGIModulesFile: Sendable, Equatable {
 
     public var routes: [Route]
 
-    public static func read(path: String, currentDirectory: String) throws(ParseError) -> WAGIModulesFile {
+    /// The hidden wasmletctl subcommand that parses a route table from stdin in a child
+    /// (`TOMLParserChild`): `wasmletctl parse-routes-stdin DIRECTORY PATH`.
+    public static let childCommand = "parse-routes-stdin"
+
+    /// Reads and parses the file. With `inChild` (wasmletctl), the text is parsed in a child
+    /// `wasmletctl parse-routes-stdin` first, so that a toml++ abort is an error message here.
+    public static func read(path: String, currentDirectory: String, inChild: Bool = false) throws(ParseError) -> WAGIModulesFile {
         let absolute = PreopenSyntax.absolutePath(path, currentDirectory: currentDirectory)
+        let directory = (absolute as NSString).deletingLastPathComponent
         let text: String
         do {
             text = try String(contentsOfFile: absolute, encoding: .utf8)
         } catch {
             throw ParseError("cannot read \(absolute): \((error as NSError).localizedDescription)")
         }
-        return try parse(text, directory: (absolute as NSString).deletingLastPathComponent, path: absolute)
+        if inChild {
+            let verdict: TOMLParserChild.Verdict
+            do {
+                verdict = try TOMLParserChild(arguments: [childCommand, directory, absolute]).run(on: text)
+            } catch {
+                throw ParseError("\(absolute): \(error.description)")
+            }
+            guard verdict == .finished else { throw ParseError("\(absolute): \(TOMLParserChild.reason(verdict))") }
+        }
+        return try parse(text, directory: directory, path: absolute)
+    }
+
+    /// The child's side: parse stdin as the route table at `path`; 0 if it is valid, 1 if not.
+    public static func parseStandardInput(directory: String, path: String) -> Int32 {
+        do {
+            _ = try parse(TOMLParserChild.readStandardInput(), directory: directory, path: path)
+            return 0
+        } catch {
+            return 1
+        }
     }
 
     static let unsupported: Set<String> = ["entrypoint", "volumes", "environment", "allowed_hosts", "http_headers", "argv", "bindle_server"]

@@ -86,7 +86,7 @@ struct ServeCommand: AsyncParsableCommand {
             trigger.maxHeaderBytes = UInt32(headers)
             if let routes {
                 let table = try flag("--routes") { () throws(ParseError) in
-                    try WAGIModulesFile.read(path: routes, currentDirectory: FileManager.default.currentDirectoryPath)
+                    try WAGIModulesFile.read(path: routes, currentDirectory: FileManager.default.currentDirectoryPath, inChild: true)
                 }
                 trigger.routes = table.routes.map { row in .with { $0.route = row.route; $0.path = row.module } }
                 // MODULE last, for every path the table does not match.

@@ -25,7 +25,7 @@ struct Wasmletctl: AsyncParsableCommand {
         version: WasmletClient.version,
         subcommands: [
             ListCommand.self, InspectCommand.self, RunCommand.self, ServeCommand.self, KillCommand.self,
-            DeleteCommand.self, StatsCommand.self, VersionCommand.self, ImageCommand.self,
+            DeleteCommand.self, StatsCommand.self, VersionCommand.self, ImageCommand.self, ParseRoutesCommand.self,
         ])
 }
 

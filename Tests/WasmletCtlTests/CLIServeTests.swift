@@ -133,6 +133,15 @@ struct CLIServeTests {
             ["--socket", daemon.socketPath, "serve", "--id", "bad", "--listen", "127.0.0.1:0", "--routes", table, "examples/build/wagi_hello.wasm"])
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("--routes"), "\(refused.stderr)")
+        // A table that aborts toml++ (a date-time with no time after its T): parsed in a child
+        // first, it is an error message and exit 1, not a crash of wasmletctl.
+        try "[[module]]\nroute = 2000-01-01T:00\nmodule = \"x.wasm\"\n".write(toFile: table, atomically: true, encoding: .utf8)
+        let crashing = try await wasmletctl(
+            ["--socket", daemon.socketPath, "serve", "--id", "bad", "--listen", "127.0.0.1:0", "--routes", table, "examples/build/wagi_hello.wasm"])
+        #expect(crashing.status == 1)
+        #expect(
+            crashing.stderr.hasPrefix("wasmletctl: --routes: \(table): the TOML parser (toml++, inside TOMLKit) crashed on this text (signal 6: Aborted)"),
+            "\(crashing.stderr)")
         let list = try await wasmletctl(["--socket", daemon.socketPath, "list"])
         #expect(!list.stdout.contains("bad"), "\(list.stdout)")
     }

@@ -9,7 +9,7 @@ import WasmletTestSupport
     static func withModules(_ body: (String) throws -> Void) throws {
         let directory = try TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: directory.path + "/mods", withIntermediateDirectories: true)
-        for name in ["a.wasm", "mods/b.wasm"] { FileManager.default.createFile(atPath: directory.path + "/" + name, contents: Data()) }
+        for name in ["a.wasm", "mods/b.wasm"] { _ = FileManager.default.createFile(atPath: directory.path + "/" + name, contents: Data()) }
         try body(directory.path)
     }
 
