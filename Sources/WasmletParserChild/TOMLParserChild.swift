@@ -15,8 +15,10 @@ import Foundation
 /// verdict: the caller refuses the text with that reason.
 public struct TOMLParserChild: Sendable {
     public enum Verdict: Sendable, Equatable {
-        /// Exited (0 or 1): the text is safe for this process to parse.
+        /// Exited 0 or 1: the child parsed the text, so it is safe for this process to parse.
         case finished
+        /// Exited with another status: it did not get to parse (a wrong executable, say).
+        case failed(status: Int32, lastLine: String?)
         /// Ended by `signal`; `lastLine` is its last line on stderr (for toml++, the assertion).
         case crashed(signal: Int32, lastLine: String?)
         /// Still running at the deadline, and killed.
@@ -57,8 +59,15 @@ public struct TOMLParserChild: Sendable {
         }
         // A child that dies before reading everything must not take this process with a SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
-        try? input.fileHandleForWriting.write(contentsOf: Data(text.utf8))
-        try? input.fileHandleForWriting.close()
+        // Written from another thread: a child that stops reading must not block this one past
+        // the deadline (a pipe holds 64 KiB); once the child is gone the write fails and ends.
+        let writer = DispatchGroup()
+        let stdin = input.fileHandleForWriting
+        DispatchQueue.global().async(group: writer) {
+            try? stdin.write(contentsOf: Data(text.utf8))
+            try? stdin.close()
+        }
+        defer { writer.wait() }
         guard exited.wait(timeout: .now() + deadline) == .success else {
             // SIGKILL: the child inherits an ignored SIGTERM from a daemon (SIG_IGN survives exec).
             kill(process.processIdentifier, SIGKILL)
@@ -66,8 +75,11 @@ public struct TOMLParserChild: Sendable {
             return .hung(deadline)
         }
         let diagnostics = String(decoding: errors.fileHandleForReading.readDataToEndOfFile().prefix(4096), as: UTF8.self)
-        guard process.terminationReason == .uncaughtSignal else { return .finished }
-        return .crashed(signal: process.terminationStatus, lastLine: diagnostics.split(separator: "\n").last.map(String.init))
+        let lastLine = diagnostics.split(separator: "\n").last.map(String.init)
+        guard process.terminationReason == .exit else {
+            return .crashed(signal: process.terminationStatus, lastLine: lastLine)
+        }
+        return [0, 1].contains(process.terminationStatus) ? .finished : .failed(status: process.terminationStatus, lastLine: lastLine)
     }
 
     /// Why a text is refused, for a verdict other than `.finished`: "the TOML parser (toml++,
@@ -79,6 +91,9 @@ public struct TOMLParserChild: Sendable {
         case .crashed(let number, let lastLine):
             let line = lastLine.map { " (\($0))" } ?? ""
             return "the TOML parser (toml++, inside TOMLKit) crashed on this text (signal \(number): \(String(cString: strsignal(number))))\(line); it is not valid TOML: look for a value, date or bracket out of place"
+        case .failed(let status, let lastLine):
+            let line = lastLine.map { " (\($0))" } ?? ""
+            return "the TOML parser check did not run: its child exited with status \(status)\(line)"
         case .hung(let deadline):
             return "the TOML parser did not finish within \(deadline.words); the file is refused"
         }

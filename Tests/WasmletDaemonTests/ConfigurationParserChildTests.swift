@@ -27,6 +27,18 @@ import WasmletTestSupport
         #expect(try String(contentsOfFile: copy, encoding: .utf8) == text)
     }
 
+    /// Any other status means the child never parsed (a wrong executable, say): no verdict, so
+    /// the daemon must not parse the text itself either.
+    @Test func anotherExitStatusRefusesTheText() throws {
+        let directory = try TemporaryDirectory()
+        let check = try child("cat > /dev/null; echo 'Error: unknown option' >&2; exit 64", in: directory)
+        #expect {
+            try check.check("a = 1\n", path: "f.toml")
+        } throws: { error in
+            "\(error)" == "configuration file f.toml: the TOML parser check did not run: its child exited with status 64 (Error: unknown option)"
+        }
+    }
+
     @Test func aSignalRefusesTheTextWithTheChildsLastLine() throws {
         let directory = try TemporaryDirectory()
         let check = try child("cat > /dev/null; echo 'toml.hpp:1: Assertion x failed.' >&2; kill -SEGV $$", in: directory)
@@ -37,12 +49,14 @@ import WasmletTestSupport
         }
     }
 
-    /// A child that never ends is killed at the deadline, and the text refused.
-    @Test(.timeLimit(.minutes(1))) func aHungChildIsKilledAtTheDeadline() throws {
+    /// A child that never ends is killed at the deadline, and the text refused, also when it
+    /// never reads a text larger than a pipe holds.
+    @Test(.timeLimit(.minutes(1)), arguments: [6, 200_000])
+    func aHungChildIsKilledAtTheDeadline(size: Int) throws {
         let directory = try TemporaryDirectory()
         let check = try child("exec sleep 600", in: directory, deadline: .milliseconds(300))
         #expect {
-            try check.check("a = 1\n", path: "f.toml")
+            try check.check(String(repeating: "#", count: size - 1) + "\n", path: "f.toml")
         } throws: { error in
             "\(error)" == "configuration file f.toml: the TOML parser did not finish within 300 ms; the file is refused"
         }
