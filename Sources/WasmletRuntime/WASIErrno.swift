@@ -17,6 +17,7 @@ enum WASIErrno: UInt32 {
     case nfile = 41
     case nobufs = 42
     case nomem = 48
+    case nosys = 52
     case notconn = 53
     case notdir = 54
     case notsock = 57

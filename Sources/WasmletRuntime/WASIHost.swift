@@ -23,7 +23,7 @@ final class HostSlot {
 ///
 /// Everything here runs on the guest's own thread.
 final class WASIHost {
-    private let stock: [String: WASIHostFunction<Memory>]
+    private var stock: StockWASIFunctions
     let interrupter: GuestInterrupter
     let counters: LiveCounters
     private let stdioFds: [Int32]
@@ -59,7 +59,7 @@ final class WASIHost {
             (UInt64(args.count), args.reduce(0) { $0 + UInt64($1.utf8.count) + 1 }),
             (UInt64(environment.count), environment.reduce(0) { $0 + UInt64($1.key.utf8.count + $1.value.utf8.count) + 2 })
         )
-        self.stock = bridge.hostFunctions(capabilities: WASICapability.all)
+        self.stock = StockWASIFunctions(bridge: bridge)
         self.interrupter = interrupter
         self.stdioFds = [stdio.stdin, stdio.stdout, stdio.stderr]
         self.stdioMayBlock = [stdio.mayBlock.stdin, stdio.mayBlock.stdout, stdio.mayBlock.stderr]
@@ -94,7 +94,7 @@ final class WASIHost {
         case "sock_recv": return { try $0.sockRecv($1, fdRead: false) }
         case "sock_send": return { try $0.sockSend($1, fdWrite: false) }
         case "sock_shutdown": return { try $0.sockShutdown($1) }
-        case "fd_fdstat_get": return { try $0.socket(for: $1) != nil ? $0.socketFdstatGet($1) : $0.callStock(name, $1) }
+        case "fd_fdstat_get": return { try $0.socket(for: $1) != nil ? $0.socketFdstatGet($1) : $0.fdFdstatGet($1) }
         case "fd_filestat_get": return { try $0.socket(for: $1) != nil ? $0.socketFilestatGet($1) : $0.callStock(name, $1) }
         case "fd_fdstat_set_flags":
             return { try $0.socket(for: $1) != nil ? $0.socketSetFlags($1) : $0.refuseIfReadOnly(name, $1, fdArguments: [0]) }
@@ -162,7 +162,8 @@ final class WASIHost {
         }
         // The descriptor exists and is not a socket.
         if name.hasPrefix("sock_") { return errno(.notsock) }
-        guard let function = stock[name] else { return errno(.notcapable) }
+        // A preview1 name no capability serves is one WasmKit stubs with ENOSYS.
+        guard let function = stock.function(name) else { return errno(.nosys) }
         let result = try function.implementation(memory, translated)
         if name == "path_open", result.first == .i32(0), case .i32(let resultPointer) = arguments[8] {
             let access = GuestMemoryAccess(memory: memory)
@@ -274,7 +275,7 @@ final class WASIHost {
         case .wasi(let wasiFd):
             // Stock fd_close with WasmKit's own number; an error closing the target does not
             // stop the renumbering, as with dup2.
-            if let function = stock["fd_close"], let memory { _ = try function.implementation(memory, [.i32(wasiFd)]) }
+            if let function = stock.function("fd_close"), let memory { _ = try function.implementation(memory, [.i32(wasiFd)]) }
         }
         descriptors.replace(to, with: source)
         descriptors.remove(from)
@@ -320,6 +321,41 @@ final class WASIHost {
     private func requestStream(for arguments: [Value]) -> (RequestStdio, UInt32)? {
         guard let requestStdio, case .i32(let fd) = arguments[0], fd < 3, stdioIntact[Int(fd)] else { return nil }
         return (requestStdio, fd)
+    }
+
+    /// A request's stdio is a stream in memory, and says so as a pipe would: filetype unknown,
+    /// no seek, so the guest's libc does not take it for a terminal (which would line-buffer
+    /// stdout) and no table of WasmKit's is built for the call (see `StockWASIFunctions`).
+    private func fdFdstatGet(_ arguments: [Value]) throws -> [Value] {
+        guard let (_, fd) = requestStream(for: arguments) else { return try callStock("fd_fdstat_get", arguments) }
+        let rights = (fd == 0 ? Self.rightFdRead : Self.rightFdWrite) | Self.rightPollFdReadwrite
+        return try storeFdstat(arguments, fileType: 0, flags: 0, rightsBase: rights, rightsInheriting: 0)
+    }
+
+    private static let rightFdRead: UInt64 = 1 << 1
+    private static let rightFdWrite: UInt64 = 1 << 6
+    private static let rightPollFdReadwrite: UInt64 = 1 << 27
+
+    /// Writes fd_fdstat_get's answer (a 24-byte fdstat) at the pointer in its second argument.
+    func storeFdstat(_ arguments: [Value], fileType: UInt8, flags: UInt16, rightsBase: UInt64, rightsInheriting: UInt64) throws
+        -> [Value]
+    {
+        let memory = try requireMemory()
+        guard WASIPointerChecks.check("fd_fdstat_get", arguments, memory: memory, tableSizes: tableSizes),
+            arguments.count > 1, case .i32(let pointer) = arguments[1]
+        else { return errno(.fault) }
+        let access = GuestMemoryAccess(memory: memory)
+        do {
+            try access.store(fileType, at: pointer)
+            try access.store(UInt8(0), at: pointer &+ 1)
+            try access.store(flags, at: pointer &+ 2)
+            try access.store(UInt32(0), at: pointer &+ 4)
+            try access.store(rightsBase, at: pointer &+ 8)
+            try access.store(rightsInheriting, at: pointer &+ 16)
+        } catch {
+            return errno(.fault)
+        }
+        return errno(.success)
     }
 
     private func fdRead(_ arguments: [Value]) throws -> [Value] {

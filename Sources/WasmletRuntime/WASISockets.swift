@@ -250,22 +250,10 @@ extension WASIHost {
 
     func socketFdstatGet(_ arguments: [Value]) throws -> [Value] {
         guard let socket = socket(for: arguments) else { return errno(.badf) }
-        let memory = try requireMemory()
-        guard WASIPointerChecks.check("fd_fdstat_get", arguments, memory: memory, tableSizes: tableSizes),
-            let pointer = u32(arguments, 1)
-        else { return errno(.fault) }
-        let access = GuestMemoryAccess(memory: memory)
-        do {
-            try access.store(Self.fileTypeSocketStream, at: pointer)
-            try access.store(UInt8(0), at: pointer &+ 1)
-            try access.store(UInt16(socket.nonblocking ? Self.fdflagNonblock : 0), at: pointer &+ 2)
-            try access.store(UInt32(0), at: pointer &+ 4)
-            try access.store(socket.isListener ? Self.listenerRights : Self.connectionRights, at: pointer &+ 8)
-            try access.store(socket.isListener ? Self.connectionRights : 0, at: pointer &+ 16)
-        } catch {
-            return errno(.fault)
-        }
-        return errno(.success)
+        return try storeFdstat(
+            arguments, fileType: Self.fileTypeSocketStream, flags: UInt16(socket.nonblocking ? Self.fdflagNonblock : 0),
+            rightsBase: socket.isListener ? Self.listenerRights : Self.connectionRights,
+            rightsInheriting: socket.isListener ? Self.connectionRights : 0)
     }
 
     /// fd_fdstat_set_flags on a socket: only NONBLOCK means anything.

@@ -63,6 +63,24 @@ import Testing
         #expect(environment["CONTENT_TYPE"] == "")
     }
 
+    @Test func headerNamesMatchWhateverTheirCase() {
+        var request = Self.request
+        request.headers = [
+            ("x-MiXeD-case", "1"), ("AUTHORIZATION", "secret"), ("coNNection", "close"), ("HOST", "h.test:81"),
+            ("content-TYPE", "a/b"),
+        ]
+        let environment = request.environment(service: [:], serverSoftware: "s")
+        #expect(environment["HTTP_X_MIXED_CASE"] == "1")
+        #expect(environment["HTTP_AUTHORIZATION"] == nil)
+        #expect(environment["HTTP_CONNECTION"] == nil)
+        #expect(environment["SERVER_NAME"] == "h.test")
+        #expect(environment["SERVER_PORT"] == "81")
+        #expect(environment["CONTENT_TYPE"] == "a/b")
+        #expect(CGIRequest.variableName(forHeader: "Authorizations") == "HTTP_AUTHORIZATIONS")
+        #expect(CGIRequest.splitHost("h.test:8x", defaultPort: 81) == ("h.test:8x", "81"))
+        #expect(CGIRequest.splitHost("h.test:", defaultPort: 81) == ("h.test:", "81"))
+    }
+
     @Test func percentDecodingLeavesBadEscapesAlone() {
         #expect(CGIRequest.percentDecoded("/a%2Fb%zz%4") == "/a/b%zz%4")
         #expect(CGIRequest.percentDecoded("%E2%82%AC") == "€")
