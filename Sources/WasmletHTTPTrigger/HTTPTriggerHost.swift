@@ -43,7 +43,9 @@ public final class HTTPTriggerHost: ServingHost {
                     guard session.connectionOpened(channel) else { return channel.close() }
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                            withPipeliningAssistance: true, withErrorHandling: false)
+                            withPipeliningAssistance: true, withErrorHandling: false,
+                            // CGIResponse checks the guest's headers; the rest are ours.
+                            withOutboundHeaderValidation: false)
                         try channel.pipeline.syncOperations.addHandler(HTTPConnectionHandler(service: service))
                     }
                 }

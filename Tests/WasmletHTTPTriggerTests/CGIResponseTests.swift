@@ -47,6 +47,20 @@ import Testing
         #expect(throws: CGIResponse.Invalid.malformedHeaderLine(": empty name")) { try parse(": empty name\n\n") }
     }
 
+    /// A guest cannot put a line break or a NUL into the answer's head (a bare CR ends a line
+    /// for some clients): such output is refused, with the line shown safely.
+    @Test func controlCharactersAndNonTokenNamesAreRefused() throws {
+        #expect(throws: CGIResponse.Invalid.forbiddenCharacter("X-A: 1?Injected: yes")) {
+            try parse("Content-Type: text/plain\nX-A: 1\rInjected: yes\n\n")
+        }
+        #expect(throws: CGIResponse.Invalid.forbiddenCharacter("X-Nul: a?b")) { try parse("Content-Type: t\nX-Nul: a\u{0}b\n\n") }
+        #expect(throws: CGIResponse.Invalid.forbiddenCharacter("Bad Name: x")) { try parse("Content-Type: t\nBad Name: x\n\n") }
+        #expect(throws: CGIResponse.Invalid.forbiddenCharacter("Status: 200 O?K")) { try parse("Status: 200 O\rK\n\n") }
+        // Tabs and bytes past ASCII (obs-text) are allowed in values.
+        let response = try parse("Content-Type: text/plain\nX-Tab: a\tb\nX-Latin: caf\u{E9}\n\nbody")
+        #expect(response.headers.map(\.value) == ["text/plain", "a\tb", "caf\u{E9}"])
+    }
+
     @Test func aHeaderSectionPastItsLimitIsNotCGI() {
         let long = "Content-Type: text/plain\n" + String(repeating: "X-Pad: \(String(repeating: "p", count: 100))\n", count: 700) + "\nbody"
         #expect(throws: CGIResponse.Invalid.noBlankLine) { try parse(long) }
