@@ -130,7 +130,8 @@ final class HTTPService: Sendable {
 
     func connectionClosed() { connections.wrappingSubtract(1, ordering: .relaxed) }
 
-    /// Answers one request: `answer` is called exactly once, from any thread.
+    /// Answers one request: `answer` is called exactly once, from any thread (before this returns,
+    /// when the request ran on the calling event loop).
     func respond(
         to request: CGIRequest, body: [UInt8], eventLoop: any EventLoop, answer: @escaping @Sendable (HTTPAnswer) -> Void
     ) -> InFlight {
@@ -144,9 +145,12 @@ final class HTTPService: Sendable {
             args: request.arguments, environment: request.environment(service: environment, serverSoftware: serverSoftware),
             body: body, maxOutputBytes: Int(trigger.maxResponseBytes),
             stderrLine: stderrLine, moduleDigest: request.route.moduleDigest)
-        let run: @Sendable () -> Void = { [self] in
+        // `here`: the event loop that read the request may run it first, for a slice (see
+        // `ServiceRuns.run`); a request granted later, from the queue, runs on a guest thread, so
+        // a queue is never drained on an event loop.
+        let run: @Sendable (_ here: Bool) -> Void = { [self] here in
             do {
-                let handle = try runs.run(input) { [self] outcome in
+                let handle = try runs.run(input, onCallerThread: here) { [self] outcome in
                     gate.leave()
                     report { $0.inFlightChanged(service: label, by: -1) }
                     inFlight.finish()
@@ -168,7 +172,7 @@ final class HTTPService: Sendable {
         let granted: @Sendable () -> Void = { [self] in
             report { $0.queueDepthChanged(service: label, by: -1) }
             report { $0.inFlightChanged(service: label, by: 1) }
-            run()
+            run(false)
         }
         let timeout = trigger.queueTimeoutMilliseconds
         let expired: @Sendable () -> Void = { [self] in
@@ -180,7 +184,7 @@ final class HTTPService: Sendable {
         switch gate.enter(grant: granted, expire: expired, within: queueTime, on: eventLoop) {
         case .granted:
             report { $0.inFlightChanged(service: label, by: 1) }
-            run()
+            run(eventLoop.inEventLoop)
         case .queued(let token):
             report { $0.queueDepthChanged(service: label, by: 1) }
             inFlight.set(queued: token)

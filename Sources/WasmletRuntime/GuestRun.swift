@@ -12,6 +12,10 @@ struct GuestOutcome: Sendable {
         /// Stopped by our kill mechanism; the runtime knows whether it was a kill or a deadline.
         case interrupted
         case failedToStart(String)
+        /// A slice on the caller's thread (`fuelSlice`) was not enough, or the run would have
+        /// waited: nothing of it counts, and it is run again on a guest thread. `ran: false`:
+        /// no warm instance was free, so it never began.
+        case outgrewSlice(ran: Bool)
     }
 
     var ending: Ending
@@ -52,6 +56,9 @@ struct GuestRun {
     var stdinEnd: StdinEnd?
     /// A per-request run's in-memory stdio (the HTTP trigger's); spec.stdio is then unused.
     var requestStdio: RequestStdio?
+    /// Set for a run on its caller's thread: the most fuel it may use there, and it runs only on
+    /// a warm instance and never waits; else it ends as `.outgrewSlice`.
+    var fuelSlice: UInt64?
 
     func execute() -> GuestOutcome {
         let threadStarted = ContinuousClock.now
@@ -100,6 +107,7 @@ struct GuestRun {
         // Every connection the guest accepted is closed when its run ends, however it ended.
         defer { host.closeSockets() }
         host.requestStdio = requestStdio
+        host.onCallerThread = fuelSlice != nil
         defer { requestStdio?.flushStderr() }
 
         let warm: WarmInstance
@@ -113,6 +121,9 @@ struct GuestRun {
             pooled.store.resourceLimiter = limiter
             warm = pooled
             reused = true
+        } else if fuelSlice != nil {
+            // Instantiating (translating a module) could take the caller's thread for long.
+            return GuestOutcome(ending: .outgrewSlice(ran: false))
         } else {
             do {
                 // A guest with listeners is a server: it runs as long as its pod and seldom exits
@@ -127,7 +138,7 @@ struct GuestRun {
         host.memory = warm.memory
         warm.slot.host = host
 
-        let budget = spec.limits.fuel ?? Self.unlimitedFuel
+        let budget = min(spec.limits.fuel ?? Self.unlimitedFuel, fuelSlice ?? .max)
         warm.store.fuel = Fuel(remaining: budget)
         if let entered = hooks.guestEntered {
             entered(GuestEntry(key: spec.key, instantiateDuration: .now - threadStarted, reusedWarmInstance: reused))
@@ -170,9 +181,13 @@ struct GuestRun {
     /// so its description text is all we can match.
     private func classify(_ error: any Error) -> GuestOutcome.Ending {
         if error is GuestKilled { return .interrupted }
+        if error is OutgrewSlice { return .outgrewSlice(ran: true) }
         let text = Self.text(error)
         if text == "out of fuel" {
-            return interrupter.isKillRequested ? .interrupted : .outOfFuel
+            if interrupter.isKillRequested { return .interrupted }
+            // Out of the slice's fuel, with the guest's own budget not yet spent.
+            if let fuelSlice, fuelSlice < (spec.limits.fuel ?? Self.unlimitedFuel) { return .outgrewSlice(ran: true) }
+            return .outOfFuel
         }
         if interrupter.isKillRequested { return .interrupted }
         return .trapped(text)

@@ -103,6 +103,11 @@ extension ExitRecord {
             self.message = message
         case .interrupted:
             apply(stopRequest)
+        case .outgrewSlice:
+            // ServiceRuns runs such a run again on a thread of its own; this is not reached.
+            reason = .failedToStart
+            code = ExitRecord.failedToStartExitCode
+            message = "a run on the caller's thread outgrew its slice and was not run again"
         }
     }
 

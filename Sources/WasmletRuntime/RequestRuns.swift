@@ -77,6 +77,13 @@ extension WasmletRuntime {
         }
     }
 
+    /// How many of a running service's requests were answered by a slice on their event loop,
+    /// and how many slices were outgrown and run again (see `ServiceRuns.run`); nil when `key`
+    /// is not a running service.
+    public func requestSliceCounts(of key: InstanceKey) -> (kept: UInt64, outgrown: UInt64)? {
+        state.withLock { $0.instances[key]?.serviceRuns }?.sliceCounts
+    }
+
     /// Kill for a service: the host stops serving, running requests are killed, and the
     /// service exits with 128+signal at once. False when `key` is not a running service.
     func stopServed(_ key: InstanceKey, serial: UInt32, signal: Int32) -> Bool {
@@ -123,6 +130,19 @@ public final class ServiceRuns: Sendable {
     private let counters: LiveCounters
     private let hooks: RuntimeHooks
     private let lifecycle: DispatchQueue
+    /// The fuel of a first run on the caller's thread; nil: never (see `run`).
+    private let sliceFuel: UInt64?
+    /// Requests still to go straight to a guest thread since a slice was outgrown.
+    private let slicesSkipped = Atomic<Int>(0)
+    /// Once a slice is outgrown, this many requests skip it: a service whose requests all
+    /// need more pays a wasted slice for one request in 65.
+    static let slicesSkippedAfterOutgrowing = 64
+    private let slicesKept = Atomic<UInt64>(0)
+    private let slicesOutgrown = Atomic<UInt64>(0)
+    /// Requests answered by a run on the caller's thread, and runs there thrown away.
+    public var sliceCounts: (kept: UInt64, outgrown: UInt64) {
+        (slicesKept.load(ordering: .relaxed), slicesOutgrown.load(ordering: .relaxed))
+    }
 
     private struct State {
         var stopped = false
@@ -156,17 +176,28 @@ public final class ServiceRuns: Sendable {
         counters = runtime.counters
         hooks = runtime.hooks
         lifecycle = runtime.lifecycle
+        // A run thrown away must have had no effect: without preopens a request run touches
+        // nothing but its own memory and in-memory stdio.
+        sliceFuel = spec.preopens.isEmpty && pool != nil ? configuration.requestSliceFuel : nil
     }
 
-    /// Runs the service's module once, for one request. `completion` is called exactly once,
-    /// on the guest's thread (or, for a run whose thread had to be abandoned after a kill, on
-    /// the lifecycle queue).
+    /// Runs the service's module once, for one request. `completion` is called exactly once:
+    /// on the guest's thread; on the calling thread before `run` returns, for a run that fit its
+    /// slice there (`onCallerThread`); or, for a run whose thread had to be abandoned after a
+    /// kill, on the lifecycle queue.
+    ///
+    /// `onCallerThread`: the caller (an event loop) allows a first try right here, bounded by
+    /// `RuntimeConfiguration.requestSliceFuel`, on a warm instance, never waiting. A try that
+    /// outgrows that is thrown away unseen (its stdout and held-back stderr dropped) and the
+    /// request runs again on a guest thread, as every run did before.
     ///
     /// Throws FAILED_PRECONDITION once the service is stopped, INVALID_ARGUMENT for a module
     /// that is not one of its routes', and RESOURCE_EXHAUSTED when admission refuses the run
     /// (instance limit, memory budget).
     @discardableResult
-    public func run(_ input: RequestInput, completion: @escaping @Sendable (RequestOutcome) -> Void) throws -> RequestHandle {
+    public func run(
+        _ input: RequestInput, onCallerThread: Bool = false, completion: @escaping @Sendable (RequestOutcome) -> Void
+    ) throws -> RequestHandle {
         if let digest = input.moduleDigest, digest != module.digest, routeModules[digest] == nil {
             throw RuntimeError.invalidArgument("module \(digest) is not one of service \(key)'s")
         }
@@ -192,16 +223,10 @@ public final class ServiceRuns: Sendable {
         var spec = self.spec
         spec.args = input.args
         spec.environment = input.environment
-        let limiter = MemoryLimiter(capBytes: memoryCap, budget: committedAdmission ? budget : nil)
-        let stdio = RequestStdio(input: input.body, maxOutputBytes: input.maxOutputBytes, stderrLine: input.stderrLine)
         let module = input.moduleDigest.flatMap { routeModules[$0] } ?? self.module
-        let guest = GuestRun(
-            module: module, spec: spec, engine: engine, memoryCap: memoryCap, interrupter: run.interrupter,
-            fifoWait: fifoWait, pool: pool, stackBytes: stackBytes, limiter: limiter, counters: counters, hooks: hooks,
-            requestStdio: stdio)
         let fuelBudget = spec.limits.fuel
         let startedAt = Date()
-        let finish: @Sendable (GuestOutcome, [UInt8], Bool) -> Void = { [self] outcome, stdout, overflowed in
+        let finish: @Sendable (GuestOutcome, [UInt8], Bool, MemoryLimiter) -> Void = { [self] outcome, stdout, overflowed, limiter in
             guard let stopRequest = run.claimCompletion() else { return }
             state.withLock { _ = $0.running.removeValue(forKey: id) }
             limiter.releaseCharge()
@@ -211,12 +236,42 @@ public final class ServiceRuns: Sendable {
             counters.addRequestFuel(exit.fuelConsumed)
             completion(RequestOutcome(exit: exit, stdout: stdout, outputOverflowed: overflowed))
         }
+        func guestRun(_ stdio: RequestStdio, _ limiter: MemoryLimiter, interrupter: GuestInterrupter, fuelSlice: UInt64?) -> GuestRun {
+            var guest = GuestRun(
+                module: module, spec: spec, engine: engine, memoryCap: memoryCap, interrupter: interrupter,
+                fifoWait: fifoWait, pool: pool, stackBytes: stackBytes, limiter: limiter, counters: counters, hooks: hooks,
+                requestStdio: stdio)
+            guest.fuelSlice = fuelSlice
+            return guest
+        }
+        if onCallerThread, let sliceFuel, takeSlice() {
+            let stdio = RequestStdio(input: input.body, maxOutputBytes: input.maxOutputBytes, holdingStderr: true, stderrLine: input.stderrLine)
+            let limiter = MemoryLimiter(capBytes: memoryCap, budget: committedAdmission ? budget : nil)
+            // Its own interrupter, never signalled: a kill meanwhile marks `run`, and the slice
+            // is over before a signal would matter; a kept result still reports the kill.
+            let outcome = guestRun(stdio, limiter, interrupter: GuestInterrupter(), fuelSlice: sliceFuel).execute()
+            if case .outgrewSlice(let ran) = outcome.ending {
+                limiter.releaseCharge()
+                if ran {
+                    slicesSkipped.store(Self.slicesSkippedAfterOutgrowing, ordering: .relaxed)
+                    slicesOutgrown.wrappingAdd(1, ordering: .relaxed)
+                }
+            } else {
+                slicesKept.wrappingAdd(1, ordering: .relaxed)
+                stdio.releaseHeldStderr()
+                finish(outcome, stdio.output, stdio.outputOverflowed, limiter)
+                return RequestHandle {}
+            }
+        }
+        let stdio = RequestStdio(input: input.body, maxOutputBytes: input.maxOutputBytes, stderrLine: input.stderrLine)
+        let limiter = MemoryLimiter(capBytes: memoryCap, budget: committedAdmission ? budget : nil)
+        let guest = guestRun(stdio, limiter, interrupter: run.interrupter, fuelSlice: nil)
         let escalation = self.escalation
         let lifecycle = self.lifecycle
         let stopRun: @Sendable (InstanceRecord.StopRequest) -> Void = { request in
             guard run.requestStop(request) else { return }
             lifecycle.asyncAfter(deadline: .now() + escalation.timeInterval) {
-                finish(GuestOutcome(ending: .interrupted), [], false)
+                finish(GuestOutcome(ending: .interrupted), [], false, limiter)
             }
         }
         let deadline = deadlineMilliseconds
@@ -224,13 +279,20 @@ public final class ServiceRuns: Sendable {
         do {
             try GuestThread.spawn {
                 let outcome = guest.execute()
-                GuestThread.finishing { finish(outcome, stdio.output, stdio.outputOverflowed) }
+                GuestThread.finishing { finish(outcome, stdio.output, stdio.outputOverflowed, limiter) }
             }
         } catch {
-            finish(GuestOutcome(ending: .failedToStart(GuestRun.text(error))), [], false)
+            finish(GuestOutcome(ending: .failedToStart(GuestRun.text(error))), [], false, limiter)
             return RequestHandle {}
         }
         return RequestHandle { stopRun(.killed(signal: SIGKILL)) }
+    }
+
+    /// Whether this request may try a slice: not while requests skip it after one outgrew it.
+    private func takeSlice() -> Bool {
+        guard slicesSkipped.load(ordering: .relaxed) > 0 else { return true }
+        slicesSkipped.wrappingSubtract(1, ordering: .relaxed)
+        return false
     }
 
     /// The service stopped: no more runs, and the running ones are killed (no escalation: nobody

@@ -15,13 +15,38 @@ final class RequestStdio {
     private(set) var outputOverflowed = false
     private let stderrLine: @Sendable ([UInt8]) -> Void
     private var stderrPending: [UInt8] = []
+    /// Lines kept back instead of passed on, while a run may still be thrown away (a run on the
+    /// caller's thread that outgrew its slice, see `ServiceRuns`); nil: passed on at once.
+    private var heldStderr: [[UInt8]]?
+    private var heldBytes = 0
+    /// Most stderr bytes held back; past it the run must go where its lines can be passed on.
+    static let maxHeldStderrBytes = 64 << 10
+    /// More stderr came than may be held back.
+    var heldStderrOverflowed: Bool { heldBytes > Self.maxHeldStderrBytes }
     /// Longest stderr line kept whole; a longer one is passed on in pieces of this size.
     static let maxStderrLine = 16 << 10
 
-    init(input: [UInt8], maxOutputBytes: Int, stderrLine: @escaping @Sendable ([UInt8]) -> Void) {
+    init(input: [UInt8], maxOutputBytes: Int, holdingStderr: Bool = false, stderrLine: @escaping @Sendable ([UInt8]) -> Void) {
         self.input = input
         self.maxOutputBytes = maxOutputBytes
         self.stderrLine = stderrLine
+        heldStderr = holdingStderr ? [] : nil
+    }
+
+    /// Passes on the stderr lines held back: the run counts.
+    func releaseHeldStderr() {
+        let lines = heldStderr ?? []
+        heldStderr = nil
+        for line in lines { stderrLine(line) }
+    }
+
+    private func emitStderr(_ line: [UInt8]) {
+        if heldStderr != nil {
+            heldStderr!.append(line)
+            heldBytes += line.count
+        } else {
+            stderrLine(line)
+        }
     }
 
     /// fd_read on stdin: fills the iovecs from the body; 0 bytes once it is all read.
@@ -72,12 +97,12 @@ final class RequestStdio {
     private func appendStderr(_ bytes: UnsafeRawBufferPointer) {
         for byte in bytes {
             if byte == UInt8(ascii: "\n") {
-                stderrLine(stderrPending)
+                emitStderr(stderrPending)
                 stderrPending.removeAll(keepingCapacity: true)
             } else {
                 stderrPending.append(byte)
                 if stderrPending.count >= Self.maxStderrLine {
-                    stderrLine(stderrPending)
+                    emitStderr(stderrPending)
                     stderrPending.removeAll(keepingCapacity: true)
                 }
             }
@@ -86,7 +111,7 @@ final class RequestStdio {
 
     /// Passes on a last stderr line that had no newline; called when the run ends.
     func flushStderr() {
-        if !stderrPending.isEmpty { stderrLine(stderrPending) }
+        if !stderrPending.isEmpty { emitStderr(stderrPending) }
         stderrPending = []
     }
 }

@@ -43,6 +43,13 @@ public struct RuntimeConfiguration: Sendable {
     /// mostly waits (a server between requests). nil disables it.
     public var demoteLongRunningAfter: Duration? = .milliseconds(50)
     public var longRunningNice: Int32 = 10
+    /// A service's request may first run right on the event loop that read it, for at most this
+    /// much fuel, on a warm instance and without waiting (see `ServiceRuns.run`): a hello then
+    /// costs no hand-over to a guest thread and back, which were most of its latency. A run that
+    /// outgrows it is thrown away and run again on a guest thread; services with preopens never
+    /// run this way (a thrown-away run must have had no effect). 100,000 fuel is at most about
+    /// 0.3 ms of the loop's time (shared/docs/wasmkit-0.4.2.md: 1e6 fuel ~ 3 ms). nil disables it.
+    public var requestSliceFuel: UInt64? = 100_000
     /// How long a start waits for a reader to open a stdout/stderr FIFO.
     public var fifoOpenTimeout: Duration = .seconds(10)
     /// If a kill has not stopped a guest after this long (a host call that ignores the kill, or

@@ -7,6 +7,11 @@ import WasmKitWASI
 /// Thrown out of a host function when the guest has been asked to stop; it unwinds the wasm call.
 struct GuestKilled: Error {}
 
+/// Thrown out of a host function when a run on its caller's thread (a slice, see `ServiceRuns`)
+/// would have to block or hold back too much: the run is thrown away and made again on a guest
+/// thread of its own.
+struct OutgrewSlice: Error {}
+
 /// The stable target of an instance's imports; each run puts its `WASIHost` here.
 final class HostSlot {
     var host: WASIHost?
@@ -44,6 +49,8 @@ final class WASIHost {
     let maxConnections: Int
     /// A per-request run's in-memory stdio (the HTTP trigger's), in place of descriptors.
     var requestStdio: RequestStdio?
+    /// The run is a slice on its caller's thread (an event loop's): it must never wait.
+    var onCallerThread = false
 
     init(
         bridge: WASIBridgeToHost, interrupter: GuestInterrupter, stdio: borrowing GuestStdio, readOnlyPreopenFds: Set<UInt32>,
@@ -387,6 +394,7 @@ final class WASIHost {
             do {
                 let access = GuestMemoryAccess(memory: try requireMemory())
                 let (result, total) = try io.write(fd: fd, access, iovs: iovs, count: count)
+                if io.heldStderrOverflowed { throw OutgrewSlice() }
                 guard result == .success else { return errno(result) }
                 try access.store(total, at: written)
             } catch is GuestMemoryAccess.Fault {
@@ -469,6 +477,8 @@ final class WASIHost {
             case .i32(let count) = arguments[2], case .i32(let eventCountPointer) = arguments[3]
         else { return errno(.inval) }
         guard count > 0, count <= Self.maxPollSubscriptions else { return errno(.inval) }
+        // poll_oneoff is the one call of a request run that can wait (a sleep).
+        if onCallerThread { throw OutgrewSlice() }
         let memory = try requireMemory()
         guard WASIPointerChecks.check("poll_oneoff", arguments, memory: memory, tableSizes: tableSizes) else { return errno(.fault) }
         let access = GuestMemoryAccess(memory: memory)

@@ -7,7 +7,10 @@
 //   /trap      traps;  /loop  spins forever;  /membomb  allocates until refused, then aborts
 //   /garbage   output that is not CGI;   /big  more output than the trigger allows (4 MiB)
 //   /exit3     exits 3 after a valid answer;  /sleep  sleeps 300 ms, then answers
+//   /spin      one line to stderr, then computes well past a slice on the event loop, then answers
+//   /tty       whether stdin, stdout and stderr look like terminals (a CGI's are pipes)
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -78,6 +81,13 @@ int main(int argc, char **argv) {
         struct timespec pause = {0, 300 * 1000 * 1000};
         nanosleep(&pause, NULL);
         printf("Content-Type: text/plain\n\nslept\n");
+    } else if (is(path, "/spin")) {
+        fprintf(stderr, "probe spins\n");
+        volatile unsigned long spins = 0;
+        for (unsigned long i = 0; i < 2000000; i++) spins++;
+        printf("Content-Type: text/plain\n\nspun %lu\n", (unsigned long)spins);
+    } else if (is(path, "/tty")) {
+        printf("Content-Type: text/plain\n\ntty %d %d %d\n", isatty(0), isatty(1), isatty(2));
     } else {
         printf("Status: 404 Not Found\nContent-Type: text/plain\n\nunknown probe %s\n", path ? path : "(none)");
     }

@@ -1,0 +1,87 @@
+import Testing
+import WasmletHTTPTrigger
+import WasmletRuntime
+import WasmletTestSupport
+
+/// A request first runs on the event loop that read it, for a slice of fuel, and moves to a guest
+/// thread of its own when it needs more, or would wait (`ServiceRuns.run`). What a thrown-away
+/// slice did must never show: not in the answer, not in the log.
+@Suite(.serialized) struct EventLoopSliceTests {
+    @Test func shortRequestsAreAnsweredOnTheirEventLoopEachByAFreshInstance() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (key, port) = try harness.serve()
+        for _ in 0..<6 {
+            let answer = try await curl(port, "/env")
+            #expect(answer.status == 200)
+            #expect(answer.body.contains("counter=1\n"), "\(answer.body)")
+        }
+        // The first request finds no warm instance, so it starts on a guest thread (and does not
+        // count as outgrown); each one after it reuses the instance on the loop.
+        let counts = try #require(harness.runtime.requestSliceCounts(of: key))
+        #expect(counts.kept == 5)
+        #expect(counts.outgrown == 0)
+    }
+
+    @Test func workPastTheSliceRunsAgainOnAGuestThreadAndShowsOnce() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (key, port) = try harness.serve()
+        _ = try await curl(port, "/status")  // leaves a warm instance
+        let spin = try await curl(port, "/spin")
+        #expect(spin.status == 200)
+        #expect(spin.body == "spun 2000000\n")
+        // The slice wrote the line too, before it was thrown away: it was held back, not logged.
+        #expect(harness.log.messages.filter { $0 == "probe spins" }.count == 1)
+        let counts = try #require(harness.runtime.requestSliceCounts(of: key))
+        #expect(counts.outgrown == 1)
+        // After an outgrown slice the next requests skip the slice, and are still answered.
+        let kept = counts.kept
+        #expect(try await curl(port, "/status").status == 404)
+        #expect(harness.runtime.requestSliceCounts(of: key)?.kept == kept)
+    }
+
+    @Test func aRequestThatWaitsLeavesTheEventLoop() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (key, port) = try harness.serve()
+        _ = try await curl(port, "/status")
+        let slept = try await curl(port, "/sleep")
+        #expect(slept.body == "slept\n")
+        #expect(harness.runtime.requestSliceCounts(of: key)?.outgrown == 1)
+    }
+
+    /// A fuel budget below the slice is the guest's own limit: out of fuel is its answer (500),
+    /// not a reason to run it again.
+    @Test func aBudgetBelowTheSliceIsTheGuestsOwnLimit() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (key, port) = try harness.serve(limits: InstanceLimits(fuel: 50_000))
+        _ = try await curl(port, "/status")
+        let answer = try await curl(port, "/loop")
+        #expect(answer.status == 500)
+        #expect(answer.body.contains("fuel"), "\(answer.body)")
+        #expect(harness.runtime.requestSliceCounts(of: key)?.outgrown == 0)
+    }
+
+    @Test func withSlicesOffEveryRequestRunsOnAGuestThread() async throws {
+        var configuration = RuntimeConfiguration()
+        configuration.requestSliceFuel = nil
+        let harness = try ServingHarness(configuration: configuration)
+        defer { harness.shutdown() }
+        let (key, port) = try harness.serve()
+        for _ in 0..<3 { #expect(try await curl(port, "/env").body.contains("counter=1\n")) }
+        let counts = try #require(harness.runtime.requestSliceCounts(of: key))
+        #expect(counts.kept == 0 && counts.outgrown == 0)
+    }
+
+    /// A CGI's stdio are pipes: a request guest's libc must not take them for terminals (stdout
+    /// would then be line-buffered).
+    @Test func aRequestsStdioIsNotATerminal() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (_, port) = try harness.serve()
+        #expect(try await curl(port, "/tty").body == "tty 0 0 0\n")
+        #expect(try await curl(port, "/tty").body == "tty 0 0 0\n")
+    }
+}
