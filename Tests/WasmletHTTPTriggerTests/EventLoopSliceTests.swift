@@ -41,6 +41,19 @@ import WasmletTestSupport
         #expect(harness.runtime.requestSliceCounts(of: key)?.kept == kept)
     }
 
+    /// 100 KiB of stderr is more than a slice may hold back (and more work than it has fuel for):
+    /// the run moves to a guest thread, and every line is logged once, in order.
+    @Test func stderrPastWhatASliceHoldsMovesTheRun() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (key, port) = try harness.serve()
+        _ = try await curl(port, "/status")
+        #expect(try await curl(port, "/flood").body == "flooded\n")
+        let floods = harness.log.messages.filter { $0.hasPrefix("flood ") }.map { String($0.prefix(9)) }
+        #expect(floods == (0..<100).map { "flood " + String(repeating: "0", count: $0 < 10 ? 2 : 1) + String($0) })
+        #expect(harness.runtime.requestSliceCounts(of: key)?.outgrown == 1)
+    }
+
     @Test func aRequestThatWaitsLeavesTheEventLoop() async throws {
         let harness = try ServingHarness()
         defer { harness.shutdown() }

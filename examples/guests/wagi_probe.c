@@ -8,6 +8,7 @@
 //   /garbage   output that is not CGI;   /big  more output than the trigger allows (4 MiB)
 //   /exit3     exits 3 after a valid answer;  /sleep  sleeps 300 ms, then answers
 //   /spin      one line to stderr, then computes well past a slice on the event loop, then answers
+//   /flood     100 numbered lines of 1 KiB to stderr (more than a slice may hold back), then answers
 //   /tty       whether stdin, stdout and stderr look like terminals (a CGI's are pipes)
 #include <stdio.h>
 #include <unistd.h>
@@ -86,6 +87,11 @@ int main(int argc, char **argv) {
         volatile unsigned long spins = 0;
         for (unsigned long i = 0; i < 2000000; i++) spins++;
         printf("Content-Type: text/plain\n\nspun %lu\n", (unsigned long)spins);
+    } else if (is(path, "/flood")) {
+        static char pad[1001];
+        memset(pad, 'f', 1000);
+        for (int i = 0; i < 100; i++) fprintf(stderr, "flood %03d %s\n", i, pad);
+        printf("Content-Type: text/plain\n\nflooded\n");
     } else if (is(path, "/tty")) {
         printf("Content-Type: text/plain\n\ntty %d %d %d\n", isatty(0), isatty(1), isatty(2));
     } else {
