@@ -86,7 +86,9 @@ struct CGIResponse: Equatable, Sendable {
             guard name.utf8.allSatisfy(Self.isTokenByte), value.utf8.allSatisfy(Self.isValueByte) else {
                 throw .forbiddenCharacter(String(line.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) }))
             }
-            switch name.lowercased() {
+            // A token is ASCII, so this is a plain case fold.
+            let lowercasedName = name.lowercased()
+            switch lowercasedName {
             case "status":
                 let parts = value.split(separator: " ", maxSplits: 1)
                 guard let first = parts.first, first.count == 3, let code = Int(first), (100...599).contains(code) else {
@@ -104,7 +106,7 @@ struct CGIResponse: Equatable, Sendable {
             default:
                 break
             }
-            if framingHeaders.contains(name.lowercased()) { continue }
+            if framingHeaders.contains(lowercasedName) { continue }
             headers.append((name, value))
         }
         guard sawRequired else { throw .noRequiredHeader }
