@@ -28,6 +28,14 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private var readTimer: Scheduled<Void>?
     private var inFlight: HTTPService.InFlight?
     private var answering = false
+    /// Set while `service.respond` runs: an answer that comes back before it returns (the
+    /// request ran on this loop) is kept here and written at once, not in a later task. A later
+    /// task would let the read that follows see a request still answered, and NIO would take
+    /// the socket out of epoll and put it back: two syscalls per request.
+    private var respondingNow = false
+    private var answeredNow: HTTPAnswer?
+    /// The peer, read once: formatting it cost every request an inet_ntop and a sprintf.
+    private var peer: (address: String, localPort: Int)?
 
     init(service: HTTPService) { self.service = service }
 
@@ -113,9 +121,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     private func dispatch(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        var request = Self.request(
-            head, bodyLength: body.readableBytes, remoteAddress: context.channel.remoteAddress?.ipAddress ?? "",
-            localPort: context.channel.localAddress?.port ?? 0)
+        let peer = self.peer ?? (context.channel.remoteAddress?.ipAddress ?? "", context.channel.localAddress?.port ?? 0)
+        self.peer = peer
+        var request = Self.request(head, bodyLength: body.readableBytes, remoteAddress: peer.address, localPort: peer.localPort)
         let bytes = body.readBytes(length: body.readableBytes) ?? []
         body.clear()
         let keepAlive = head.isKeepAlive
@@ -131,18 +139,31 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         let started = NIODeadline.now()
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        answering = true
-        inFlight = service.respond(to: request, body: bytes, eventLoop: eventLoop) { answer in
-            eventLoop.execute {
-                let (handler, context) = loopBound.value
-                handler.inFlight = nil
-                handler.answering = false
-                let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
-                handler.service.report {
-                    $0.requestAnswered(service: handler.service.label, status: answer.status, seconds: seconds, failure: answer.failure?.reason)
-                }
-                handler.write(answer, context: context, version: version, keepAlive: keepAlive, omitBody: isHead)
+        let deliver: @Sendable (HTTPAnswer) -> Void = { answer in
+            let (handler, context) = loopBound.value
+            handler.inFlight = nil
+            handler.answering = false
+            let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+            handler.service.report {
+                $0.requestAnswered(service: handler.service.label, status: answer.status, seconds: seconds, failure: answer.failure?.reason)
             }
+            handler.write(answer, context: context, version: version, keepAlive: keepAlive, omitBody: isHead)
+        }
+        answering = true
+        respondingNow = true
+        let flight = service.respond(to: request, body: bytes, eventLoop: eventLoop) { answer in
+            if eventLoop.inEventLoop, loopBound.value.0.respondingNow {
+                loopBound.value.0.answeredNow = answer
+            } else {
+                eventLoop.execute { deliver(answer) }
+            }
+        }
+        respondingNow = false
+        if let answer = answeredNow {
+            answeredNow = nil
+            deliver(answer)
+        } else {
+            inFlight = flight
         }
     }
 

@@ -136,7 +136,7 @@ public final class ServiceRuns: Sendable {
     private let slicesSkipped = Atomic<Int>(0)
     /// Once a slice is outgrown, this many requests skip it: a service whose requests all
     /// need more pays a wasted slice for one request in 65.
-    static let slicesSkippedAfterOutgrowing = 64
+    public static let slicesSkippedAfterOutgrowing = 64
     private let slicesKept = Atomic<UInt64>(0)
     private let slicesOutgrown = Atomic<UInt64>(0)
     /// Requests answered by a run on the caller's thread, and runs there thrown away.

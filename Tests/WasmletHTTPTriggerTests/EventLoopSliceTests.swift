@@ -88,6 +88,34 @@ import WasmletTestSupport
         #expect(counts.kept == 0 && counts.outgrown == 0)
     }
 
+    /// Pipelined in one write: requests answered on the loop while the read goes on (their
+    /// answers are written at once, inside that read) and requests answered later from guest
+    /// threads, in both orders: slices, then a run that waits, then the requests that skip the
+    /// slice after it, then slices again. Every answer comes whole and in the order asked.
+    /// (The slices are unknown paths, whose answer names the path in one short printf: /env
+    /// with a query string needs more fuel than a slice has.)
+    @Test func pipelinedAnswersFromTheLoopAndFromGuestThreadsKeepTheirOrder() async throws {
+        let harness = try ServingHarness()
+        defer { harness.shutdown() }
+        let (key, port) = try harness.serve()
+        _ = try await curl(port, "/status")  // leaves a warm instance
+        let skipped = Array(repeating: "/crlf", count: ServiceRuns.slicesSkippedAfterOutgrowing)
+        let paths = ["/p1", "/p2", "/sleep"] + skipped + ["/p3", "/p4"]
+        let request = paths.map { "GET \($0) HTTP/1.1\r\nHost: h\r\n\r\n" }.joined() + "GET /p5 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        let answer = try await offThePool { try loopbackExchange(port: port, request) }
+        let statuses = answer.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
+        let expected = ["404", "404", "200"] + skipped.map { _ in "200" } + ["404", "404", "404"]
+        #expect(statuses == expected, "\(answer.prefix(2000))")
+        let marks = ["unknown probe /p1\n", "unknown probe /p2\n", "slept\n", "unknown probe /p3\n", "unknown probe /p4\n", "unknown probe /p5\n"]
+        let places = marks.compactMap { answer.range(of: $0)?.lowerBound }
+        #expect(places.count == marks.count && places == places.sorted(), "\(answer.prefix(2000))")
+        #expect(answer.components(separatedBy: "crlf body\n").count - 1 == skipped.count)
+        // p1 and p2 on the loop; /sleep outgrows its slice; the 64 after it skip the slice
+        // (guest threads); p3, p4 and p5 on the loop again.
+        let counts = try #require(harness.runtime.requestSliceCounts(of: key))
+        #expect(counts.kept == 5 && counts.outgrown == 1, "\(counts)")
+    }
+
     /// A CGI's stdio are pipes: a request guest's libc must not take them for terminals (stdout
     /// would then be line-buffered).
     @Test func aRequestsStdioIsNotATerminal() async throws {
