@@ -2,13 +2,16 @@
 # bench-http.sh [--rounds N] [--seconds S] [--connections "1 16 64"] [--services N]
 #
 # The HTTP trigger's benchmarks (issue 13), printed as markdown:
-#  1. Throughput: wrk on loopback with keep-alive connections (wrk's default) against three
+#  1. Throughput: wrk on loopback with keep-alive connections (wrk's default) against the
 #     servers started by this script, in one run, round-robin per round:
 #       - wasmlet: wasmletd + `wasmletctl serve --listen 127.0.0.1:0 examples/build/wagi_hello.wasm`
 #         (its default concurrency), a fresh Wasm instance of examples/guests/wagi_hello.c per request;
 #       - nginx (Debian) serving a static file with the same body: the ceiling;
 #       - lighttpd (Debian) with mod_cgi running the native build of wagi_hello.c (gcc -O2) as
-#         a CGI: a process per request.
+#         a CGI: a process per request;
+#       - wasmtime-py (PyPI wasmtime 51.0.0, in a venv of its own; skipped, and said so, when it
+#         cannot be installed): scripts/bench-http-wasmtime-peer.py, a Python HTTP server that
+#         runs a fresh wasmtime instance of the same module per request.
 #     Requests/s and wrk's p50/p99 latency per connection count; medians over the rounds, each
 #     round's value kept; ratios from the medians, against the issue's targets.
 #  2. Density: N idle services (default 1,000) on a fresh wasmletd, each with its own listener:
@@ -26,7 +29,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="$2"; shift 2 ;;
     --connections) connections="$2"; shift 2 ;;
     --services) services="$2"; shift 2 ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-http: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -113,6 +116,23 @@ $(command -v lighttpd || echo /usr/sbin/lighttpd) -D -f "$work/lighttpd.conf" 2>
 lighttpd_pid=$!; pids+=("$lighttpd_pid")
 lighttpd_url="http://127.0.0.1:$lighttpd_port/hello"
 
+servers="wasmlet nginx lighttpd-cgi"
+venv="${WASMTIME_PY_VENV:-$HOME/.cache/wasmlet/wasmtime-py-51.0.0}"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import wasmtime' 2>/dev/null; then
+    say "installing wasmtime==51.0.0 into $venv"
+    { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet wasmtime==51.0.0; } >"$work/wasmtime-py-install.log" 2>&1 ||
+        say "cannot install wasmtime-py, so it is not measured: $(tail -n 2 "$work/wasmtime-py-install.log")"
+fi
+if "$venv/bin/python" -c 'import wasmtime' 2>/dev/null; then
+    wasmtime_port="$(free_port)"
+    "$venv/bin/python" scripts/bench-http-wasmtime-peer.py "$wasmtime_port" "$wasm" 2>"$work/wasmtime-py.log" &
+    wasmtime_pid=$!; pids+=("$wasmtime_pid")
+    wasmtime_url="http://127.0.0.1:$wasmtime_port/"
+    wait_http "$wasmtime_url" "$wasmtime_pid" || die "the wasmtime-py peer does not answer: $(tail -n 5 "$work/wasmtime-py.log")"
+    check_body wasmtime-py "$wasmtime_url"
+    servers="$servers wasmtime-py"
+fi
+
 wait_http "$wasmlet_url" "$daemon_pid" || die "wasmlet's service does not answer"
 wait_http "$nginx_url" "$nginx_pid" || die "nginx does not answer: $(cat "$work/nginx/error.log")"
 wait_http "$lighttpd_url" "$lighttpd_pid" || die "lighttpd does not answer: $(cat "$work/lighttpd-error.log")"
@@ -145,8 +165,10 @@ load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A results
 for round in $(seq 1 "$rounds"); do
     for c in $connections; do
-        for server in wasmlet nginx lighttpd-cgi; do
-            case "$server" in wasmlet) url=$wasmlet_url ;; nginx) url=$nginx_url ;; lighttpd-cgi) url=$lighttpd_url ;; esac
+        for server in $servers; do
+            case "$server" in
+            wasmlet) url=$wasmlet_url ;; nginx) url=$nginx_url ;; lighttpd-cgi) url=$lighttpd_url ;; wasmtime-py) url=$wasmtime_url ;;
+            esac
             results[$server,$c,$round]="$(measure "$url" "$c")" || die "wrk against $server failed"
             say "round $round, $c connections, $server: ${results[$server,$c,$round]}"
         done
@@ -154,8 +176,8 @@ for round in $(seq 1 "$rounds"); do
 done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 "$bin/wasmletctl" --socket "$sock" delete hello >/dev/null 2>&1 || true
-kill -TERM "$daemon_pid" "$nginx_pid" "$lighttpd_pid" 2>/dev/null || true
-wait "$daemon_pid" "$nginx_pid" "$lighttpd_pid" 2>/dev/null || true
+kill -TERM "$daemon_pid" "$nginx_pid" "$lighttpd_pid" ${wasmtime_pid:+"$wasmtime_pid"} 2>/dev/null || true
+wait "$daemon_pid" "$nginx_pid" "$lighttpd_pid" ${wasmtime_pid:+"$wasmtime_pid"} 2>/dev/null || true
 
 # ---- density: idle services on a fresh daemon
 status_of() { # status_of PID -> "rss_kib threads fds"
@@ -174,9 +196,10 @@ with="$(status_of "$daemon_pid")"
 for i in $(seq 0 "$services"); do "$bin/wasmletctl" --socket "$sock" delete "svc-$i" >/dev/null 2>&1 || die "delete svc-$i failed"; done
 after="$(status_of "$daemon_pid")"
 
-python3 - "$rounds" "$connections" "$seconds" "$services" "$before" "$with" "$after" "$load_before" "$load_after" <<EOF
+python3 - "$rounds" "$connections" "$seconds" "$services" "$before" "$with" "$after" "$load_before" "$load_after" "$servers" <<EOF
 import statistics, sys
 rounds = int(sys.argv[1]); conns = sys.argv[2].split(); seconds = sys.argv[3]; services = int(sys.argv[4])
+servers = sys.argv[10].split()
 before, with_, after = (list(map(int, a.split())) for a in sys.argv[5:8])
 raw = {}
 $(for k in "${!results[@]}"; do echo "raw['$k'] = '${results[$k]}'.split()"; done)
@@ -187,7 +210,7 @@ print("| connections | server | requests/s | p50 | p99 |")
 print("|---|---|---|---|---|")
 med = {}
 for c in conns:
-    for s in ("wasmlet", "nginx", "lighttpd-cgi"):
+    for s in servers:
         vals = [list(map(float, raw[f"{s},{c},{r}"])) for r in range(1, rounds + 1)]
         m = [statistics.median(v[i] for v in vals) for i in range(3)]
         med[s, c] = m
@@ -196,7 +219,8 @@ for c in conns:
 print()
 for c in conns:
     w, n, l = med["wasmlet", c][0], med["nginx", c][0], med["lighttpd-cgi", c][0]
-    print(f"- {c} connections: wasmlet/lighttpd-CGI {w/l:.1f}x (target >= 10x), wasmlet/nginx {w/n:.2f}x (target >= 0.2x) requests/s")
+    peer = f", wasmlet/wasmtime-py {w/med['wasmtime-py', c][0]:.1f}x" if "wasmtime-py" in servers else ", wasmtime-py not measured"
+    print(f"- {c} connections: wasmlet/lighttpd-CGI {w/l:.1f}x (target >= 10x), wasmlet/nginx {w/n:.2f}x (target >= 0.2x){peer} requests/s")
 if "16" in conns:
     p50 = med["wasmlet", "16"][1] / 1000
     print(f"- wasmlet p50 at 16 connections: {p50:.3f} ms (target <= 1 ms)")
