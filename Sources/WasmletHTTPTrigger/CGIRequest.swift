@@ -110,9 +110,13 @@ struct CGIRequest: Sendable {
         return arguments
     }
 
+    /// A header's values joined with ", " (RFC 9110), nil when it is absent.
     func header(_ lowercasedName: String) -> String? {
-        let values = headers.filter { Self.equalsIgnoringASCIICase($0.name, lowercasedName) }.map(\.value)
-        return values.isEmpty ? nil : values.joined(separator: ", ")
+        var found: String?
+        for (name, value) in headers where Self.equalsIgnoringASCIICase(name, lowercasedName) {
+            found = found.map { "\($0), \(value)" } ?? value
+        }
+        return found
     }
 
     /// "example.com:8080" -> ("example.com", "8080"); "[::1]:80" -> ("[::1]", "80"); no port

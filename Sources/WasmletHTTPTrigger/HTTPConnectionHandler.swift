@@ -192,10 +192,14 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         closeAfterWrite: Bool = true, flushSoon: Bool = false
     ) {
         guard context.channel.isActive else { return }
-        var headers = HTTPHeaders(answer.headers.map { ($0.name, $0.value) })
-        headers.replaceOrAdd(name: "Content-Length", value: String(answer.body.count))
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(answer.headers.count + 2)
+        for header in answer.headers { headers.add(name: header.name, value: header.value) }
+        // An answer never carries framing headers (CGIResponse drops a guest's), so these are
+        // the only ones.
+        headers.add(name: "Content-Length", value: String(answer.body.count))
         let close = !keepAlive || refusing || service.isStopped
-        if close { headers.replaceOrAdd(name: "Connection", value: "close") }
+        if close { headers.add(name: "Connection", value: "close") }
         let status = HTTPResponseStatus(statusCode: answer.status, reasonPhrase: answer.reason ?? "")
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
         if !omitBody && !answer.body.isEmpty {

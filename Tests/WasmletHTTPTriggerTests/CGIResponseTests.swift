@@ -18,6 +18,13 @@ import Testing
         #expect(Array(response.body) == Array("body".utf8))
     }
 
+    /// Spaces and tabs around a name or a value go (RFC 9110's optional white space); inside a
+    /// value they stay, and so does any other byte, UTF-8 included.
+    @Test func optionalWhiteSpaceAroundNamesAndValuesIsTrimmed() throws {
+        let response = try parse("Content-Type:\t text/plain \t\nX-A : \t b \t c\t \nX-B:\t\t\nX-C: caf\u{e9} \n\n")
+        #expect(response.headers.map { "\($0.name)=\($0.value)" } == ["Content-Type=text/plain", "X-A=b \t c", "X-B=", "X-C=caf\u{e9}"])
+    }
+
     @Test func statusSetsTheCodeAndIsNotPassedOn() throws {
         let response = try parse("Status: 404 Not Here\nContent-Type: text/plain\n\n")
         #expect(response.status == 404)
