@@ -114,7 +114,8 @@ private final class RuntimeBox: Sendable {
             moduleCacheHits: s.moduleCacheHits, moduleCacheMisses: s.moduleCacheMisses,
             fuelConsumedTotal: s.fuelConsumedTotal, warmInstancesIdle: s.warmInstancesIdle,
             linearMemoryBytes: s.linearMemoryBytes, guestsBlockedInHostCalls: s.guestsBlockedInHostCalls,
-            memoryChargedBytes: s.memoryChargedBytes, memoryBudgetDenials: s.memoryBudgetDenials)
+            memoryChargedBytes: s.memoryChargedBytes, memoryBudgetDenials: s.memoryBudgetDenials,
+            requestSlicesKept: s.requestSlicesKept, requestSlicesOutgrown: s.requestSlicesOutgrown)
         if settings.perInstance {
             let report = runtime.usageReport(limit: settings.perInstanceLimit)
             numbers.perInstance = report.instances.map { entry in

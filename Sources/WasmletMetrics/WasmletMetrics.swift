@@ -21,6 +21,9 @@ public struct RuntimeNumbers: Sendable {
     /// Linear memory of the running guests now.
     public var linearMemoryBytes: UInt64
     public var guestsBlockedInHostCalls: Int
+    /// HTTP requests run first on their connection's event loop: answered there, or outgrown.
+    public var requestSlicesKept: UInt64
+    public var requestSlicesOutgrown: UInt64
     /// The per-instance series (nil: switched off) and how many instances the limit left out.
     public var perInstance: [InstanceNumbers]?
     public var perInstanceOmitted: Int
@@ -30,8 +33,11 @@ public struct RuntimeNumbers: Sendable {
         moduleCacheEntries: Int = 0, moduleCacheBytes: Int = 0, moduleCacheHits: UInt64 = 0,
         moduleCacheMisses: UInt64 = 0, fuelConsumedTotal: UInt64 = 0, warmInstancesIdle: Int = 0,
         linearMemoryBytes: UInt64 = 0, guestsBlockedInHostCalls: Int = 0, perInstance: [InstanceNumbers]? = nil,
-        perInstanceOmitted: Int = 0, memoryChargedBytes: UInt64 = 0, memoryBudgetDenials: UInt64 = 0
+        perInstanceOmitted: Int = 0, memoryChargedBytes: UInt64 = 0, memoryBudgetDenials: UInt64 = 0,
+        requestSlicesKept: UInt64 = 0, requestSlicesOutgrown: UInt64 = 0
     ) {
+        self.requestSlicesKept = requestSlicesKept
+        self.requestSlicesOutgrown = requestSlicesOutgrown
         self.memoryChargedBytes = memoryChargedBytes
         self.memoryBudgetDenials = memoryBudgetDenials
         self.linearMemoryBytes = linearMemoryBytes
@@ -83,6 +89,8 @@ public final class WasmletMetrics: Sendable {
     private let instantiateDuration: ValueHistogram
     private let killLatency: ValueHistogram
     private let fuel: CumulativeCounter
+    private let slicesKept: CumulativeCounter
+    private let slicesOutgrown: CumulativeCounter
     private let memoryReserved: Gauge
     private let memoryBudget: Gauge
     private let memoryCharged: Gauge
@@ -160,6 +168,11 @@ public final class WasmletMetrics: Sendable {
             descriptor: d("kill_latency", "seconds", "Time from a kill request to the instance's exit."),
             buckets: Self.latencyBuckets)
         fuel = CumulativeCounter(registry.makeCounter(descriptor: d("fuel_consumed", "total", "Fuel units consumed by all guests.")))
+        let sliceHelp =
+            "HTTP requests run first on their connection's event loop, for a slice of fuel: answered there (kept), or thrown away unseen and run again on a guest thread (outgrown)."
+        slicesKept = CumulativeCounter(registry.makeCounter(descriptor: d("http_request_slices", "total", sliceHelp), labels: [("result", "kept")]))
+        slicesOutgrown = CumulativeCounter(
+            registry.makeCounter(descriptor: d("http_request_slices", "total", sliceHelp), labels: [("result", "outgrown")]))
         memoryReserved = registry.makeGauge(
             descriptor: d(
                 "memory_caps_reserved", "bytes",
@@ -330,6 +343,8 @@ public final class WasmletMetrics: Sendable {
         for state in states { instances[state]?.set(Double(numbers.instancesByState[state] ?? 0)) }
         guestsRunning.set(Double(numbers.instancesByState["running"] ?? 0))
         fuel.update(total: Double(numbers.fuelConsumedTotal))
+        slicesKept.update(total: Double(numbers.requestSlicesKept))
+        slicesOutgrown.update(total: Double(numbers.requestSlicesOutgrown))
         memoryReserved.set(Double(numbers.memoryReservedBytes))
         memoryBudget.set(Double(numbers.memoryBudgetBytes))
         memoryCharged.set(Double(numbers.memoryChargedBytes))

@@ -255,9 +255,11 @@ public final class ServiceRuns: Sendable {
                 if ran {
                     slicesSkipped.store(Self.slicesSkippedAfterOutgrowing, ordering: .relaxed)
                     slicesOutgrown.wrappingAdd(1, ordering: .relaxed)
+                    counters.countSlice(kept: false)
                 }
             } else {
                 slicesKept.wrappingAdd(1, ordering: .relaxed)
+                counters.countSlice(kept: true)
                 stdio.releaseHeldStderr()
                 finish(outcome, stdio.output, stdio.outputOverflowed, limiter)
                 return RequestHandle {}

@@ -149,6 +149,10 @@ public struct RuntimeStatistics: Sendable {
     public var guestsBlockedInHostCalls: Int
     /// Services' per-request runs going on now (not instance records; see RequestRuns.swift).
     public var requestRunsInProgress: Int = 0
+    /// Per-request runs tried first on their connection's event loop, since the runtime
+    /// started: answered there (kept), or run again on a guest thread (outgrown).
+    public var requestSlicesKept: UInt64 = 0
+    public var requestSlicesOutgrown: UInt64 = 0
 }
 
 /// What the runtime tells its embedder (the daemon persists these), in order per instance, on

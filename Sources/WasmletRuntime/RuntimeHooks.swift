@@ -32,7 +32,16 @@ final class LiveCounters: Sendable {
     /// Fuel of per-request runs, which have no record to carry it to the runtime's total.
     private let requestFuel = Atomic<UInt64>(0)
 
+    /// Per-request runs tried first on their caller's thread (a slice): answered there, or
+    /// thrown away and run again on a guest thread (see `ServiceRuns.run`).
+    private let slicesKept = Atomic<UInt64>(0)
+    private let slicesOutgrown = Atomic<UInt64>(0)
+
     var blockedInHostCalls: Int { max(0, blocked.load(ordering: .relaxed)) }
+    var requestSlices: (kept: UInt64, outgrown: UInt64) { (slicesKept.load(ordering: .relaxed), slicesOutgrown.load(ordering: .relaxed)) }
+    func countSlice(kept: Bool) {
+        if kept { slicesKept.wrappingAdd(1, ordering: .relaxed) } else { slicesOutgrown.wrappingAdd(1, ordering: .relaxed) }
+    }
     var requestFuelConsumed: UInt64 { requestFuel.load(ordering: .relaxed) }
     func addRequestFuel(_ fuel: UInt64) { requestFuel.wrappingAdd(fuel, ordering: .relaxed) }
 

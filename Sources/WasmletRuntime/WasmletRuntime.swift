@@ -468,7 +468,8 @@ public final class WasmletRuntime: Sendable {
                 moduleCacheBytes: cache.bytes, moduleCacheHits: cache.hits, moduleCacheMisses: cache.misses,
                 fuelConsumedTotal: state.fuelConsumedTotal &+ counters.requestFuelConsumed, exitsByReason: state.exitsByReason,
                 warmInstancesIdle: warm, linearMemoryBytes: linearMemory,
-                guestsBlockedInHostCalls: counters.blockedInHostCalls, requestRunsInProgress: admission.requestsRunning)
+                guestsBlockedInHostCalls: counters.blockedInHostCalls, requestRunsInProgress: admission.requestsRunning,
+                requestSlicesKept: counters.requestSlices.kept, requestSlicesOutgrown: counters.requestSlices.outgrown)
         }
     }
 

@@ -92,6 +92,11 @@ struct CLIServeTests {
             ("wasmlet_http_request_errors_total{service=\"default/web\",reason=\"not_cgi\"}", 1),
             ("wasmlet_http_request_duration_seconds_count{service=\"default/web\"}", 5),
             ("wasmlet_http_requests_in_flight{service=\"default/web\"}", 0),
+            // On the event loop: web's status, trap and location, and hello's second request.
+            // The first request of each service, and web's garbage after the trap dropped its
+            // instance, found no warm instance and went straight to a guest thread.
+            ("wasmlet_http_request_slices_total{result=\"kept\"}", 4),
+            ("wasmlet_http_request_slices_total{result=\"outgrown\"}", 0),
         ] {
             let sample = metrics.components(separatedBy: "\n").first { $0.hasPrefix(series + " ") }
             #expect(sample.flatMap { Double($0.dropFirst(series.count + 1)) } == value, "\(series) in\n\(metrics)")

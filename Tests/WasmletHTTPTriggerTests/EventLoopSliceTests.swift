@@ -114,6 +114,10 @@ import WasmletTestSupport
         // (guest threads); p3, p4 and p5 on the loop again.
         let counts = try #require(harness.runtime.requestSliceCounts(of: key))
         #expect(counts.kept == 5 && counts.outgrown == 1, "\(counts)")
+        // The node-wide totals (the metrics' wasmlet_http_request_slices_total) count the same,
+        // the /status before included.
+        let statistics = harness.runtime.statistics()
+        #expect(statistics.requestSlicesKept == 5 && statistics.requestSlicesOutgrown == 1)
     }
 
     /// A CGI's stdio are pipes: a request guest's libc must not take them for terminals (stdout
