@@ -48,8 +48,10 @@ package final class ListenerHandoffServer: @unchecked Sendable {
         }
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         wake = (ends[0], ends[1])
-        let thread = Thread { [self] in serve() }
-        thread.name = "wasmlet-listener-handoff"
+        let thread = Thread { [self] in
+            nameCurrentThread("wasmlet-handoff")
+            serve()
+        }
         self.thread = thread
         thread.start()
     }

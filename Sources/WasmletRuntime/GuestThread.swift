@@ -91,7 +91,7 @@ enum GuestThread {
         var thread = pthread_t()
         let rc = pthread_create(&thread, &attributes, { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-            wasmlet_set_thread_name("wasmlet-guest")
+            nameCurrentThread("wasmlet-guest")
             GuestThread.serve(first: box.body)
             return nil
         }, box)

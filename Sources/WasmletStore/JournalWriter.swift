@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import WasmletRuntime
 
 /// The writer thread behind `InstanceStore` (group commit; see there for the design and
 /// `JournalFile` for the format). It turns batches of operations into journal commits and
@@ -96,7 +97,7 @@ final class JournalWriter: @unchecked Sendable {
         generations = JournalGenerations(stateDirectory: stateDirectory)
         files = RecordFiles(instancesDirectory: instancesDirectory)
         Thread { [self] in
-            Thread.current.name = "wasmlet-journal"
+            nameCurrentThread("wasmlet-journal")
             runWriter()
         }.start()
     }
