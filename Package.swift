@@ -126,7 +126,7 @@ let package = Package(
         .target(
             name: "WasmletHTTPTrigger",
             dependencies: [
-                "WasmletRuntime",
+                "WasmletRuntime", "CWasmletInterrupt",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "wasmlet_sys.h"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -26,6 +27,10 @@ size_t wasmlet_malloc_usable_size(void *pointer) {
 
 int wasmlet_accept_nonblocking(int fd) {
     return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int wasmlet_pipe_nonblocking(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
 }
 
 short wasmlet_pollrdhup(void) {

@@ -19,6 +19,9 @@ import WasmletRuntime
 /// per_instance = false       # series per instance (namespace, id): memory, fuel, CPU time
 /// per_instance_limit = 500   # at most this many instances get them
 ///
+/// [http]
+/// poll = "100us"             # an HTTP event loop polls this long after an answer; 0: never
+///
 /// [limits]
 /// max_instances = 10000
 /// memory_budget = "8GiB"     # or a number of bytes; K, M, G, T are powers of 1024 too
@@ -42,6 +45,7 @@ struct ConfigurationFile: Equatable {
     var defaultMemory: UInt64?
     var metricsPerInstance: Bool?
     var metricsPerInstanceLimit: Int?
+    var httpPoll: Duration?
 
     /// Reads and parses the file; with `parserChild`, the text is parsed in a child process
     /// first, so that a parser crash refuses the file instead of ending the daemon.
@@ -76,7 +80,7 @@ struct ConfigurationFile: Equatable {
         var file = ConfigurationFile()
         let topLevel: Set<String> = [
             "socket", "state_dir", "group", "metrics_address", "log_level", "shutdown_grace", "status_interval",
-            "limits", "metrics",
+            "limits", "metrics", "http",
         ]
         try reader.rejectUnknown(table, allowed: topLevel, prefix: "")
         file.socket = try reader.string(table, "socket")
@@ -117,6 +121,16 @@ struct ConfigurationFile: Equatable {
                 file.metricsPerInstanceLimit = value
             }
         }
+        if let http = table["http"] {
+            guard let http = http.table else { throw .file(path: path, "key http: expected a table ([http])") }
+            try reader.rejectUnknown(http, allowed: ["poll"], prefix: "http.")
+            if let poll = try reader.duration(http, "poll", allowZero: true, prefix: "http.") {
+                guard poll <= DaemonConfiguration.longestHTTPPoll else {
+                    throw .file(path: path, "key http.poll: \(DaemonConfiguration.httpPollTooLong)")
+                }
+                file.httpPoll = poll
+            }
+        }
         return file
     }
 
@@ -135,6 +149,7 @@ struct ConfigurationFile: Equatable {
         if let defaultMemory { configuration.defaultMemoryCapBytes = defaultMemory }
         if let metricsPerInstance { configuration.metricsPerInstance = metricsPerInstance }
         if let metricsPerInstanceLimit { configuration.metricsPerInstanceLimit = metricsPerInstanceLimit }
+        if let httpPoll { configuration.httpPoll = httpPoll }
     }
 
     /// Typed access that names the key on every mistake.
@@ -169,8 +184,9 @@ struct ConfigurationFile: Equatable {
 
         /// A duration string such as "10s" (`DurationSyntax`); a bare number has no unit and is
         /// refused, except 0.
-        func duration(_ table: TOMLTable, _ key: String, allowZero: Bool) throws(ConfigurationError) -> Duration? {
+        func duration(_ table: TOMLTable, _ key: String, allowZero: Bool, prefix: String = "") throws(ConfigurationError) -> Duration? {
             guard let value = table[key] else { return nil }
+            let key = prefix + key
             let duration: Duration
             if let string = value.string {
                 do {

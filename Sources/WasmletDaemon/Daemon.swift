@@ -119,7 +119,8 @@ public struct Daemon {
         // Services' HTTP, on event loops of its own: a slow guest answer never delays the API.
         let httpGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let httpTrigger = HTTPTriggerHost(
-            group: httpGroup, serverSoftware: "wasmlet/\(DaemonVersion.version)", logger: logger, observer: daemonMetrics)
+            group: httpGroup, serverSoftware: "wasmlet/\(DaemonVersion.version)", logger: logger, observer: daemonMetrics,
+            pollWindow: .nanoseconds(Int64(configuration.httpPoll / .nanoseconds(1))))
         let runtimeConfiguration = Self.runtimeConfiguration(configuration.runtimeConfiguration)
         Self.logInstanceCeiling(runtimeConfiguration, logger: logger)
         let runtime = try WasmletRuntime(
@@ -127,6 +128,7 @@ public struct Daemon {
             eventHandler: { recorder.handle($0); daemonMetrics.handle($0) }, hooks: daemonMetrics.runtimeHooks,
             servingHost: httpTrigger)
         daemonMetrics.attach(runtime)
+        daemonMetrics.attach(httpTrigger)
         // One instance service under both APIs: wasmlet.v1 and containerd's task service.
         let instances = InstanceService(
             runtime: runtime, store: store, directory: directory, logger: logger, observer: daemonMetrics)

@@ -29,6 +29,15 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// (committed).
     public var memoryAdmission: MemoryAdmission?
     public var defaultMemoryCapBytes: UInt64?
+    /// `[http] poll` / `--http-poll`: how long an HTTP event loop polls its sockets after an
+    /// answer before it sleeps (`AnswerPolling`); zero never.
+    public var httpPoll: Duration = Self.defaultHTTPPoll
+
+    /// A keep-alive client's next request comes some tens of microseconds after an answer: on
+    /// this project's VMs 50 µs caught too few of wrk's (`BENCHMARKS.md`).
+    public static let defaultHTTPPoll = Duration.microseconds(100)
+    /// Longer buys no latency and costs CPU on every answer that nothing follows.
+    static let longestHTTPPoll = Duration.milliseconds(10)
 
     /// Built-in defaults for the user the daemon runs as. Root gets the system locations the
     /// systemd units use; anyone else gets per-user ones, so a developer can run `wasmletd` with
@@ -84,6 +93,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if next.memoryBudgetBytes != memoryBudgetBytes { keys.append("limits.memory_budget") }
         if next.memoryAdmission != memoryAdmission { keys.append("limits.memory_admission") }
         if next.defaultMemoryCapBytes != defaultMemoryCapBytes { keys.append("limits.default_memory") }
+        if next.httpPoll != httpPoll { keys.append("http.poll") }
         return keys
     }
 
@@ -130,6 +140,14 @@ public struct DaemonConfiguration: Sendable, Equatable {
             }
             guard statusInterval > .zero else { throw .flag("--status-interval", "must be more than 0") }
         }
+        if let value = options.httpPoll {
+            do {
+                httpPoll = try DurationSyntax.parse(value)
+            } catch {
+                throw .flag("--http-poll", error.message)
+            }
+            guard httpPoll <= Self.longestHTTPPoll else { throw .flag("--http-poll", Self.httpPollTooLong) }
+        }
         if let value = options.maxInstances {
             guard value > 0 else { throw .flag("--max-instances", "must be at least 1") }
             maxInstances = value
@@ -170,6 +188,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
             else { throw .invalid("metrics address \"\(metricsAddress)\" is not HOST:PORT") }
         }
     }
+
+    static let httpPollTooLong = "must be at most 10ms (longer costs CPU and saves no wake-up)"
 
     static let levelNames = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
 

@@ -38,6 +38,9 @@ final class DaemonMetrics: RequestObserver {
     /// runtime: `wasmlet_instances{state="exited"}` counts them too, until they are deleted.
     func attach(recovered directory: InstanceDirectory) { box.set(recovered: directory) }
 
+    /// The HTTP trigger's polling after answers, read at each scrape.
+    func attach(_ trigger: HTTPTriggerHost) { box.set(trigger) }
+
     /// For `WasmletRuntime.init`: the instantiation time measured on each guest's thread.
     var runtimeHooks: RuntimeHooks {
         let metrics = self.metrics
@@ -93,6 +96,7 @@ final class DaemonMetrics: RequestObserver {
 private final class RuntimeBox: Sendable {
     private let holder = Mutex<WasmletRuntime?>(nil)
     private let directory = Mutex<InstanceDirectory?>(nil)
+    private let trigger = Mutex<HTTPTriggerHost?>(nil)
     private let settings: MetricsSettings
 
     init(settings: MetricsSettings) { self.settings = settings }
@@ -100,6 +104,8 @@ private final class RuntimeBox: Sendable {
     func set(_ runtime: WasmletRuntime) { holder.withLock { $0 = runtime } }
 
     func set(recovered directory: InstanceDirectory) { self.directory.withLock { $0 = directory } }
+
+    func set(_ trigger: HTTPTriggerHost) { self.trigger.withLock { $0 = trigger } }
 
     func numbers() -> RuntimeNumbers {
         let recovered = directory.withLock { $0 }?.recoveredCount ?? 0
@@ -116,6 +122,10 @@ private final class RuntimeBox: Sendable {
             linearMemoryBytes: s.linearMemoryBytes, guestsBlockedInHostCalls: s.guestsBlockedInHostCalls,
             memoryChargedBytes: s.memoryChargedBytes, memoryBudgetDenials: s.memoryBudgetDenials,
             requestSlicesKept: s.requestSlicesKept, requestSlicesOutgrown: s.requestSlicesOutgrown)
+        if let polling = trigger.withLock({ $0 })?.pollingTotals {
+            numbers.httpPollCaughtRequests = polling.caught
+            numbers.httpPollSeconds = polling.seconds
+        }
         if settings.perInstance {
             let report = runtime.usageReport(limit: settings.perInstanceLimit)
             numbers.perInstance = report.instances.map { entry in

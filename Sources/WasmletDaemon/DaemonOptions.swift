@@ -47,6 +47,13 @@ public struct DaemonOptions: ParsableArguments, Sendable {
             valueName: "duration"))
     public var shutdownGrace: String?
 
+    @Option(
+        name: .customLong("http-poll"),
+        help: ArgumentHelp(
+            "How long an HTTP event loop keeps polling after an answer before it sleeps, with a unit: 100us, 0 (never); at most 10ms (default 100us).",
+            valueName: "duration"))
+    public var httpPoll: String?
+
     @Option(name: .customLong("max-instances"), help: ArgumentHelp("Most live (created or running) instances.", valueName: "n"))
     public var maxInstances: Int?
 

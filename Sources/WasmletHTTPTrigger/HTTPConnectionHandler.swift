@@ -43,7 +43,12 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     /// The peer, read once: formatting it cost every request an inet_ntop and a sprintf.
     private var peer: (address: String, localPort: Int)?
 
-    init(service: HTTPService) { self.service = service }
+    private let poller: LoopPoller?
+
+    init(service: HTTPService, poller: LoopPoller? = nil) {
+        self.service = service
+        self.poller = poller
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { armReadTimer(context) }
@@ -71,6 +76,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         }
         switch part {
         case .head(let head):
+            poller?.requestArrived()
             let limits = service.trigger
             if Self.headBytes(head) > Int(limits.maxHeaderBytes) {
                 refuse(.headersTooLarge(limits.maxHeaderBytes), context: context, version: head.version)
@@ -216,7 +222,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         }
         writingEnd = false
         if flushSoon { scheduleFlush(context) } else { context.flush() }
-        if !close { armReadTimer(context) }
+        if !close {
+            armReadTimer(context)
+            // The client's next request may be a few tens of microseconds away.
+            poller?.answered()
+        }
     }
 
     private func scheduleFlush(_ context: ChannelHandlerContext) {

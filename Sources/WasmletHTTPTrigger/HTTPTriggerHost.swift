@@ -15,9 +15,16 @@ public final class HTTPTriggerHost: ServingHost {
     private let observer: (any HTTPTriggerObserver)?
     private let serverSoftware: String
     private let sessions = Mutex<[InstanceKey: HTTPServiceSession]>([:])
+    private let polling: AnswerPolling
 
-    public init(group: any EventLoopGroup, serverSoftware: String, logger: Logger, observer: (any HTTPTriggerObserver)? = nil) {
+    /// `pollWindow`: how long a loop polls its sockets after an answer before it sleeps
+    /// (`AnswerPolling`); zero never.
+    public init(
+        group: any EventLoopGroup, serverSoftware: String, logger: Logger, observer: (any HTTPTriggerObserver)? = nil,
+        pollWindow: TimeAmount = .zero
+    ) {
         self.group = group
+        self.polling = AnswerPolling(group: group, window: pollWindow)
         self.serverSoftware = serverSoftware
         self.logger = logger
         self.observer = observer
@@ -39,14 +46,15 @@ public final class HTTPTriggerHost: ServingHost {
                     }
                 }
                 .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { channel in
+                .childChannelInitializer { [polling] channel in
                     guard session.connectionOpened(channel) else { return channel.close() }
+                    let poller = polling.poller(for: channel.eventLoop)
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                             withPipeliningAssistance: true, withErrorHandling: false,
                             // CGIResponse checks the guest's headers; the rest are ours.
                             withOutboundHeaderValidation: false)
-                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionHandler(service: service))
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionHandler(service: service, poller: poller))
                     }
                 }
                 .withBoundSocket(fd)
@@ -62,6 +70,9 @@ public final class HTTPTriggerHost: ServingHost {
             "serving HTTP", metadata: ["instance": "\(instance.key)", "listeners": "\(instance.listeners.map { "\($0.boundAddress):\($0.boundPort)" })"])
         return session
     }
+
+    /// How the loops' polling after answers went, node-wide.
+    public var pollingTotals: AnswerPolling.Totals { polling.totals }
 
     /// A running service's numbers (the runtime's snapshots carry them too).
     public func statistics(of key: InstanceKey) -> ServingStatistics? { sessions.withLock { $0[key] }?.statistics }

@@ -24,6 +24,10 @@ public struct RuntimeNumbers: Sendable {
     /// HTTP requests run first on their connection's event loop: answered there, or outgrown.
     public var requestSlicesKept: UInt64
     public var requestSlicesOutgrown: UInt64
+    /// HTTP requests read while their event loop polled after an answer, and the time the
+    /// loops spent polling.
+    public var httpPollCaughtRequests: UInt64 = 0
+    public var httpPollSeconds: Double = 0
     /// The per-instance series (nil: switched off) and how many instances the limit left out.
     public var perInstance: [InstanceNumbers]?
     public var perInstanceOmitted: Int
@@ -91,6 +95,8 @@ public final class WasmletMetrics: Sendable {
     private let fuel: CumulativeCounter
     private let slicesKept: CumulativeCounter
     private let slicesOutgrown: CumulativeCounter
+    private let pollCaught: CumulativeCounter
+    private let pollSeconds: CumulativeCounter
     private let memoryReserved: Gauge
     private let memoryBudget: Gauge
     private let memoryCharged: Gauge
@@ -173,6 +179,18 @@ public final class WasmletMetrics: Sendable {
         slicesKept = CumulativeCounter(registry.makeCounter(descriptor: d("http_request_slices", "total", sliceHelp), labels: [("result", "kept")]))
         slicesOutgrown = CumulativeCounter(
             registry.makeCounter(descriptor: d("http_request_slices", "total", sliceHelp), labels: [("result", "outgrown")]))
+        pollCaught = CumulativeCounter(
+            registry.makeCounter(
+                descriptor: d(
+                    "http_poll_caught_requests", "total",
+                    "HTTP requests whose first bytes came while their event loop was polling after an answer, rather than asleep: each saved a wake-up."
+                )))
+        pollSeconds = CumulativeCounter(
+            registry.makeCounter(
+                descriptor: d(
+                    "http_poll", "seconds_total",
+                    "Time HTTP event loops spent polling after answers instead of sleeping (http.poll): at most the CPU it cost."
+                )))
         memoryReserved = registry.makeGauge(
             descriptor: d(
                 "memory_caps_reserved", "bytes",
@@ -345,6 +363,8 @@ public final class WasmletMetrics: Sendable {
         fuel.update(total: Double(numbers.fuelConsumedTotal))
         slicesKept.update(total: Double(numbers.requestSlicesKept))
         slicesOutgrown.update(total: Double(numbers.requestSlicesOutgrown))
+        pollCaught.update(total: Double(numbers.httpPollCaughtRequests))
+        pollSeconds.update(total: numbers.httpPollSeconds)
         memoryReserved.set(Double(numbers.memoryReservedBytes))
         memoryBudget.set(Double(numbers.memoryBudgetBytes))
         memoryCharged.set(Double(numbers.memoryChargedBytes))

@@ -101,6 +101,12 @@ struct CLIServeTests {
             let sample = metrics.components(separatedBy: "\n").first { $0.hasPrefix(series + " ") }
             #expect(sample.flatMap { Double($0.dropFirst(series.count + 1)) } == value, "\(series) in\n\(metrics)")
         }
+        // Polling after answers is on by default; how much it caught depends on timing, so
+        // only the series' presence is checked here (AnswerPollingTests checks the counts).
+        for series in ["wasmlet_http_poll_caught_requests_total", "wasmlet_http_poll_seconds_total"] {
+            let sample = metrics.components(separatedBy: "\n").first { $0.hasPrefix(series + " ") }
+            #expect(sample.flatMap { Double($0.dropFirst(series.count + 1)) }.map { $0 >= 0 } == true, "\(series) in\n\(metrics)")
+        }
         let scrapeFile = daemon.directory + "/scrape.txt"
         try metrics.write(toFile: scrapeFile, atomically: true, encoding: .utf8)
         let lint = try await Child("/usr/bin/promtool", ["check", "metrics"], stdin: scrapeFile).finish(timeout: .seconds(60))

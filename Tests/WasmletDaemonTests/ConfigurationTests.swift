@@ -88,6 +88,10 @@ import WasmletTestSupport
         ("[limits]\nmemory_budget = \"8GB\"", "key limits.memory_budget: \"8GB\" is ambiguous"),
         ("[limits]\ndefault_memory = \"99999999999T\"", "key limits.default_memory: size \"99999999999T\" is too large"),
         ("[limits]\ndefault_memory = 0", "key limits.default_memory: must be more than 0 bytes"),
+        ("[http]\npoll = \"20ms\"", "key http.poll: must be at most 10ms"),
+        ("[http]\npoll = 100", "key http.poll: 100 has no unit"),
+        ("[http]\npolling = \"1ms\"", "unknown key http.polling; known keys here: http.poll"),
+        ("http = 1", "key http: expected a table ([http])"),
         // Found by fuzz-config-toml: TOMLKit's parser aborted the process on these.
         ("[é]", "line 1, column 2: a non-ASCII character outside a string or comment"),
         ("socket = \"/run/ß\"\n[[ü]]", "line 2, column 3: a non-ASCII character"),
@@ -151,6 +155,32 @@ import WasmletTestSupport
         #expect(file.statusInterval == .seconds(5))
         #expect(file.memoryBudget == 8 << 30)
         #expect(file.defaultMemory == 128 << 20)
+        #expect(file.httpPoll == .microseconds(100))
+    }
+
+    /// How long an HTTP event loop polls after an answer: a default that works, the file, the
+    /// flag over both, and a ceiling.
+    @Test func httpPollFromDefaultsFileAndFlags() throws {
+        let defaults = try DaemonConfiguration.resolve(options: DaemonOptions.parse([]), uid: 0, environment: [:])
+        #expect(defaults.httpPoll == .microseconds(100))
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/p.toml"
+        try "[http]\npoll = \"250us\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let fromFile = try DaemonConfiguration.resolve(options: DaemonOptions.parse(["--config", path]), uid: 0, environment: [:])
+        #expect(fromFile.httpPoll == .microseconds(250))
+        let off = try DaemonConfiguration.resolve(options: DaemonOptions.parse(["--config", path, "--http-poll", "0"]), uid: 0, environment: [:])
+        #expect(off.httpPoll == .zero)
+        #expect(defaults.settingsNeedingRestart(toApply: fromFile) == ["http.poll"])
+        #expect {
+            _ = try DaemonConfiguration.resolve(options: DaemonOptions.parse(["--http-poll", "11ms"]), uid: 0, environment: [:])
+        } throws: { error in
+            "\(error)" == "--http-poll: must be at most 10ms (longer costs CPU and saves no wake-up)"
+        }
+        #expect {
+            _ = try DaemonConfiguration.resolve(options: DaemonOptions.parse(["--http-poll", "100"]), uid: 0, environment: [:])
+        } throws: { error in
+            "\(error)".hasPrefix("--http-poll: duration \"100\" has no unit")
+        }
     }
 
     @Test func badFlagsAreRefused() throws {

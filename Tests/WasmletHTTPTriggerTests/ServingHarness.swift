@@ -16,12 +16,13 @@ final class ServingHarness: Sendable {
     let group: MultiThreadedEventLoopGroup
     let log: LogCapture
 
-    init(configuration: RuntimeConfiguration = RuntimeConfiguration()) throws {
+    init(configuration: RuntimeConfiguration = RuntimeConfiguration(), pollWindow: TimeAmount = .zero) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let log = LogCapture()
         self.log = log
         host = HTTPTriggerHost(
-            group: group, serverSoftware: "wasmlet/test", logger: Logger(label: "http-test") { _ in log }, observer: nil)
+            group: group, serverSoftware: "wasmlet/test", logger: Logger(label: "http-test") { _ in log }, observer: nil,
+            pollWindow: pollWindow)
         runtime = try WasmletRuntime(configuration: configuration, servingHost: host)
     }
 

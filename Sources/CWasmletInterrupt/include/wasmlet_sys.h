@@ -20,5 +20,8 @@ size_t wasmlet_malloc_usable_size(void *pointer);
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC, the peer's address discarded.
 int wasmlet_accept_nonblocking(int fd);
 
+/// pipe2(2) with O_CLOEXEC | O_NONBLOCK (Glibc's Swift module does not export pipe2).
+int wasmlet_pipe_nonblocking(int fds[2]);
+
 /// POLLRDHUP (poll(2): the peer closed its writing half).
 short wasmlet_pollrdhup(void);

@@ -1,0 +1,42 @@
+import NIOCore
+import Testing
+import WasmletHTTPTrigger
+import WasmletTestSupport
+
+/// After an answer, a loop polls its sockets for a window before it sleeps (`AnswerPolling`):
+/// a request that comes within it is read without a wake-up, and the window ends by itself.
+@Suite(.serialized) struct AnswerPollingTests {
+    @Test func aRequestRightAfterAnAnswerIsReadWhileTheLoopPollsAndThenTheLoopSleeps() async throws {
+        // A window far longer than curl needs to send its second request, so that request
+        // comes inside it however loaded the machine is.
+        let window = TimeAmount.seconds(1)
+        let harness = try ServingHarness(pollWindow: window)
+        defer { harness.shutdown() }
+        let (_, port) = try harness.serve("wagi_hello")
+        // curl sends the second request on the same connection once the first is answered.
+        let (termination, output) = try await ChildProcess.run(
+            "/usr/bin/curl", ["-sS", "--max-time", "60", "http://127.0.0.1:\(port)/", "http://127.0.0.1:\(port)/"])
+        #expect(termination == .exited(0))
+        #expect(output == "hello from wasmlet\nhello from wasmlet\n")
+        #expect(harness.host.pollingTotals.caught >= 1, "\(harness.host.pollingTotals)")
+        // Nothing more comes: the window ends, and its time is counted then. A loop that
+        // polled on would never get here.
+        #expect(await eventually { harness.host.pollingTotals.seconds > 0 }, "\(harness.host.pollingTotals)")
+        let totals = harness.host.pollingTotals
+        #expect(totals.seconds >= 1, "a window lasts at least its length after the last answer: \(totals)")
+        // A new connection's request after the window is read with the loop asleep.
+        #expect(try await curl(port, "/").status == 200)
+        #expect(harness.host.pollingTotals.caught == totals.caught)
+    }
+
+    @Test func aZeroWindowNeverPolls() async throws {
+        let harness = try ServingHarness(pollWindow: .zero)
+        defer { harness.shutdown() }
+        let (_, port) = try harness.serve("wagi_hello")
+        let (termination, output) = try await ChildProcess.run(
+            "/usr/bin/curl", ["-sS", "--max-time", "60", "http://127.0.0.1:\(port)/", "http://127.0.0.1:\(port)/"])
+        #expect(termination == .exited(0))
+        #expect(output == "hello from wasmlet\nhello from wasmlet\n")
+        #expect(harness.host.pollingTotals == AnswerPolling.Totals(caught: 0, seconds: 0))
+    }
+}
