@@ -127,7 +127,8 @@ final class LoopPoller: @unchecked Sendable {
         channel.writeAndFlush(byte, promise: nil)
     }
 
-    /// Opens the pipe; polling starts once it is registered, if the window is still open.
+    /// Opens the pipe. Registering from its own loop completes at once in NIO today; if it ever
+    /// does not, polling starts once it is registered, if the window is still open.
     private func openPipe() {
         var ends: [CInt] = [-1, -1]
         guard wasmlet_pipe_nonblocking(&ends) == 0 else {
@@ -146,14 +147,17 @@ final class LoopPoller: @unchecked Sendable {
                 switch result {
                 case .success(let channel):
                     pipe = .open(channel)
-                    // The answer that opened it is still within its window.
-                    let now = MonotonicClock.now
-                    if !polling, now < pollUntil {
+                    // The answer that opened it is still within its window, which began
+                    // at that answer.
+                    if !polling, MonotonicClock.now < pollUntil {
                         polling = true
-                        windowStart = now
+                        windowStart = pollUntil &- UInt64(window)
                         kick(channel)
                     }
-                case .failure: pipe = .failed
+                case .failure:
+                    // NIO's bootstrap may have closed the ends on its way out, so they are
+                    // not closed again here (a double close could hit a reused descriptor).
+                    pipe = .failed
                 }
             }
     }
