@@ -84,7 +84,7 @@ final class LoopPoller: @unchecked Sendable {
     /// An answer was written on this loop: poll until `window` after it.
     func answered() {
         eventLoop.assertInEventLoop()
-        let now = MonotonicClock.now
+        let now = NIODeadline.now().uptimeNanoseconds
         pollUntil = now &+ UInt64(window)
         guard !polling else { return }
         switch pipe {
@@ -104,7 +104,7 @@ final class LoopPoller: @unchecked Sendable {
 
     /// The byte was read: put another back while the window lasts.
     fileprivate func pipeRead(_ channel: any Channel) {
-        let now = MonotonicClock.now
+        let now = NIODeadline.now().uptimeNanoseconds
         if now < pollUntil {
             // A client thread waiting for this CPU gets it first.
             sched_yield()
@@ -149,7 +149,7 @@ final class LoopPoller: @unchecked Sendable {
                     pipe = .open(channel)
                     // The answer that opened it is still within its window, which began
                     // at that answer.
-                    if !polling, MonotonicClock.now < pollUntil {
+                    if !polling, NIODeadline.now().uptimeNanoseconds < pollUntil {
                         polling = true
                         windowStart = pollUntil &- UInt64(window)
                         kick(channel)
@@ -176,14 +176,5 @@ private final class PollPipeHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         poller.pipeClosed()
         context.fireChannelInactive()
-    }
-}
-
-/// The monotonic clock in nanoseconds, read through the vDSO.
-enum MonotonicClock {
-    static var now: UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
     }
 }
